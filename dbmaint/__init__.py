@@ -1,0 +1,3 @@
+"""dbmaint: a PostgreSQL maintenance service."""
+
+__version__ = "0.1.0"

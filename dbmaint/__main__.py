@@ -1,0 +1,3 @@
+from dbmaint.cli import main
+
+main()

@@ -1,0 +1,236 @@
+"""The command line. Commands are thin: they resolve settings, call a use case, and render the result.
+
+This is the one place where errors become messages and exit codes (0 ok, 1 the command ran and found or
+failed something, 2 bad usage or config, 3 cannot connect).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from dbmaint import __version__
+from dbmaint.errors import DbmaintError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("dbmaint")
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    config_path: str | None = None
+    database: str | None = None
+    dsn: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+
+    def merged(self, local: GlobalOptions) -> GlobalOptions:
+        """Options given after the command name win over those given before it."""
+        return GlobalOptions(
+            config_path=local.config_path or self.config_path,
+            database=local.database or self.database,
+            dsn=local.dsn or self.dsn,
+            verbose=self.verbose + local.verbose,
+            quiet=self.quiet or local.quiet,
+        )
+
+
+def _global_options(f: F) -> F:
+    options = [
+        click.option("--config", "config_path", metavar="PATH", default=None,
+                     help="Configuration file (default: $DBMAINT_CONFIG, ./config.toml, /etc/dbmaint/config.toml)."),
+        click.option("--database", metavar="NAME", default=None,
+                     help="One of the configured databases (default: all of them)."),
+        click.option("--dsn", metavar="DSN", default=None,
+                     help="Connect to this database directly (libpq DSN or URI); no config needed."),
+        click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _format_option(f: F) -> F:
+    return click.option(
+        "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        help="Output for people (text) or one JSON document on stdout (json).",
+    )(f)  # fmt: skip
+
+
+def _options(ctx: click.Context, kwargs: dict[str, Any]) -> GlobalOptions:
+    local = GlobalOptions(**{k: kwargs.pop(k) for k in ("config_path", "database", "dsn", "verbose", "quiet")})
+    parent: GlobalOptions = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    options = parent.merged(local)
+    _configure_logging(options)
+    return options
+
+
+def _configure_logging(options: GlobalOptions) -> None:
+    level = logging.ERROR if options.quiet else logging.WARNING
+    if options.verbose == 1:
+        level = logging.INFO
+    elif options.verbose > 1:
+        level = logging.DEBUG
+    root = logging.getLogger()
+    if not any(getattr(h, "_dbmaint", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._dbmaint = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _Group(click.Group):
+    """Turns every dbmaint error into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DbmaintError as exc:
+            click.echo(f"dbmaint: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("dbmaint: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"dbmaint: unexpected error: {type(exc).__name__}: {exc} (run with -vv for details)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_global_options
+@click.version_option(__version__, prog_name="dbmaint")
+@click.pass_context
+def cli(ctx: click.Context, /, **kwargs: Any) -> None:
+    """dbmaint keeps PostgreSQL healthy: need-based VACUUM ANALYZE, bloat-driven REINDEX CONCURRENTLY,
+    and a history of everything it did."""
+    ctx.obj = GlobalOptions(**kwargs)
+
+
+def _command(f: F) -> F:
+    """Shared wiring: global options accepted after the command name too."""
+
+    @functools.wraps(f)
+    @click.pass_context
+    def wrapper(ctx: click.Context, /, **kwargs: Any) -> Any:
+        options = _options(ctx, kwargs)
+        return f(options, **kwargs)
+
+    return _global_options(wrapper)  # type: ignore[return-value]
+
+
+def _context(options: GlobalOptions) -> Any:
+    from dbmaint.config import load_config
+    from dbmaint.db import resolve_targets
+    from dbmaint.history import History
+
+    config = load_config(options.config_path)
+    targets = resolve_targets(config, options.database, options.dsn)
+    return config, targets, History(config.state.url)
+
+
+def _run_job(options: GlobalOptions, job: str, dry_run: bool, output_format: str) -> None:
+    from dbmaint import jobs, report
+
+    config, targets, history = _context(options)
+    use_case = {"vacuum": jobs.vacuum, "reindex": jobs.reindex}[job]
+    reports = []
+    try:
+        for target in targets:
+            reports.append(use_case(target, config, history, dry_run=dry_run))
+    finally:
+        history.close()
+    if output_format == "json":
+        report.print_json(report.job_reports_json(reports))
+    elif dry_run:
+        _print_statements(reports)
+    else:
+        report.print_job_reports(reports)
+    if any(r.failed for r in reports):
+        sys.exit(1)
+
+
+def _print_statements(reports: Sequence[Any]) -> None:
+    """A dry run prints exactly the statements a real run would send, in order, one per line."""
+    for r in reports:
+        if r.status == "skipped":
+            click.echo(f"-- {r.job} on {r.database}: skipped ({r.reason})")
+            continue
+        click.echo(f"-- {r.job} on {r.database}: {len(r.actions)} statement(s)")
+        for action in r.actions:
+            click.echo(f"{action.sql};  -- {action.reason}")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the statements a real run would issue, in order; change nothing.")
+@_format_option
+@_command
+def vacuum(options: GlobalOptions, dry_run: bool, output_format: str) -> None:
+    """One VACUUM ANALYZE pass over the tables that need it, wraparound risks first."""
+    _run_job(options, "vacuum", dry_run, output_format)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the statements a real run would issue, in order; change nothing.")
+@_format_option
+@_command
+def reindex(options: GlobalOptions, dry_run: bool, output_format: str) -> None:
+    """One REINDEX CONCURRENTLY pass over bloated indexes, plus clean-up of failed builds."""
+    _run_job(options, "reindex", dry_run, output_format)
+
+
+@cli.command()
+@click.option("--job", type=click.Choice(["vacuum", "reindex"]), default=None, help="Only this job's runs.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
+@click.option("--run", "run_id", type=int, default=None, help="Show the actions of one run.")
+@_format_option
+@_command
+def history(options: GlobalOptions, job: str | None, limit: int, run_id: int | None, output_format: str) -> None:
+    """What ran, when, and with what result."""
+    from dbmaint import report
+    from dbmaint.config import load_config
+    from dbmaint.history import History
+
+    config = load_config(options.config_path)
+    store = History(config.state.url)
+    try:
+        if run_id is not None:
+            rows = store.run_actions(run_id)
+            if output_format == "json":
+                report.print_json({"run_id": run_id, "actions": rows})
+            else:
+                for row in rows:
+                    click.echo(f"{row['status']:8} {row['object']}: {row['statement']}  ({row['detail'] or ''})")
+            return
+        records = store.recent_runs(limit=limit, job=job, database=options.database)
+    finally:
+        store.close()
+    if output_format == "json":
+        report.print_json({"runs": [r.to_json() for r in records]})
+    else:
+        report.print_history(records)
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Leave the cluster running and print how to connect to it.")
+@_format_option
+@_command
+def demo(options: GlobalOptions, keep: bool, output_format: str) -> None:
+    """Start a throwaway PostgreSQL with a sample database, run the jobs once, and report."""
+    from dbmaint import demo as demo_module
+
+    demo_module.run(keep=keep, output_format=output_format)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="dbmaint")

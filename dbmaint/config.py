@@ -1,0 +1,317 @@
+"""config.toml -> frozen, typed settings.
+
+Every key is declared once, in a dataclass below, with its type and default. Loading walks those
+declarations: an unknown key or a value of the wrong type is a ``ConfigError`` naming the file and the
+key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dbmaint.errors import ConfigError
+from dbmaint.units import parse_duration, parse_size
+
+CONFIG_SEARCH_PATH = (Path("config.toml"), Path("/etc/dbmaint/config.toml"))
+
+# Field metadata: how a TOML value becomes the stored one.
+_DURATION = {"kind": "duration"}  # "5s" -> 5.0 seconds
+_SIZE = {"kind": "size"}  # "10MB" -> bytes
+_CRON = {"kind": "cron"}
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _duration(text: str) -> Any:
+    return field(default=parse_duration(text), metadata=_DURATION)
+
+
+def _size(text: str) -> Any:
+    return field(default=parse_size(text), metadata=_SIZE)
+
+
+def _cron(text: str) -> Any:
+    return field(default=text, metadata=_CRON)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    name: str
+    dsn: str | None = None
+    dsn_env: str | None = None
+
+
+@dataclass(frozen=True)
+class VacuumConfig:
+    enabled: bool = True
+    schedule: str = _cron("0 3 * * *")
+    window: float = _duration("2h")
+    # A statement still running when the window closes gets this much longer before it is cancelled.
+    grace: float = _duration("10min")
+    # Act on a table once it is this far toward autovacuum's own trigger (1.0 = the trigger itself),
+    # so that the nightly pass does the work autovacuum would otherwise start during the day.
+    trigger_fraction: float = 0.5
+    # Transaction-ID / multixact age at which a table is frozen first (wraparound protection).
+    freeze_age: int = 150_000_000
+    multixact_freeze_age: int = 150_000_000
+    jobs: int = 1
+    retries: int = 2
+    retry_delay: float = _duration("15s")
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReindexConfig:
+    enabled: bool = True
+    schedule: str = _cron("0 4 1 * *")
+    window: float = _duration("4h")
+    grace: float = _duration("10min")
+    min_bloat_ratio: float = 0.3
+    min_size: int = _size("10MB")
+    max_per_run: int = 5
+    # An index rebuilt less than this long ago (according to history) is left alone.
+    min_interval: float = _duration("7d")
+    # Free disk needed, as a multiple of the index size (the new copy plus its WAL).
+    disk_headroom: float = 2.0
+    use_pgstattuple: bool = True
+    retries: int = 2
+    retry_delay: float = _duration("15s")
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    enabled: bool = True
+    schedule: str = _cron("*/15 * * * *")
+    min_mean_time: float = _duration("100ms")
+
+
+@dataclass(frozen=True)
+class AdvisorConfig:
+    enabled: bool = True
+    schedule: str = _cron("0 5 * * 0")
+    storage_budget: str = "10%"
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    lock_timeout: float = _duration("5s")
+    connect_timeout: float = _duration("10s")
+    # How often the server checks that dbmaint is still connected (client_connection_check_interval).
+    connection_check_interval: float = _duration("10s")
+    max_active_connections: int = 80
+    max_replication_lag: float = _duration("5min")
+
+
+def _default_state_url() -> str:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return f"sqlite:///{base / 'dbmaint' / 'state.db'}"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    url: str = field(default_factory=_default_state_url)
+    retention: float = _duration("90d")
+
+
+@dataclass(frozen=True)
+class SentryConfig:
+    dsn_env: str = "SENTRY_DSN"
+    environment: str = "production"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    databases: tuple[DatabaseConfig, ...] = ()
+    timezone: str = "UTC"
+    vacuum: VacuumConfig = VacuumConfig()
+    reindex: ReindexConfig = ReindexConfig()
+    capture: CaptureConfig = CaptureConfig()
+    advisor: AdvisorConfig = AdvisorConfig()
+    safety: SafetyConfig = SafetyConfig()
+    state: StateConfig = field(default_factory=StateConfig)
+    sentry: SentryConfig = SentryConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    source: str = "defaults"
+
+
+T = TypeVar("T")
+
+
+def _type_name(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _convert(where: str, fld: dataclasses.Field[Any], value: object) -> object:
+    kind = fld.metadata.get("kind")
+    annotation = str(fld.type)
+    if kind in ("duration", "size"):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            example = '"30min"' if kind == "duration" else '"10MB"'
+            raise ValueError(f"expected a {kind} such as {example}")
+        if isinstance(value, int | float):  # a bare number: seconds or bytes
+            return float(value) if kind == "duration" else int(value)
+        return parse_duration(value) if kind == "duration" else parse_size(value)
+    if kind == "cron":
+        if not isinstance(value, str) or len(value.split()) != 5:
+            raise ValueError('expected a cron expression of five fields, e.g. "0 3 * * *"')
+        return value
+    if annotation.startswith("tuple"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of strings")
+        return tuple(value)
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_type_name(value)}")
+        return value
+    if annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_type_name(value)}")
+        if value < 0:
+            raise ValueError("expected a number >= 0")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {_type_name(value)}")
+        if value < 0:
+            raise ValueError("expected a number >= 0")
+        return float(value)
+    if annotation in ("str", "str | None"):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_type_name(value)}")
+        return value
+    raise AssertionError(f"no conversion for {where} ({annotation})")
+
+
+def _section(cls: type[T], table: object, where: str, source: str) -> T:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    declared = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, object] = {}
+    for key, value in table.items():
+        fld = declared.get(key)
+        if fld is None:
+            allowed = ", ".join(sorted(declared))
+            raise ConfigError(f"{source}: unknown key '{where}.{key}' (allowed in [{where}]: {allowed})")
+        try:
+            kwargs[key] = _convert(f"{where}.{key}", fld, value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: '{where}.{key}': {exc}") from None
+    return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "vacuum": VacuumConfig,
+    "reindex": ReindexConfig,
+    "capture": CaptureConfig,
+    "advisor": AdvisorConfig,
+    "safety": SafetyConfig,
+    "state": StateConfig,
+    "sentry": SentryConfig,
+    "metrics": MetricsConfig,
+}
+
+
+def parse_config(document: Mapping[str, Any], source: str) -> Config:
+    """Validate a parsed TOML document; ``source`` names it in error messages."""
+    kwargs: dict[str, Any] = {"source": source}
+    for key, value in document.items():
+        if key == "databases":
+            kwargs["databases"] = _databases(value, source)
+        elif key == "timezone":
+            if not isinstance(value, str):
+                raise ConfigError(f"{source}: 'timezone': expected a string such as \"UTC\"")
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f"{source}: 'timezone': unknown time zone {value!r}") from None
+            kwargs["timezone"] = value
+        elif key in _SECTIONS:
+            kwargs[key] = _section(_SECTIONS[key], value, key, source)
+        else:
+            allowed = ", ".join(sorted([*_SECTIONS, "databases", "timezone"]))
+            raise ConfigError(f"{source}: unknown key '{key}' (allowed at the top level: {allowed})")
+    config = Config(**kwargs)
+    _check_ranges(config, source)
+    return config
+
+
+def _databases(value: object, source: str) -> tuple[DatabaseConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: 'databases' must be an array of tables ([[databases]])")
+    result = []
+    for index, table in enumerate(value):
+        where = f"databases[{index}]"
+        entry = _section(DatabaseConfig, table, where, source) if isinstance(table, Mapping) else None
+        if entry is None:
+            raise ConfigError(f"{source}: '{where}' must be a table")
+        if not _NAME.match(entry.name):
+            raise ConfigError(f"{source}: '{where}.name': use letters, digits, '_', '-' or '.'")
+        if (entry.dsn is None) == (entry.dsn_env is None):
+            raise ConfigError(f"{source}: '{where}' needs exactly one of 'dsn' or 'dsn_env'")
+        result.append(entry)
+    names = [db.name for db in result]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: database name {duplicates[0]!r} is used twice")
+    return tuple(result)
+
+
+def _check_ranges(config: Config, source: str) -> None:
+    checks = [
+        ("vacuum.jobs", 1 <= config.vacuum.jobs <= 16, "between 1 and 16"),
+        ("vacuum.trigger_fraction", 0 < config.vacuum.trigger_fraction <= 1, "above 0 and at most 1"),
+        ("reindex.min_bloat_ratio", 0 < config.reindex.min_bloat_ratio < 1, "between 0 and 1"),
+        ("reindex.max_per_run", config.reindex.max_per_run >= 1, "at least 1"),
+        ("safety.lock_timeout", config.safety.lock_timeout > 0, "above 0"),
+        ("safety.max_active_connections", config.safety.max_active_connections >= 1, "at least 1"),
+    ]
+    for key, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{source}: '{key}' must be {allowed}")
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """The file to read: --config, then $DBMAINT_CONFIG, then ./config.toml, then /etc/dbmaint."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("DBMAINT_CONFIG")
+    if from_env:
+        return Path(from_env)
+    return next((path for path in CONFIG_SEARCH_PATH if path.is_file()), None)
+
+
+def load_config(explicit: str | None = None) -> Config:
+    path = find_config_path(explicit)
+    if path is None:
+        return _with_env_state(Config())
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return _with_env_state(parse_config(document, str(path)))
+
+
+def _with_env_state(config: Config) -> Config:
+    url = os.environ.get("DBMAINT_STATE_URL")
+    if url:
+        return dataclasses.replace(config, state=dataclasses.replace(config.state, url=url))
+    return config

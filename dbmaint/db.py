@@ -1,0 +1,190 @@
+"""The one thin layer over psycopg: connecting with dbmaint's session settings, and typed rows.
+
+Every dbmaint session is named ``dbmaint`` in pg_stat_activity, has a lock_timeout, a bounded
+idle-in-transaction time and, on PostgreSQL 14+, ``client_connection_check_interval`` so that a killed
+dbmaint leaves no orphaned maintenance backend behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import class_row
+
+from dbmaint import queries
+from dbmaint.config import Config, SafetyConfig
+from dbmaint.errors import ConfigError, ConnectError, DatabaseError, UsageError
+
+APPLICATION_NAME = "dbmaint"
+T = TypeVar("T")
+Params = dict[str, Any] | Sequence[Any] | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database dbmaint works on: the config's name for it and its connection string."""
+
+    name: str
+    dsn: str
+
+    @property
+    def display(self) -> str:
+        return mask_dsn(self.dsn)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe for logs, history and Sentry."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<unparseable DSN>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params) or "(libpq defaults)"
+
+
+def resolve_targets(config: Config, database: str | None, dsn: str | None) -> list[Target]:
+    """The databases a command acts on: --dsn, else the config's, else $DBMAINT_DSN, else libpq's defaults."""
+    if dsn is not None:
+        return [Target(database or _dbname(dsn), dsn)]
+    if config.databases:
+        chosen = [db for db in config.databases if database in (None, db.name)]
+        if not chosen:
+            known = ", ".join(db.name for db in config.databases)
+            raise UsageError(f"no database named {database!r} in {config.source} (configured: {known})")
+        targets = []
+        for db in chosen:
+            if db.dsn is not None:
+                targets.append(Target(db.name, db.dsn))
+                continue
+            value = os.environ.get(db.dsn_env or "")
+            if not value:
+                raise ConfigError(
+                    f"{config.source}: database {db.name!r} takes its DSN from ${db.dsn_env}, which is not set"
+                )
+            targets.append(Target(db.name, value))
+        return targets
+    env_dsn = os.environ.get("DBMAINT_DSN")
+    if env_dsn:
+        return [Target(database or _dbname(env_dsn), env_dsn)]
+    if database is not None:
+        raise UsageError(f"--database {database!r} given but no configuration file names databases")
+    return [Target(_dbname(""), "")]
+
+
+def _dbname(dsn: str) -> str:
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigError(f"invalid DSN: {first_line(str(exc))}") from None
+    return str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "default")
+
+
+def first_line(message: str) -> str:
+    return message.strip().splitlines()[0].strip() if message.strip() else "unknown error"
+
+
+def connect(
+    target: Target,
+    safety: SafetyConfig,
+    *,
+    autocommit: bool = True,
+    statement_timeout: float | None = None,
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection with dbmaint's session settings; ``ConnectError`` with one clear line otherwise."""
+    try:
+        conn = psycopg.connect(
+            target.dsn,
+            autocommit=autocommit,
+            application_name=APPLICATION_NAME,
+            connect_timeout=max(1, round(safety.connect_timeout)),
+        )
+    except psycopg.ProgrammingError as exc:  # malformed DSN
+        raise ConfigError(f"invalid DSN for database {target.name!r}: {first_line(str(exc))}") from None
+    except psycopg.OperationalError as exc:
+        raise ConnectError(_connect_message(target, exc)) from None
+    settings = {
+        "lock_timeout": _ms(safety.lock_timeout),
+        "statement_timeout": _ms(statement_timeout or 0),
+        # A dbmaint transaction left open by a bug must not hold back vacuum for long.
+        "idle_in_transaction_session_timeout": "60000",
+    }
+    if conn.info.server_version >= 140000:
+        settings["client_connection_check_interval"] = _ms(safety.connection_check_interval)
+    try:
+        set_settings(conn, settings)
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseError(f"could not configure the session on {target.name!r}: {first_line(str(exc))}") from None
+    return conn
+
+
+def _ms(seconds: float) -> str:
+    return str(max(0, round(seconds * 1000)))
+
+
+def set_settings(conn: psycopg.Connection[Any], settings: dict[str, str], *, local: bool = False) -> None:
+    """Set several GUCs in one round trip (set_config, so values are parameters, never spliced)."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, {})").format(sql.Literal(name), sql.Placeholder(), sql.Literal(local))
+        for name in settings
+    )
+    conn.execute(sql.SQL("SELECT {}").format(calls), list(settings.values()))
+
+
+def _connect_message(target: Target, exc: psycopg.OperationalError) -> str:
+    detail = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    detail = detail.removeprefix("connection failed: ")
+    return f"could not connect to PostgreSQL database {target.name!r} ({target.display}): {detail}"
+
+
+@contextmanager
+def connection(
+    target: Target, safety: SafetyConfig, *, statement_timeout: float | None = None
+) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    conn = connect(target, safety, statement_timeout=statement_timeout)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def fetch(
+    conn: psycopg.Connection[Any],
+    name: str,
+    row_type: type[T],
+    params: Params = None,
+    identifiers: dict[str, str] | None = None,
+) -> list[T]:
+    """Run the named query from ``dbmaint/queries`` and return typed rows.
+
+    ``identifiers`` fill ``{name}`` slots in the query text, quoted by psycopg.sql.Identifier.
+    """
+    statement: sql.SQL | sql.Composed = queries.query(name, conn.info.server_version)
+    if identifiers:
+        statement = queries.query(name, conn.info.server_version).format(
+            **{key: sql.Identifier(value) for key, value in identifiers.items()}
+        )
+    try:
+        with conn.cursor(row_factory=class_row(row_type)) as cur:
+            # Always pass parameters, even none, so that '%%' in the SQL files means '%' everywhere.
+            cur.execute(statement, params if params is not None else {})
+            return cur.fetchall()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(f"insufficient privilege for {name.replace('_', ' ')}: {first_line(str(exc))}") from None
+
+
+def fetch_value(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed | str, params: Params = None) -> Any:
+    row = conn.execute(statement, params).fetchone()
+    return None if row is None else row[0]
+
+
+def is_in_recovery(conn: psycopg.Connection[Any]) -> bool:
+    return bool(fetch_value(conn, "SELECT pg_catalog.pg_is_in_recovery()"))

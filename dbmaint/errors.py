@@ -1,0 +1,49 @@
+"""The exception hierarchy. Each ``str()`` is a finished, one-line user message.
+
+The CLI turns these into a line on stderr and the exit code named by ``exit_code``;
+nothing else in dbmaint prints errors.
+"""
+
+from __future__ import annotations
+
+
+class DbmaintError(Exception):
+    """Base class: a problem dbmaint understands and can explain in one line."""
+
+    exit_code = 1
+
+
+class ConfigError(DbmaintError):
+    """The configuration (file, environment or options) is unusable."""
+
+    exit_code = 2
+
+
+class UsageError(DbmaintError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = 2
+
+
+class ConnectError(DbmaintError):
+    """PostgreSQL could not be reached or refused the login."""
+
+    exit_code = 3
+
+
+class StateStoreError(DbmaintError):
+    """The history store cannot be opened or written."""
+
+    exit_code = 2
+
+
+class DatabaseError(DbmaintError):
+    """A query dbmaint needed failed (privilege, missing extension, ...)."""
+
+    exit_code = 1
+
+
+class ClusterError(DbmaintError):
+    """A throwaway local cluster (demo, tests) could not be set up."""
+
+    exit_code = 1

@@ -1,0 +1,264 @@
+"""The state store: every run and every action, recorded before it acts (SQLAlchemy; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from dbmaint.errors import StateStoreError
+from dbmaint.model import Action, JobReport, now
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "dbmaint_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("warnings", sa.Text),
+    sa.Index("dbmaint_runs_job_database_started", "job", "database", "started_at"),
+)
+
+actions = sa.Table(
+    "dbmaint_actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("dbmaint_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("object", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("statement", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("detail", sa.Text),
+    sa.Column("size_before", sa.BigInteger),
+    sa.Column("size_after", sa.BigInteger),
+    sa.Index("dbmaint_actions_run", "run_id"),
+    sa.Index("dbmaint_actions_object", "object", "kind"),
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    job: str
+    database: str
+    status: str
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    host: str | None
+    warnings: str | None
+    done: int
+    skipped: int
+    failed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job": self.job,
+            "database": self.database,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "host": self.host,
+            "actions": {"done": self.done, "skipped": self.skipped, "failed": self.failed},
+        }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything dbmaint stores is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class History:
+    """Thread-safe: parallel vacuum workers record their actions through one store."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        try:
+            parsed = make_url(url)
+            if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if parsed.drivername in ("postgresql", "postgres"):
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            self.engine = sa.create_engine(parsed, future=True)
+            metadata.create_all(self.engine)
+        except (ArgumentError, ValueError) as exc:
+            raise StateStoreError(f"invalid state store URL {_masked(url)}: {exc}") from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise StateStoreError(f"cannot open the state store {_masked(url)}: {_short(exc)}") from None
+
+    def _write(self, statement: Any) -> Any:
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    return conn.execute(statement)
+            except SQLAlchemyError as exc:
+                raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
+
+    def start_run(self, report: JobReport, host: str | None = None) -> int:
+        result = self._write(
+            runs.insert().values(
+                job=report.job,
+                database=report.database,
+                status="running",
+                started_at=report.started_at,
+                host=host,
+            )
+        )
+        report.run_id = int(result.inserted_primary_key[0])
+        return report.run_id
+
+    def finish_run(self, report: JobReport) -> None:
+        if report.run_id is None:
+            return
+        self._write(
+            runs.update()
+            .where(runs.c.id == report.run_id)
+            .values(
+                status=report.status,
+                reason=report.reason,
+                finished_at=report.finished_at or now(),
+                warnings="\n".join(report.warnings) or None,
+            )
+        )
+
+    def start_action(self, report: JobReport, action: Action) -> None:
+        """Recorded as 'started' before the statement is sent, so a crash leaves a trace."""
+        if report.run_id is None:
+            return
+        result = self._write(
+            actions.insert().values(
+                run_id=report.run_id,
+                object=action.object,
+                kind=action.kind,
+                statement=action.sql,
+                reason=action.reason,
+                status="started",
+                started_at=now(),
+                size_before=action.size_before,
+            )
+        )
+        action.history_id = int(result.inserted_primary_key[0])
+
+    def finish_action(self, action: Action) -> None:
+        if action.history_id is None:
+            return
+        self._write(
+            actions.update()
+            .where(actions.c.id == action.history_id)
+            .values(
+                status=action.status,
+                duration_s=action.duration_s,
+                detail=action.detail,
+                size_before=action.size_before,
+                size_after=action.size_after,
+            )
+        )
+
+    def record_skipped(self, report: JobReport, action: Action) -> None:
+        """An action that was never started (window closed, deferred) still leaves its line."""
+        self.start_action(report, action)
+        self.finish_action(action)
+
+    def last_done(self, database: str, kind: str, objects: list[str]) -> dict[str, datetime]:
+        """When each object last had a successful action of this kind."""
+        if not objects:
+            return {}
+        query = (
+            sa.select(actions.c.object, sa.func.max(actions.c.started_at))
+            .join(runs, runs.c.id == actions.c.run_id)
+            .where(runs.c.database == database, actions.c.kind == kind, actions.c.status == "done")
+            .where(actions.c.object.in_(objects))
+            .group_by(actions.c.object)
+        )
+        with self.engine.connect() as conn:
+            return {obj: _aware(when) for obj, when in conn.execute(query) if when is not None}  # type: ignore[misc]
+
+    def recent_runs(self, *, limit: int = 20, job: str | None = None, database: str | None = None) -> list[RunRecord]:
+        counts = (
+            sa.select(
+                actions.c.run_id,
+                sa.func.sum(sa.case((actions.c.status == "done", 1), else_=0)).label("done"),
+                sa.func.sum(sa.case((actions.c.status == "skipped", 1), else_=0)).label("skipped"),
+                sa.func.sum(sa.case((actions.c.status == "failed", 1), else_=0)).label("failed"),
+            )
+            .group_by(actions.c.run_id)
+            .subquery()
+        )
+        query = sa.select(runs, counts.c.done, counts.c.skipped, counts.c.failed).outerjoin(
+            counts, counts.c.run_id == runs.c.id
+        )
+        if job:
+            query = query.where(runs.c.job == job)
+        if database:
+            query = query.where(runs.c.database == database)
+        query = query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"cannot read the state store {_masked(self.url)}: {_short(exc)}") from None
+        return [
+            RunRecord(
+                id=r.id,
+                job=r.job,
+                database=r.database,
+                status=r.status,
+                reason=r.reason,
+                started_at=_aware(r.started_at) or now(),
+                finished_at=_aware(r.finished_at),
+                host=r.host,
+                warnings=r.warnings,
+                done=int(r.done or 0),
+                skipped=int(r.skipped or 0),
+                failed=int(r.failed or 0),
+            )
+            for r in rows
+        ]
+
+    def run_actions(self, run_id: int) -> list[dict[str, Any]]:
+        query = sa.select(actions).where(actions.c.run_id == run_id).order_by(actions.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def prune(self, retention_s: float) -> int:
+        """Delete runs (and their actions) older than the retention period; returns how many runs went."""
+        cutoff = now() - timedelta(seconds=retention_s)
+        old = sa.select(runs.c.id).where(runs.c.started_at < cutoff)
+        self._write(actions.delete().where(actions.c.run_id.in_(old)))
+        result = self._write(runs.delete().where(runs.c.started_at < cutoff))
+        return int(result.rowcount or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable URL>"
+
+
+def _short(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -1,0 +1,243 @@
+"""The use cases: one pass of a job over one database. The CLI and the scheduler both call these.
+
+Each job follows the same path: connect, guard (primary only, one runner, server not overloaded),
+collect, analyse, then act through the Executor, recording everything in history.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from dbmaint import actions, collect, db, model
+from dbmaint.analyse import reindex as reindex_analysis
+from dbmaint.analyse import vacuum as vacuum_analysis
+from dbmaint.config import Config, ReindexConfig
+from dbmaint.history import History
+from dbmaint.model import Action, JobReport
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+MIN_SERVER_VERSION = 140000
+
+
+@contextmanager
+def guarded(
+    target: db.Target, config: Config, history: History, job: str, *, dry_run: bool
+) -> Iterator[tuple[JobReport, Connection | None]]:
+    """Open the job's connection and apply the safety rules that come before any action.
+
+    Yields the report and the connection, or ``None`` for the connection when the job must not act
+    (standby, another runner, overload); the report then already says why. A real run is recorded in
+    history before anything else happens, so even a skip leaves a trace.
+    """
+    report = JobReport(database=target.name, job=job, dry_run=dry_run)
+    if not dry_run:
+        history.prune(config.state.retention)
+        history.start_run(report, host=socket.gethostname())
+    try:
+        with db.connection(target, config.safety) as conn:
+            reason = _refusal(conn, config, job, dry_run)
+            if reason is not None:
+                report.skip(reason)
+                yield report, None
+            else:
+                yield report, conn
+                report.finish()
+    except psycopg.OperationalError as exc:
+        report.status = "failed"
+        report.reason = f"connection lost: {db.first_line(str(exc))}"
+        for action in report.actions:
+            if action.status in ("planned", "started"):
+                action.status, action.detail = "skipped", "connection lost before it could run"
+                history.finish_action(action)
+        report.finish()
+    except BaseException:
+        report.status = "failed"
+        report.reason = report.reason or "interrupted by an unexpected error"
+        report.finish()
+        history.finish_run(report)
+        raise
+    history.finish_run(report)
+
+
+def _refusal(conn: Connection, config: Config, job: str, dry_run: bool) -> str | None:
+    version = conn.info.server_version
+    if version < MIN_SERVER_VERSION:
+        return f"unsupported: PostgreSQL {version // 10000} (dbmaint needs 14 or later)"
+    if db.is_in_recovery(conn):
+        return "standby"
+    if dry_run:
+        return None  # a dry run changes nothing, so it neither takes the lock nor waits for a quiet server
+    if not actions.try_job_lock(conn, job):
+        return f"another dbmaint {job} run holds the lock on this database"
+    return actions.load_reason(conn, config.safety)
+
+
+def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool = False) -> JobReport:
+    """One need-based VACUUM ANALYZE pass over ``target``."""
+    settings = config.vacuum
+    with guarded(target, config, history, "vacuum", dry_run=dry_run) as (report, conn):
+        if conn is None:
+            return report
+        plans = vacuum_analysis.plan(collect.vacuum_tables(conn), collect.autovacuum_settings(conn), settings)
+        report.actions = [
+            Action(
+                object=p.table.qualified_name,
+                statement=vacuum_analysis.statement(p),
+                reason=p.reason,
+                kind="vacuum" if p.vacuum else "analyze",
+                relid=p.table.relid,
+                size_before=p.table.size_bytes,
+                detail=None,
+            )
+            for p in plans
+        ]
+        dead_before = {p.table.relid: p.table.n_dead_tup for p in plans}
+        kept: list[str] = []
+        if dry_run or not report.actions:
+            return report
+        executor = actions.Executor(
+            target, config.safety, report, history,
+            window=actions.Window.starting_now(settings.window, settings.grace),
+            retries=settings.retries, retry_delay=settings.retry_delay, jobs=settings.jobs,
+            after=_dead_rows_check(dead_before, kept),
+        )  # fmt: skip
+        executor.run(conn, report.actions)
+        if kept:
+            report.warnings.append(_xmin_warning(conn, kept))
+    return report
+
+
+def _dead_rows_check(dead_before: dict[int, int], kept: list[str]) -> Callable[[Connection, Action], None]:
+    """After a VACUUM, look at what it could not remove: that is held back by the xmin horizon."""
+
+    def check(conn: Connection, action: Action) -> None:
+        if action.status != "done" or action.kind != "vacuum" or action.relid is None:
+            return
+        remaining = collect.dead_tuples(conn, action.relid)
+        before = dead_before.get(action.relid, 0)
+        if remaining > 0 and remaining >= 0.2 * before:
+            action.detail = f"{remaining:,} dead rows could not be removed yet (still visible to an old snapshot)"
+            kept.append(action.object)
+
+    return check
+
+
+def _xmin_warning(conn: Connection, tables: list[str]) -> str:
+    holders = collect.xmin_holders(conn)
+    names = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    if not holders:
+        return f"dead rows remain in {names}; nothing visible holds back the xmin horizon now"
+    return f"dead rows remain in {names}: the xmin horizon is held back by {holders[0].describe()}"
+
+
+def reindex(target: db.Target, config: Config, history: History, *, dry_run: bool = False) -> JobReport:
+    """One REINDEX CONCURRENTLY pass over bloated indexes, after dropping failed-build leftovers."""
+    settings = config.reindex
+    with guarded(target, config, history, "reindex", dry_run=dry_run) as (report, conn):
+        if conn is None:
+            return report
+        to_drop, report.findings = reindex_analysis.leftovers(collect.invalid_indexes(conn))
+        indexes = collect.index_bloat_inputs(conn)
+        decisions = reindex_analysis.decide(
+            indexes, settings,
+            exact=_exact_bloat(conn, indexes, settings),
+            last_rebuilt=history.last_done(target.name, "reindex", [i.qualified_name for i in indexes]),
+            free_bytes=_free_disk(conn),
+            now=model.now(),
+        )  # fmt: skip
+        report.actions = [_drop_action(index) for index in to_drop]
+        for decision in decisions:
+            index = decision.index
+            action = Action(
+                object=index.qualified_name, statement=reindex_analysis.reindex_statement(index),
+                reason=decision.reason, kind="reindex", relid=index.table_oid, size_before=index.size_bytes,
+            )  # fmt: skip
+            if not decision.rebuild:
+                action.status, action.detail = "skipped", decision.blocker
+            report.actions.append(action)
+        if dry_run:
+            return report
+        for action in report.actions:
+            if action.status == "skipped":
+                history.record_skipped(report, action)
+        planned = [a for a in report.actions if a.status == "planned"]
+        if not planned:
+            return report
+        executor = actions.Executor(
+            target, config.safety, report, history,
+            window=actions.Window.starting_now(settings.window, settings.grace),
+            retries=settings.retries, retry_delay=settings.retry_delay, after=_record_size_after,
+        )  # fmt: skip
+        executor.run(conn, planned)
+        # A failed or cancelled REINDEX CONCURRENTLY leaves an invalid _ccnew index behind: drop it now.
+        failed_tables = {a.relid for a in planned if a.kind == "reindex" and a.status == "failed"}
+        cleanup = [
+            _drop_action(index)
+            for table_oid in failed_tables
+            for index in reindex_analysis.leftovers(collect.invalid_indexes(conn, table_oid))[0]
+        ]
+        report.actions.extend(cleanup)
+        executor.run(conn, cleanup)
+    return report
+
+
+def _drop_action(index: collect.InvalidIndex) -> Action:
+    return Action(
+        object=index.qualified_name,
+        statement=reindex_analysis.drop_statement(index),
+        reason=f"invalid leftover of a failed REINDEX CONCURRENTLY on {index.table_name}",
+        kind="drop_invalid",
+        relid=index.table_oid,
+        size_before=index.size_bytes,
+    )
+
+
+def _record_size_after(conn: Connection, action: Action) -> None:
+    if action.kind == "reindex" and action.status == "done":
+        schema, _, name = action.object.partition(".")
+        action.size_after = collect.index_size(conn, schema, name)
+    elif action.kind == "drop_invalid" and action.status == "done":
+        action.size_after = 0
+
+
+def _exact_bloat(
+    conn: Connection, indexes: list[collect.IndexStats], settings: ReindexConfig
+) -> dict[int, reindex_analysis.Bloat]:
+    """pgstattuple's exact figure for the btree indexes that may be candidates, when it is installed."""
+    schema = collect.extension_schema(conn, "pgstattuple") if settings.use_pgstattuple else None
+    if schema is None:
+        return {}
+    exact = {}
+    for index in indexes:
+        if index.method != "btree" or index.size_bytes < settings.min_size or not index.is_valid:
+            continue
+        estimate = reindex_analysis.estimate_bloat(index)
+        if estimate is not None and estimate.ratio < settings.min_bloat_ratio / 2:
+            continue  # clearly healthy: not worth reading the whole index
+        density = collect.leaf_density(conn, schema, index.index_oid)
+        if density is not None:
+            exact[index.index_oid] = reindex_analysis.bloat_from_density(index, density)
+    return exact
+
+
+def _free_disk(conn: Connection) -> dict[int, int]:
+    """Free bytes per tablespace, known only when the server runs on this host and its paths are visible."""
+    host = conn.info.host
+    if not (host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")):
+        return {}
+    free = {}
+    for oid, path in collect.tablespace_paths(conn).items():
+        try:
+            free[oid] = shutil.disk_usage(path).free
+        except OSError:
+            continue
+    return free

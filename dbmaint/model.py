@@ -1,0 +1,110 @@
+"""The records that flow from analysis through the actions to history and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from psycopg import sql
+
+Status = Literal["planned", "started", "done", "skipped", "failed"]
+RunStatus = Literal["running", "ok", "partial", "failed", "skipped", "interrupted"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def render(statement: sql.Composable) -> str:
+    """A statement as text, exactly as it is sent (identifiers quoted by psycopg)."""
+    return statement.as_string(None)
+
+
+@dataclass
+class Action:
+    """One maintenance statement on one object, with why it is wanted and what became of it."""
+
+    object: str
+    statement: sql.Composed
+    reason: str
+    kind: str
+    relid: int | None = None
+    status: Status = "planned"
+    duration_s: float | None = None
+    detail: str | None = None
+    size_before: int | None = None
+    size_after: int | None = None
+    attempts: int = 0
+    history_id: int | None = None
+
+    @property
+    def sql(self) -> str:
+        return render(self.statement)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object": self.object,
+            "kind": self.kind,
+            "statement": self.sql,
+            "reason": self.reason,
+            "status": self.status,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "detail": self.detail,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+        }
+
+
+@dataclass
+class JobReport:
+    """What one job did (or would do, in a dry run) on one database."""
+
+    database: str
+    job: str
+    dry_run: bool = False
+    status: RunStatus = "running"
+    started_at: datetime = field(default_factory=now)
+    finished_at: datetime | None = None
+    actions: list[Action] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reason: str | None = None
+    run_id: int | None = None
+
+    def finish(self) -> JobReport:
+        if self.status == "running":
+            statuses = {a.status for a in self.actions}
+            if "failed" in statuses:
+                self.status = "partial" if "done" in statuses else "failed"
+            elif "skipped" in statuses:
+                self.status = "partial" if "done" in statuses else "skipped"
+            else:
+                self.status = "ok"
+            if self.status == "skipped" and self.reason is None:
+                self.reason = "; ".join(sorted({a.detail or "skipped" for a in self.actions}))
+        self.finished_at = now()
+        return self
+
+    def skip(self, reason: str) -> JobReport:
+        self.status = "skipped"
+        self.reason = reason
+        return self.finish()
+
+    @property
+    def failed(self) -> bool:
+        return any(a.status == "failed" for a in self.actions) or self.status == "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "job": self.job,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "actions": [a.to_json() for a in self.actions],
+            "findings": self.findings,
+            "warnings": self.warnings,
+        }

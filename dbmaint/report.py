@@ -1,0 +1,98 @@
+"""Rendering: readable tables for people (rich) and one JSON document for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dbmaint.history import RunRecord
+from dbmaint.model import JobReport
+from dbmaint.units import format_duration, format_size
+
+_STATUS_STYLE = {
+    "done": "green",
+    "ok": "green",
+    "planned": "cyan",
+    "skipped": "yellow",
+    "partial": "yellow",
+    "failed": "bold red",
+    "running": "blue",
+    "started": "blue",
+    "interrupted": "red",
+}
+
+
+def console() -> Console:
+    return Console(file=sys.stdout, soft_wrap=False)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def job_reports_json(reports: Sequence[JobReport]) -> Any:
+    """One object for one database (the usual case); an array of them for several."""
+    documents = [r.to_json() for r in reports]
+    return documents[0] if len(documents) == 1 else documents
+
+
+def print_job_reports(reports: Sequence[JobReport]) -> None:
+    out = console()
+    for report in reports:
+        title = f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
+        status = Text(report.status, style=_STATUS_STYLE.get(report.status, ""))
+        header = Text.assemble((title, "bold"), ": ", status)
+        if report.reason:
+            header.append(f" ({report.reason})")
+        out.print(header)
+        if report.actions:
+            table = Table(show_edge=False, pad_edge=False, expand=False, show_header=True)
+            table.add_column("status", no_wrap=True)
+            table.add_column("object, statement and reason", overflow="fold", ratio=1)
+            table.add_column("time", justify="right", no_wrap=True)
+            table.add_column("size", justify="right", no_wrap=True)
+            for action in report.actions:
+                size = format_size(action.size_before)
+                if action.size_after is not None:
+                    size = f"{size} -> {format_size(action.size_after)}"
+                what = Text.assemble((action.object, "bold"), "\n", (action.sql, "cyan"), "\n", (action.reason, "dim"))
+                if action.detail:
+                    what.append(f"\n{action.detail}", style=_STATUS_STYLE.get(action.status, ""))
+                status_text = Text(action.status, style=_STATUS_STYLE.get(action.status, ""))
+                table.add_row(status_text, what, format_duration(action.duration_s), size)
+            out.print(table)
+        elif report.status not in ("skipped", "failed"):
+            out.print("  nothing needs doing")
+        for finding in report.findings:
+            out.print(Text(f"  note: {finding}", style="cyan"))
+        for warning in report.warnings:
+            out.print(Text(f"  warning: {warning}", style="yellow"))
+
+
+def print_history(records: Sequence[RunRecord]) -> None:
+    out = console()
+    if not records:
+        out.print("no runs recorded yet")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "started (UTC)", "job", "database", "status", "done/skip/fail", "took", "reason"):
+        table.add_column(column, justify="right" if column in ("id", "took") else "left", overflow="fold")
+    for r in records:
+        took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
+        table.add_row(
+            str(r.id),
+            r.started_at.strftime("%Y-%m-%d %H:%M"),
+            r.job,
+            r.database,
+            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
+            f"{r.done}/{r.skipped}/{r.failed}",
+            format_duration(took),
+            r.reason or "",
+        )
+    out.print(table)
