@@ -202,10 +202,11 @@ class Executor:
         return outcome
 
     def _execute(self, conn: Connection, action: Action) -> _Outcome:
-        notices: list[psycopg.errors.Diagnostic] = []
+        notices: list[tuple[str | None, str | None]] = []
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-            notices.append(diag)
+            # Read the fields now: the Diagnostic is only valid during the callback.
+            notices.append((diag.sqlstate, diag.message_primary))
 
         conn.add_notice_handler(on_notice)
         started = time.monotonic()
@@ -232,12 +233,12 @@ class Executor:
             action.status, action.detail = "failed", db.first_line(str(exc))
         else:
             action.status = "done"
-            for diag in notices:
-                if diag.sqlstate == _LOCK_NOT_AVAILABLE:  # VACUUM/ANALYZE (SKIP_LOCKED) skipped the table
+            for sqlstate, message in notices:
+                if sqlstate == _LOCK_NOT_AVAILABLE:  # VACUUM/ANALYZE (SKIP_LOCKED) skipped the table
                     return _Outcome(locked=True)
-                if diag.sqlstate == _INSUFFICIENT_PRIVILEGE:
+                if sqlstate == _INSUFFICIENT_PRIVILEGE:
                     action.status = "skipped"
-                    action.detail = f"insufficient privilege: {diag.message_primary}"
+                    action.detail = f"insufficient privilege: {message}"
         finally:
             action.duration_s = time.monotonic() - started
             conn.remove_notice_handler(on_notice)

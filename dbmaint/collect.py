@@ -31,6 +31,7 @@ class TableStats:
     n_ins_since_vacuum: int
     last_vacuum: datetime | None
     last_analyze: datetime | None
+    can_maintain: bool
 
     @property
     def qualified_name(self) -> str:

@@ -178,7 +178,13 @@ def fetch(
             cur.execute(statement, params if params is not None else {})
             return cur.fetchall()
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise DatabaseError(f"insufficient privilege for {name.replace('_', ' ')}: {first_line(str(exc))}") from None
+        raise DatabaseError(
+            f"insufficient privilege to read {name.replace('_', ' ')}: {first_line(str(exc))}"
+        ) from None
+    except psycopg.OperationalError:
+        raise  # the connection is gone: the job's caller handles that
+    except psycopg.Error as exc:
+        raise DatabaseError(f"could not read {name.replace('_', ' ')}: {first_line(str(exc))}") from None
 
 
 def fetch_value(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed | str, params: Params = None) -> Any:

@@ -19,6 +19,7 @@ from dbmaint import actions, collect, db, model
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.analyse import vacuum as vacuum_analysis
 from dbmaint.config import Config, ReindexConfig
+from dbmaint.errors import DatabaseError
 from dbmaint.history import History
 from dbmaint.model import Action, JobReport
 
@@ -51,12 +52,16 @@ def guarded(
             else:
                 yield report, conn
                 report.finish()
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, DatabaseError) as exc:
+        # Connection lost, or a catalog query failed (privilege, lock_timeout): this database's run
+        # fails with the reason and the next database still gets its turn.
         report.status = "failed"
-        report.reason = f"connection lost: {db.first_line(str(exc))}"
+        report.reason = (
+            f"connection lost: {db.first_line(str(exc))}" if isinstance(exc, psycopg.OperationalError) else str(exc)
+        )
         for action in report.actions:
             if action.status in ("planned", "started"):
-                action.status, action.detail = "skipped", "connection lost before it could run"
+                action.status, action.detail = "skipped", "not run: the job stopped early"
                 history.finish_action(action)
         report.finish()
     except BaseException:
@@ -100,20 +105,40 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
             )
             for p in plans
         ]
+        for action, table_plan in zip(report.actions, plans, strict=True):
+            if not table_plan.table.can_maintain:
+                action.status = "skipped"
+                action.detail = "insufficient privilege: only its owner, the database owner or a superuser may"
         dead_before = {p.table.relid: p.table.n_dead_tup for p in plans}
         kept: list[str] = []
-        if dry_run or not report.actions:
+        if dry_run:
+            return report
+        planned = _record_skips(history, report)
+        if not planned:
             return report
         executor = actions.Executor(
-            target, config.safety, report, history,
+            target,
+            config.safety,
+            report,
+            history,
             window=actions.Window.starting_now(settings.window, settings.grace),
-            retries=settings.retries, retry_delay=settings.retry_delay, jobs=settings.jobs,
+            retries=settings.retries,
+            retry_delay=settings.retry_delay,
+            jobs=settings.jobs,
             after=_dead_rows_check(dead_before, kept),
-        )  # fmt: skip
-        executor.run(conn, report.actions)
+        )
+        executor.run(conn, planned)
         if kept:
             report.warnings.append(_xmin_warning(conn, kept))
     return report
+
+
+def _record_skips(history: History, report: JobReport) -> list[Action]:
+    """Record the actions decided against before any statement runs; return the ones to run."""
+    for action in report.actions:
+        if action.status == "skipped":
+            history.record_skipped(report, action)
+    return [a for a in report.actions if a.status == "planned"]
 
 
 def _dead_rows_check(dead_before: dict[int, int], kept: list[str]) -> Callable[[Connection, Action], None]:
@@ -148,38 +173,46 @@ def reindex(target: db.Target, config: Config, history: History, *, dry_run: boo
         to_drop, report.findings = reindex_analysis.leftovers(collect.invalid_indexes(conn))
         indexes = collect.index_bloat_inputs(conn)
         decisions = reindex_analysis.decide(
-            indexes, settings,
+            indexes,
+            settings,
             exact=_exact_bloat(conn, indexes, settings),
             last_rebuilt=history.last_done(target.name, "reindex", [i.qualified_name for i in indexes]),
             free_bytes=_free_disk(conn),
             now=model.now(),
-        )  # fmt: skip
+        )
         report.actions = [_drop_action(index) for index in to_drop]
         for decision in decisions:
             index = decision.index
             action = Action(
-                object=index.qualified_name, statement=reindex_analysis.reindex_statement(index),
-                reason=decision.reason, kind="reindex", relid=index.table_oid, size_before=index.size_bytes,
-            )  # fmt: skip
+                object=index.qualified_name,
+                statement=reindex_analysis.reindex_statement(index),
+                reason=decision.reason,
+                kind="reindex",
+                relid=index.table_oid,
+                size_before=index.size_bytes,
+            )
             if not decision.rebuild:
                 action.status, action.detail = "skipped", decision.blocker
             report.actions.append(action)
         if dry_run:
             return report
-        for action in report.actions:
-            if action.status == "skipped":
-                history.record_skipped(report, action)
-        planned = [a for a in report.actions if a.status == "planned"]
+        planned = _record_skips(history, report)
         if not planned:
             return report
         executor = actions.Executor(
-            target, config.safety, report, history,
+            target,
+            config.safety,
+            report,
+            history,
             window=actions.Window.starting_now(settings.window, settings.grace),
-            retries=settings.retries, retry_delay=settings.retry_delay, after=_record_size_after,
-        )  # fmt: skip
+            retries=settings.retries,
+            retry_delay=settings.retry_delay,
+            after=_record_size_after,
+        )
         executor.run(conn, planned)
-        # A failed or cancelled REINDEX CONCURRENTLY leaves an invalid _ccnew index behind: drop it now.
-        failed_tables = {a.relid for a in planned if a.kind == "reindex" and a.status == "failed"}
+        # A REINDEX CONCURRENTLY that failed, was cancelled or gave up on a lock leaves an invalid _ccnew
+        # index behind: try to drop it now (if that cannot get its lock either, the next run will).
+        failed_tables = {a.relid for a in planned if a.kind == "reindex" and a.status != "done"}
         cleanup = [
             _drop_action(index)
             for table_oid in failed_tables

@@ -33,7 +33,7 @@ DEFAULT_BTREE_FILLFACTOR = 90
 class Bloat:
     ratio: float  # share of the index's pages that a rebuild would give back
     bytes: int
-    source: str  # "estimate" or "pgstattuple"
+    source: str  # how it was found: "estimated from statistics" or "measured with pgstattuple"
 
 
 def _align(size: float) -> float:
@@ -56,14 +56,14 @@ def estimate_bloat(index: IndexStats) -> Bloat | None:
     usable = (index.block_size - PAGE_HEADER - BTREE_OPAQUE) * fillfactor(index) / 100
     per_page = max(1, math.floor(usable / (ITEM_ID + tuple_size)))
     expected_pages = 1 + math.ceil(index.reltuples / per_page)  # plus the metapage
-    return _bloat(index, expected_pages, "estimate")
+    return _bloat(index, expected_pages, "estimated from statistics")
 
 
 def bloat_from_density(index: IndexStats, avg_leaf_density: float) -> Bloat:
     """Exact figure from pgstattuple: leaves filled to avg_leaf_density% where fillfactor% is the goal."""
     target = fillfactor(index)
     ratio = max(0.0, 1 - avg_leaf_density / target) if target else 0.0
-    return Bloat(ratio=ratio, bytes=int(index.size_bytes * ratio), source="pgstattuple")
+    return Bloat(ratio=ratio, bytes=int(index.size_bytes * ratio), source="measured with pgstattuple")
 
 
 def _bloat(index: IndexStats, expected_pages: int, source: str) -> Bloat:

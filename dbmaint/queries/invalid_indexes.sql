@@ -5,7 +5,7 @@ SELECT ci.oid::bigint AS index_oid,
        ci.relname AS name,
        t.relname AS table_name,
        t.oid::bigint AS table_oid,
-       pg_catalog.pg_relation_size(ci.oid) AS size_bytes,
+       (ci.relpages::bigint * pg_catalog.current_setting('block_size')::bigint) AS size_bytes,
        ci.relname ~ '_cc(new|old)[0-9]*$' AS is_concurrent_leftover,
        EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index AS p
                 WHERE p.relid = t.oid AND p.datid = (SELECT oid FROM pg_catalog.pg_database

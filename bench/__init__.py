@@ -1,0 +1,1 @@
+"""dbmaint's benchmarks: ``python bench/run.py`` (see bench/README.md)."""

@@ -1,0 +1,109 @@
+"""A real throwaway PostgreSQL for the behaviour tests: one cluster per session, one database per test.
+
+autovacuum is off so that the dead tuples a test makes are still there when dbmaint looks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from dbmaint.cli import cli
+from dbmaint.cluster import Cluster
+
+PASSWORD_USER = "dbmaint_pw"
+PASSWORD = "correct horse"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Cluster]:
+    cluster = Cluster(
+        settings={
+            "shared_preload_libraries": "'pg_stat_statements'",
+            "autovacuum": "off",
+            "max_prepared_transactions": "5",
+        },
+        hba=[f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256"],
+    ).start()
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+        conn.execute("CREATE ROLE app_user LOGIN")
+    yield cluster
+    cluster.destroy()
+
+
+@dataclass(frozen=True)
+class Database:
+    cluster: Cluster
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.cluster.dsn(self.name)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.dsn, autocommit=True, **kwargs)
+
+    def execute(self, *statements: str) -> None:
+        """Run statements in a session of their own, then close it so PG15 flushes its statistics."""
+        with self.connect() as conn:
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[arg-type]
+
+    def value(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        with self.connect() as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+            return None if row is None else row[0]
+
+
+@pytest.fixture
+def database(pg: Cluster) -> Iterator[Database]:
+    name = f"t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    yield Database(pg, name)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def state_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("DBMAINT_STATE_URL", url)
+    monkeypatch.delenv("DBMAINT_CONFIG", raising=False)
+    monkeypatch.delenv("DBMAINT_DSN", raising=False)
+    return url
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], str]:
+    def write(text: str) -> str:
+        path = tmp_path / f"config{next(_counter)}.toml"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def dbmaint(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run the dbmaint CLI in-process; the current directory has no config.toml."""
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    return invoke
