@@ -49,8 +49,19 @@ def throwaway_cluster(settings: Mapping[str, str]) -> Iterator[Cluster]:
     cluster = Cluster(settings=dict(settings))
     try:
         yield cluster.start()
+    except BaseException:
+        _show_server_log(cluster)  # destroy() removes it, and it is where the server says what went wrong
+        raise
     finally:
         cluster.destroy()
+
+
+def _show_server_log(cluster: Cluster, lines: int = 30) -> None:
+    if cluster.base is None or not cluster.logfile.exists():
+        return
+    tail = cluster.logfile.read_text(errors="replace").splitlines()[-lines:]
+    print(f"--- last {len(tail)} lines of the server log ({cluster.logfile}):", file=sys.stderr)
+    print("\n".join(tail), file=sys.stderr)
 
 
 def create_database(cluster: Cluster, name: str) -> str:
@@ -162,6 +173,17 @@ def ratio(numerator: float, denominator: float) -> float:
 def rounded(value: float, digits: int = 3) -> float | None:
     """A figure for the JSON file: NaN (nothing measured) becomes null."""
     return None if math.isnan(value) else round(value, digits)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every float rounded to 4 digits and NaN or infinity, a figure not measured, as None."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
 
 
 def format_bytes(size: int | None) -> str:

@@ -122,7 +122,7 @@ class Result:
             "speedup_vacuumdb_over_dbmaint": common.rounded(self.speedup, 2),
             "paired_speedups": [common.rounded(s, 2) for s in self.paired_speedups],
             "speedup_target": SPEEDUP_TARGET,
-            "target_met": self.speedup >= SPEEDUP_TARGET,
+            "target_met": self.speedup >= SPEEDUP_TARGET if self.full_size else None,
             "clean_check_passed": self.passed,
         }
 
@@ -140,13 +140,25 @@ class Result:
             f"  vacuumdb --analyze   median {common.median(vdb):6.2f} s   runs: {_list(vdb)}",
             f"  dbmaint vacuum       median {common.median(dbm):6.2f} s   runs: {_list(dbm)}",
             f"  speedup vacuumdb/dbmaint: {self.speedup:.1f}x (median over median; per round: {paired}); "
-            f"target >= {SPEEDUP_TARGET:.0f}x: {'met' if self.speedup >= SPEEDUP_TARGET else 'NOT met'}",
+            + self._target(),
             f"  tables vacuumed/analyzed per run: vacuumdb {_pairs(touched['vacuumdb'])}, "
             f"dbmaint {_pairs(touched['dbmaint'])}",
             f"  steady state (before any dirt): dbmaint planned {self.steady_state_plan} statement(s)",
             self._clean_line(),
         ]
         return lines
+
+    @property
+    def full_size(self) -> bool:
+        """The data the speed target is stated for (the number of rounds does not matter)."""
+        p = self.params
+        return (p.tables, p.rows, p.dirty) == (FULL.tables, FULL.rows, FULL.dirty)
+
+    def _target(self) -> str:
+        if not self.full_size:
+            # At a smaller size dbmaint's fixed cost (Python startup) dominates: the target says nothing.
+            return f"target >= {SPEEDUP_TARGET:.0f}x applies to the full size only"
+        return f"target >= {SPEEDUP_TARGET:.0f}x: {'met' if self.speedup >= SPEEDUP_TARGET else 'NOT met'}"
 
     def _clean_line(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"

@@ -110,6 +110,8 @@ class Cluster:
             )
         except subprocess.CalledProcessError as exc:
             output = (exc.stderr or exc.stdout or "").strip().splitlines()
+            if self.logfile.exists():  # pg_ctl only says "examine the log output": show its last line
+                output += self.logfile.read_text(errors="replace").strip().splitlines()
             raise ClusterError(f"{Path(args[0]).name} failed: {output[-1] if output else exc}") from None
 
     def _make_base(self) -> None:
@@ -122,6 +124,13 @@ class Cluster:
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
 
     def start(self) -> Cluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _start(self) -> Cluster:
         self._make_base()
         if self.from_primary is not None:
             self._cmd(
@@ -140,7 +149,10 @@ class Cluster:
             self._write("pg_hba.conf", "\n".join(hba) + "\n")
         conf = {**FAST_SETTINGS, **self.settings, "port": str(self.port),
                 "unix_socket_directories": f"'{self.base}'"}  # fmt: skip
-        self._write("postgresql.auto.conf", "".join(f"{k} = {v}\n" for k, v in conf.items()))
+        # Appended to postgresql.conf (the last value wins): postgresql.auto.conf holds the
+        # primary_conninfo that pg_basebackup -R wrote for a standby.
+        with (self.datadir / "postgresql.conf").open("a") as conf_file:
+            conf_file.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
         self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-w",
                   "-t", "120", "start")  # fmt: skip
         return self
@@ -169,8 +181,13 @@ class Cluster:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def standby(self, settings: Mapping[str, str] | None = None) -> Cluster:
-        """A streaming standby of this cluster, made with pg_basebackup and started."""
-        return Cluster(settings=dict(settings or {}), bindir=self.bindir, from_primary=self).start()
+        """A streaming standby of this cluster, made with pg_basebackup and started.
+
+        It inherits the primary's settings: a hot standby refuses to start with, for example, a lower
+        max_prepared_transactions than its primary.
+        """
+        merged = {**self.settings, **(settings or {})}
+        return Cluster(settings=merged, bindir=self.bindir, from_primary=self).start()
 
     def __enter__(self) -> Cluster:
         return self.start()

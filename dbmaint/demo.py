@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import click
@@ -78,9 +81,12 @@ AFTER_PURGE = "VACUUM (ANALYZE) sessions"
 def run(*, keep: bool = False, output_format: str = "text") -> None:
     """The whole demo; the cluster is removed on every way out except a successful ``--keep``."""
     started = time.monotonic()
-    cluster = Cluster(settings=SERVER_SETTINGS)
+    cluster = Cluster(settings=SERVER_SETTINGS)  # finds the server binaries: nothing to clean up yet
     kept = False
     try:
+        # The demo's own directory rather than one the Cluster owns and removes: the server log must
+        # outlive a failed start, to say why it failed.
+        cluster.base = Path(tempfile.mkdtemp(prefix="dbmaint-demo-"))
         _say("starting a throwaway PostgreSQL server (autovacuum off, so the sample's dead rows wait for dbmaint)")
         _start(cluster)
         dsn = cluster.dsn(DATABASE)
@@ -109,15 +115,16 @@ def _start(cluster: Cluster) -> None:
     try:
         cluster.start()
     except ClusterError as exc:
-        # pg_ctl's own last line is "Examine the log output."; the server log says what went wrong.
-        raise ClusterError(f"the demo server did not start: {exc}{_log_hint(cluster)}") from None
+        # pg_ctl's own last line rarely says why (e.g. "Examine the log output."); the server log does.
+        raise ClusterError(f"the demo server did not start: {_fatal_log_line(cluster) or exc}") from None
 
 
-def _log_hint(cluster: Cluster) -> str:
+def _fatal_log_line(cluster: Cluster) -> str | None:
     if cluster.base is None or not cluster.logfile.exists():
-        return ""
-    problems = [line for line in cluster.logfile.read_text(errors="replace").splitlines() if "FATAL" in line]
-    return f" (server log: {problems[-1].strip()})" if problems else ""
+        return None
+    lines = cluster.logfile.read_text(errors="replace").splitlines()
+    fatal = [line.partition("FATAL:")[2].strip() for line in lines if "FATAL:" in line]
+    return f"FATAL: {fatal[-1]}" if fatal else None
 
 
 def _destroy(cluster: Cluster) -> None:
@@ -126,11 +133,23 @@ def _destroy(cluster: Cluster) -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
     try:
         cluster.destroy()
+        if cluster.base is not None:
+            _remove(cluster.base)
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
     if cluster.base is not None:
         _say(f"stopped the server and removed {cluster.base}")
+
+
+def _remove(base: Path) -> None:
+    """An initdb interrupted by Ctrl-C leaves its bootstrap backend writing files for a moment, racing
+    rmtree: retry until the directory is gone (then nothing can recreate it)."""
+    deadline = time.monotonic() + 5.0
+    shutil.rmtree(base, ignore_errors=True)
+    while base.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager

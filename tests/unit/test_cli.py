@@ -1,0 +1,34 @@
+"""The CLI contract: every command has help, options go before or after the command, errors are one line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from dbmaint.cli import cli
+from dbmaint.db import mask_dsn
+
+COMMANDS = sorted(cli.commands)
+
+
+def test_commands_exist() -> None:
+    assert {"vacuum", "reindex", "history", "demo"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert "--config" in result.output and "--dsn" in result.output
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["vaccum"])
+    assert result.exit_code == 2
+
+
+def test_passwords_are_masked_in_every_form() -> None:
+    assert "s3cret" not in mask_dsn("postgresql://u:s3cret@db.example/app")
+    assert "s3cret" not in mask_dsn("host=db user=u password=s3cret dbname=app")
+    assert sorted(mask_dsn("host=db dbname=app").split()) == ["dbname=app", "host=db"]
+    assert mask_dsn("not a dsn = = =") == "<unparseable DSN>"
