@@ -79,12 +79,19 @@ def _configure_logging(options: GlobalOptions) -> None:
     elif options.verbose > 1:
         level = logging.DEBUG
     root = logging.getLogger()
-    if not any(getattr(h, "_dbmaint", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        handler._dbmaint = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of the record, not at the time of set-up."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class _Group(click.Group):
@@ -229,7 +236,7 @@ def demo(options: GlobalOptions, keep: bool, output_format: str) -> None:
     """Start a throwaway PostgreSQL with a sample database, run the jobs once, and report."""
     from dbmaint import demo as demo_module
 
-    demo_module.run(keep=keep, output_format=output_format)
+    demo_module.run(keep=keep, output_format=output_format, quiet=options.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,16 @@ class Cluster:
             )
         except subprocess.CalledProcessError as exc:
             output = (exc.stderr or exc.stdout or "").strip().splitlines()
-            if self.logfile.exists():  # pg_ctl only says "examine the log output": show its last line
-                output += self.logfile.read_text(errors="replace").strip().splitlines()
-            raise ClusterError(f"{Path(args[0]).name} failed: {output[-1] if output else exc}") from None
+            reason = self.fatal_log_line() or (output[-1] if output else str(exc))
+            raise ClusterError(f"{Path(args[0]).name} failed: {reason}") from None
+
+    def fatal_log_line(self) -> str | None:
+        """The server log's last FATAL or PANIC line: pg_ctl itself only says "examine the log output"."""
+        if self.base is None or not self.logfile.exists():
+            return None
+        lines = self.logfile.read_text(errors="replace").splitlines()
+        fatal = [line[line.index(level) :] for line in lines for level in ("FATAL:", "PANIC:") if level in line]
+        return fatal[-1] if fatal else None
 
     def _make_base(self) -> None:
         if self.base is None:
@@ -176,9 +184,10 @@ class Cluster:
                   "-t", "120", "start")  # fmt: skip
 
     def destroy(self) -> None:
+        """Stop the server and remove the directory it created (a base given to it is left)."""
         self.stop()
         if self._owned_base and self.base is not None:
-            shutil.rmtree(self.base, ignore_errors=True)
+            remove_tree(self.base)
 
     def standby(self, settings: Mapping[str, str] | None = None) -> Cluster:
         """A streaming standby of this cluster, made with pg_basebackup and started.
@@ -194,3 +203,12 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree, tried a few times: an interrupted initdb's helper process may still be writing there."""
+    for _ in range(10):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.2)

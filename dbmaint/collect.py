@@ -138,7 +138,12 @@ class _Size:
 
 
 @dataclass(frozen=True)
-class _LeafDensity:
+class IndexPages:
+    """pgstatindex()'s page accounting: deleted and empty pages count in index_size but hold nothing."""
+
+    index_size: int
+    internal_pages: int
+    leaf_pages: int
     avg_leaf_density: float | None
 
 
@@ -171,20 +176,17 @@ def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
     return rows[0].schema if rows else None
 
 
-def leaf_density(conn: psycopg.Connection[Any], pgstattuple_schema: str, index_oid: int) -> float | None:
-    """avg_leaf_density of a btree index from pgstattuple, or None when it cannot be had."""
+def index_pages(conn: psycopg.Connection[Any], pgstattuple_schema: str, index_oid: int) -> IndexPages | None:
+    """A btree index's pages from pgstattuple, or None when they cannot be had (privilege, lock)."""
     try:
         rows = db.fetch(
-            conn,
-            "pgstatindex",
-            _LeafDensity,
-            {"index_oid": index_oid},
-            identifiers={"schema": pgstattuple_schema},
+            conn, "pgstatindex", IndexPages, {"index_oid": index_oid}, identifiers={"schema": pgstattuple_schema}
         )
     except (psycopg.Error, DatabaseError):
         return None
-    density = rows[0].avg_leaf_density if rows else None
-    return None if density is None or density != density else density  # NaN for an empty index
+    if not rows or rows[0].avg_leaf_density != rows[0].avg_leaf_density:  # NaN: an empty index
+        return None
+    return rows[0]
 
 
 def tablespace_paths(conn: psycopg.Connection[Any]) -> dict[int, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import shutil
 import signal
 import tempfile
 import threading
@@ -26,7 +25,7 @@ import click
 import psycopg
 
 from dbmaint import jobs, report
-from dbmaint.cluster import SERVER_USER, Cluster
+from dbmaint.cluster import SERVER_USER, Cluster, remove_tree
 from dbmaint.config import Config
 from dbmaint.db import Target, first_line
 from dbmaint.errors import ClusterError, DatabaseError
@@ -78,8 +77,9 @@ WORKLOAD = (
 AFTER_PURGE = "VACUUM (ANALYZE) sessions"
 
 
-def run(*, keep: bool = False, output_format: str = "text") -> None:
+def run(*, keep: bool = False, output_format: str = "text", quiet: bool = False) -> None:
     """The whole demo; the cluster is removed on every way out except a successful ``--keep``."""
+    _progress.quiet = quiet
     started = time.monotonic()
     cluster = Cluster(settings=SERVER_SETTINGS)  # finds the server binaries: nothing to clean up yet
     kept = False
@@ -107,8 +107,17 @@ def run(*, keep: bool = False, output_format: str = "text") -> None:
         raise DatabaseError(f"the demo's jobs did not all succeed: {'; '.join(failed)}")
 
 
+class _Progress:
+    quiet = False
+
+
+_progress = _Progress()
+
+
 def _say(message: str) -> None:
-    click.echo(f"dbmaint demo: {message}", err=True)
+    """A progress line on stderr, unless -q was given (stdout carries only the result)."""
+    if not _progress.quiet:
+        click.echo(f"dbmaint demo: {message}", err=True)
 
 
 def _start(cluster: Cluster) -> None:
@@ -116,15 +125,7 @@ def _start(cluster: Cluster) -> None:
         cluster.start()
     except ClusterError as exc:
         # pg_ctl's own last line rarely says why (e.g. "Examine the log output."); the server log does.
-        raise ClusterError(f"the demo server did not start: {_fatal_log_line(cluster) or exc}") from None
-
-
-def _fatal_log_line(cluster: Cluster) -> str | None:
-    if cluster.base is None or not cluster.logfile.exists():
-        return None
-    lines = cluster.logfile.read_text(errors="replace").splitlines()
-    fatal = [line.partition("FATAL:")[2].strip() for line in lines if "FATAL:" in line]
-    return f"FATAL: {fatal[-1]}" if fatal else None
+        raise ClusterError(f"the demo server did not start: {cluster.fatal_log_line() or exc}") from None
 
 
 def _destroy(cluster: Cluster) -> None:
@@ -134,22 +135,12 @@ def _destroy(cluster: Cluster) -> None:
     try:
         cluster.destroy()
         if cluster.base is not None:
-            _remove(cluster.base)
+            remove_tree(cluster.base)
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
     if cluster.base is not None:
         _say(f"stopped the server and removed {cluster.base}")
-
-
-def _remove(base: Path) -> None:
-    """An initdb interrupted by Ctrl-C leaves its bootstrap backend writing files for a moment, racing
-    rmtree: retry until the directory is gone (then nothing can recreate it)."""
-    deadline = time.monotonic() + 5.0
-    shutil.rmtree(base, ignore_errors=True)
-    while base.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager

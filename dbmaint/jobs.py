@@ -107,7 +107,7 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
         ]
         for action, table_plan in zip(report.actions, plans, strict=True):
             if not table_plan.table.can_maintain:
-                action.status = "skipped"
+                action.status, action.decided = "skipped", True
                 action.detail = "insufficient privilege: only its owner, the database owner or a superuser may"
         dead_before = {p.table.relid: p.table.n_dead_tup for p in plans}
         kept: list[str] = []
@@ -190,9 +190,10 @@ def reindex(target: db.Target, config: Config, history: History, *, dry_run: boo
                 kind="reindex",
                 relid=index.table_oid,
                 size_before=index.size_bytes,
+                identity=(index.schema, index.name),
             )
             if not decision.rebuild:
-                action.status, action.detail = "skipped", decision.blocker
+                action.status, action.detail, action.decided = "skipped", decision.blocker, True
             report.actions.append(action)
         if dry_run:
             return report
@@ -236,8 +237,8 @@ def _drop_action(index: collect.InvalidIndex) -> Action:
 
 def _record_size_after(conn: Connection, action: Action) -> None:
     if action.kind == "reindex" and action.status == "done":
-        schema, _, name = action.object.partition(".")
-        action.size_after = collect.index_size(conn, schema, name)
+        assert action.identity is not None
+        action.size_after = collect.index_size(conn, *action.identity)
     elif action.kind == "drop_invalid" and action.status == "done":
         action.size_after = 0
 
@@ -256,9 +257,9 @@ def _exact_bloat(
         estimate = reindex_analysis.estimate_bloat(index)
         if estimate is not None and estimate.ratio < settings.min_bloat_ratio / 2:
             continue  # clearly healthy: not worth reading the whole index
-        density = collect.leaf_density(conn, schema, index.index_oid)
-        if density is not None:
-            exact[index.index_oid] = reindex_analysis.bloat_from_density(index, density)
+        pages = collect.index_pages(conn, schema, index.index_oid)
+        if pages is not None:
+            exact[index.index_oid] = reindex_analysis.bloat_from_pages(index, pages)
     return exact
 
 

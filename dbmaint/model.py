@@ -30,6 +30,7 @@ class Action:
     reason: str
     kind: str
     relid: int | None = None
+    identity: tuple[str, str] | None = None  # (schema, name) of the object, for follow-up queries
     status: Status = "planned"
     duration_s: float | None = None
     detail: str | None = None
@@ -37,6 +38,9 @@ class Action:
     size_after: int | None = None
     attempts: int = 0
     history_id: int | None = None
+    # Skipped by the analysis itself (e.g. an index whose bloat cannot be known): reported, never
+    # attempted, and not a reason to call the run partial.
+    decided: bool = False
 
     @property
     def sql(self) -> str:
@@ -74,7 +78,7 @@ class JobReport:
 
     def finish(self) -> JobReport:
         if self.status == "running":
-            statuses = {a.status for a in self.actions}
+            statuses = {a.status for a in self.actions if not a.decided}
             if "failed" in statuses:
                 self.status = "partial" if "done" in statuses else "failed"
             elif "skipped" in statuses:
@@ -82,7 +86,7 @@ class JobReport:
             else:
                 self.status = "ok"
             if self.status == "skipped" and self.reason is None:
-                self.reason = "; ".join(sorted({a.detail or "skipped" for a in self.actions}))
+                self.reason = "; ".join(sorted({a.detail or "skipped" for a in self.actions if not a.decided}))
         self.finished_at = now()
         return self
 

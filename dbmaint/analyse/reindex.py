@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from psycopg import sql
 
 from dbmaint.analyse.vacuum import is_excluded, parse_reloptions
-from dbmaint.collect import IndexStats, InvalidIndex
+from dbmaint.collect import IndexPages, IndexStats, InvalidIndex
 from dbmaint.config import ReindexConfig
 from dbmaint.units import format_size
 
@@ -59,11 +59,18 @@ def estimate_bloat(index: IndexStats) -> Bloat | None:
     return _bloat(index, expected_pages, "estimated from statistics")
 
 
-def bloat_from_density(index: IndexStats, avg_leaf_density: float) -> Bloat:
-    """Exact figure from pgstattuple: leaves filled to avg_leaf_density% where fillfactor% is the goal."""
-    target = fillfactor(index)
-    ratio = max(0.0, 1 - avg_leaf_density / target) if target else 0.0
-    return Bloat(ratio=ratio, bytes=int(index.size_bytes * ratio), source="measured with pgstattuple")
+def bloat_from_pages(index: IndexStats, pages: IndexPages) -> Bloat:
+    """Exact figure from pgstatindex(): what a rebuild would need against what the index occupies.
+
+    A rebuild packs the live leaf entries to the fillfactor and keeps the metapage and the internal
+    pages. Everything else is bloat: half-empty leaves (avg_leaf_density below the fillfactor) and the
+    deleted or empty pages that whole-range deletes leave behind, which the density alone does not show.
+    """
+    total_pages = max(1, pages.index_size // index.block_size)
+    live_leaf_pages = pages.leaf_pages * (pages.avg_leaf_density or 0.0) / fillfactor(index)
+    needed = 1 + pages.internal_pages + math.ceil(live_leaf_pages)
+    ratio = max(0.0, 1 - needed / total_pages)
+    return Bloat(ratio=ratio, bytes=int(pages.index_size * ratio), source="measured with pgstattuple")
 
 
 def _bloat(index: IndexStats, expected_pages: int, source: str) -> Bloat:

@@ -54,15 +54,20 @@ class Database:
         return psycopg.connect(self.dsn, autocommit=True, **kwargs)
 
     def execute(self, *statements: str) -> None:
-        """Run statements in a session of their own, then close it so PG15 flushes its statistics."""
+        """Run statements in a session of their own and flush its statistics before it ends.
+
+        A backend flushes pending statistics at most once a second while busy; forcing the flush as the
+        last statement makes them visible before this returns (closing alone races the backend's exit).
+        """
         with self.connect() as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
+            conn.execute("SELECT pg_stat_force_next_flush()")
 
     def value(self, query: str, params: tuple[Any, ...] = ()) -> Any:
         with self.connect() as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
-            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(query, params).fetchone()
             return None if row is None else row[0]
 
 
@@ -70,10 +75,10 @@ class Database:
 def database(pg: Cluster) -> Iterator[Database]:
     name = f"t{os.getpid()}_{next(_counter)}"
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     yield Database(pg, name)
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ class LockHolder:
         self.conn = psycopg.connect(dsn)
         self.pid = self.conn.info.backend_pid
         for statement in statements:
-            self.conn.execute(statement)  # type: ignore[arg-type]
+            self.conn.execute(statement)
 
     def still_alive(self) -> bool:
         row = self.conn.execute("SELECT 1").fetchone()

@@ -127,7 +127,7 @@ def test_leftover_of_a_build_still_running_is_left_alone(database: Database, dbm
 
 def _quietly(conn: psycopg.Connection[tuple[object, ...]], statement: str) -> None:
     with contextlib.suppress(psycopg.Error):  # the test ends the build by releasing the writer
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
 
 
 def test_reindex_waiting_for_a_lock_is_retried_then_skipped_and_cleaned_up(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from dbmaint.actions import job_lock_key
 from tests.db.conftest import Database, Invoke
@@ -32,7 +33,7 @@ def counts(database: Database, table: str) -> tuple[int, int, int]:
     return row
 
 
-def user_actions(document: dict[str, object]) -> list[dict[str, object]]:
+def user_actions(document: dict[str, Any]) -> list[dict[str, Any]]:
     actions = document["actions"]
     assert isinstance(actions, list)
     return [a for a in actions if not str(a["object"]).startswith("pg_catalog.")]

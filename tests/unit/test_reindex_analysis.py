@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dbmaint.analyse import reindex
-from dbmaint.collect import IndexStats, InvalidIndex
+from dbmaint.collect import IndexPages, IndexStats, InvalidIndex
 from dbmaint.config import ReindexConfig
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -47,10 +47,18 @@ def test_no_estimate_without_statistics_or_for_other_methods() -> None:
     assert reindex.estimate_bloat(replace(HEALTHY, method="gin")) is None
 
 
-def test_exact_figure_from_leaf_density() -> None:
-    bloat = reindex.bloat_from_density(BLOATED, avg_leaf_density=45.0)
-    assert bloat.ratio == pytest.approx(0.5)
+def test_exact_figure_counts_half_empty_leaves() -> None:
+    pages = IndexPages(index_size=1000 * 8192, internal_pages=9, leaf_pages=990, avg_leaf_density=45.0)
+    bloat = reindex.bloat_from_pages(BLOATED, pages)
+    assert bloat.ratio == pytest.approx(1 - (1 + 9 + 495) / 1000)
     assert bloat.source == "measured with pgstattuple"
+
+
+def test_exact_figure_counts_pages_emptied_by_range_deletes() -> None:
+    # 1,480 of 1,648 pages deleted, the surviving leaves well packed: the density alone looks healthy.
+    pages = IndexPages(index_size=1648 * 8192, internal_pages=1, leaf_pages=166, avg_leaf_density=89.5)
+    bloat = reindex.bloat_from_pages(BLOATED, pages)
+    assert bloat.ratio > 0.85
 
 
 def decide(indexes: list[IndexStats], config: ReindexConfig = CONFIG, **kwargs: object) -> list[reindex.IndexDecision]:
