@@ -96,7 +96,7 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
         report.actions = [
             Action(
                 object=p.table.qualified_name,
-                statement=vacuum_analysis.statement(p),
+                statement=vacuum_analysis.statement(p, conn.info.server_version),
                 reason=p.reason,
                 kind="vacuum" if p.vacuum else "analyze",
                 relid=p.table.relid,
@@ -109,6 +109,16 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
             if not table_plan.table.can_maintain:
                 action.status, action.decided = "skipped", True
                 action.detail = "insufficient privilege: only its owner, the database owner or a superuser may"
+        database_stats = vacuum_analysis.database_stats_statement(plans, conn.info.server_version)
+        if database_stats is not None:
+            report.actions.append(
+                Action(
+                    object=target.name,
+                    statement=database_stats,
+                    reason="advance the database's frozen XID once, after the tables",
+                    kind="database_stats",
+                )
+            )
         dead_before = {p.table.relid: p.table.n_dead_tup for p in plans}
         kept: list[str] = []
         if dry_run:

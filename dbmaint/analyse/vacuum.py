@@ -184,7 +184,13 @@ def plan(tables: Iterable[TableStats], server: Mapping[str, float], config: Vacu
     return sorted(plans, key=lambda p: (p.priority, p.table.n_dead_tup), reverse=True)
 
 
-def statement(table_plan: TablePlan) -> sql.Composed:
+# From PostgreSQL 16, each VACUUM can leave the database-wide datfrozenxid update (a scan of pg_class)
+# to one VACUUM (ONLY_DATABASE_STATS) at the end, as vacuumdb does: with many tables that scan per
+# table adds up.
+DATABASE_STATS_ONCE = 160000
+
+
+def statement(table_plan: TablePlan, server_version: int) -> sql.Composed:
     """VACUUM (..., SKIP_LOCKED) or, when only statistics are stale, the cheaper ANALYZE (SKIP_LOCKED)."""
     name = sql.Identifier(table_plan.table.schema, table_plan.table.name)
     if not table_plan.vacuum:
@@ -195,4 +201,13 @@ def statement(table_plan: TablePlan) -> sql.Composed:
     if table_plan.analyze:
         options.append("ANALYZE")
     options.append("SKIP_LOCKED")
+    if server_version >= DATABASE_STATS_ONCE:
+        options.append("SKIP_DATABASE_STATS")
     return sql.SQL("VACUUM ({}) {}").format(sql.SQL(", ".join(options)), name)
+
+
+def database_stats_statement(plans: list[TablePlan], server_version: int) -> sql.Composed | None:
+    """The closing VACUUM (ONLY_DATABASE_STATS), when the table statements skipped that work."""
+    if server_version < DATABASE_STATS_ONCE or not any(p.vacuum for p in plans):
+        return None
+    return sql.Composed([sql.SQL("VACUUM (ONLY_DATABASE_STATS)")])

@@ -109,10 +109,22 @@ def test_exclude_patterns() -> None:
 def test_statements() -> None:
     def statement(table: TableStats) -> str:
         (table_plan,) = vacuum.plan([table], SERVER, CONFIG)
-        return vacuum.statement(table_plan).as_string(None)
+        return vacuum.statement(table_plan, 150000).as_string(None)
 
     assert statement(replace(CLEAN, n_dead_tup=90_000)) == 'VACUUM (ANALYZE, SKIP_LOCKED) "public"."t"'
     assert statement(replace(CLEAN, xid_age=190_000_000)) == 'VACUUM (FREEZE, SKIP_LOCKED) "public"."t"'
     assert statement(replace(CLEAN, n_mod_since_analyze=90_000)) == 'ANALYZE (SKIP_LOCKED) "public"."t"'
     odd = replace(CLEAN, schema='we"ird', name="Mixed Case", n_dead_tup=90_000)
     assert statement(odd) == 'VACUUM (ANALYZE, SKIP_LOCKED) "we""ird"."Mixed Case"'
+
+
+def test_from_postgresql_16_database_stats_are_updated_once_at_the_end() -> None:
+    plans = vacuum.plan([replace(CLEAN, n_dead_tup=90_000)], SERVER, CONFIG)
+    assert vacuum.statement(plans[0], 160000).as_string(None) == (
+        'VACUUM (ANALYZE, SKIP_LOCKED, SKIP_DATABASE_STATS) "public"."t"'
+    )
+    closing = vacuum.database_stats_statement(plans, 160000)
+    assert closing is not None and closing.as_string(None) == "VACUUM (ONLY_DATABASE_STATS)"
+    assert vacuum.database_stats_statement(plans, 150000) is None
+    analyze_only = vacuum.plan([replace(CLEAN, n_mod_since_analyze=90_000)], SERVER, CONFIG)
+    assert vacuum.database_stats_statement(analyze_only, 160000) is None
