@@ -112,3 +112,88 @@ class JobReport:
             "findings": self.findings,
             "warnings": self.warnings,
         }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem the advisor found in the schema or its statistics (no workload needed)."""
+
+    # missing_primary_key, unindexed_foreign_key, duplicate_index, redundant_index, unused_index, invalid_index
+    kind: str
+    table: str  # schema-qualified
+    detail: str  # one finished sentence: what, and the evidence
+    columns: tuple[str, ...] = ()
+    index: str | None = None  # schema-qualified, for index findings
+    fix: str | None = None  # the SQL or the step that resolves it
+    rank: float = 0.0  # higher first, within a kind
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "columns": list(self.columns),
+            "index": self.index,
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class QueryBenefit:
+    """One statement a recommended index helps, with its planner cost without and with the index."""
+
+    query: str
+    queryid: int | None
+    calls: int
+    cost_before: float
+    cost_after: float
+
+
+@dataclass(frozen=True)
+class IndexRecommendation:
+    """An index worth creating, and the evidence for it."""
+
+    schema: str
+    table_name: str
+    columns: tuple[str, ...]
+    name: str
+    definition: str  # CREATE INDEX CONCURRENTLY ... as it would be run
+    reason: str
+    include: tuple[str, ...] = ()
+    where: str | None = None  # partial index predicate, as SQL text
+    queries: tuple[QueryBenefit, ...] = ()
+    cost_before: float = 0.0  # workload cost (sum of cost x calls over the statements it affects)
+    cost_after: float = 0.0
+    estimated_size_bytes: int = 0
+    verified: bool = False  # True when hypothetical indexes proved the gain on the planner
+    closes: tuple[str, ...] = ()  # findings it resolves, e.g. an unindexed foreign key
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.table_name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "columns": list(self.columns),
+            "include": list(self.include),
+            "where": self.where,
+            "name": self.name,
+            "definition": self.definition,
+            "reason": self.reason,
+            "queries": [
+                {
+                    "queryid": q.queryid,
+                    "query": q.query,
+                    "calls": q.calls,
+                    "cost_before": round(q.cost_before, 2),
+                    "cost_after": round(q.cost_after, 2),
+                }
+                for q in self.queries
+            ],
+            "cost_before": round(self.cost_before, 2),
+            "cost_after": round(self.cost_after, 2),
+            "estimated_size_bytes": self.estimated_size_bytes,
+            "verified": self.verified,
+            "closes": list(self.closes),
+        }
