@@ -142,10 +142,13 @@ def run_timed(
     args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800
 ) -> Timed:
     started = time.monotonic()
-    done = subprocess.run(
-        list(args), env=dict(env) if env is not None else None, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            list(args), env=dict(env) if env is not None else None, cwd=cwd, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        raise BenchError(f"{Path(args[0]).name} still running after {timeout:.0f} s") from None
     return Timed(tuple(args), time.monotonic() - started, done.returncode, done.stdout, done.stderr)
 
 
@@ -184,6 +187,16 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_ready(item) for item in value]
     return value
+
+
+def job_seconds(report: dict[str, Any]) -> float:
+    """dbmaint's own account of a job (started_at to finished_at in its JSON): the process time less startup."""
+    try:
+        started = datetime.fromisoformat(report["started_at"])
+        finished = datetime.fromisoformat(report["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+    return (finished - started).total_seconds()
 
 
 def format_bytes(size: int | None) -> str:

@@ -125,9 +125,20 @@ class Running:
         self.started = time.time()
         self.process = subprocess.Popen(list(args), stdout=self._stdout, stderr=self._stderr, cwd=workdir)
 
+    def stop(self) -> None:
+        """End it early (the benchmark failed elsewhere): it is ours, and would outlive us otherwise."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._stdout.close()
+        self._stderr.close()
+
     def finish(self, timeout: float) -> Measured:
         try:
             returncode = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise common.BenchError(f"pgbench ({self.label}) still running after {timeout:.0f} s") from None
         finally:
             self._stdout.close()
             self._stderr.close()

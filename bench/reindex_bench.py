@@ -73,6 +73,7 @@ class Rebuild:
     detail: str | None
     reason: str | None
     statement_seconds: float | None  # the REINDEX statement alone, as dbmaint timed it
+    job_seconds: float  # dbmaint's job from its own start to finish: all but the process startup
     wall_seconds: float  # the whole dbmaint process, Python startup included
     size_before: int | None
     size_after: int | None
@@ -163,7 +164,7 @@ class Result:
             "setup_seconds": {k: round(v, 2) for k, v in self.setup_seconds.items()},
             "sizes": asdict(self.sizes),
             "rebuild": rebuild,
-            "runs": [_json_figures(f) for f in self.runs],
+            "runs": [asdict(f) for f in self.runs],
             "ratios_loaded_over_alone": {k: common.rounded(v) for k, v in self.ratios().items()},
             "invalid_indexes_after": self.invalid_indexes_after,
             "checks": self.checks,
@@ -188,7 +189,8 @@ class Result:
             f"  loaded / alone: tps {ratios['tps']:.3f}, avg latency {ratios['latency_avg']:.3f}, "
             f"p99 {ratios['latency_p99']:.3f}; during the rebuild: tps {ratios['during_rebuild_tps']:.3f}, "
             f"p99 {ratios['during_rebuild_p99']:.3f}",
-            f"  rebuild: {r.status}, REINDEX {_seconds(r.statement_seconds)}, dbmaint process {r.wall_seconds:.2f} s "
+            f"  rebuild: {r.status}, REINDEX {_seconds(r.statement_seconds)}, dbmaint job {r.job_seconds:.2f} s, "
+            f"dbmaint process {r.wall_seconds:.2f} s "
             f"(from {r.start_offset:.1f} s to {r.end_offset:.1f} s into the run), "
             f"{common.format_bytes(r.size_before)} -> {common.format_bytes(r.size_after)}",
             self._check_line(),
@@ -208,15 +210,6 @@ class Result:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
-
-
-def _json_figures(figures: Figures) -> dict[str, Any]:
-    document = asdict(figures)
-    for key, value in list(document.items()):
-        if isinstance(value, float):
-            document[key] = common.rounded(value)
-    document["window"] = {k: common.rounded(float(v)) for k, v in document["window"].items()}
-    return document
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -310,7 +303,11 @@ def loaded_run(tools: Tools, params: Params) -> tuple[pgbench.Measured, Rebuild]
     running = pgbench.Running("with-reindex", args, tools.workdir, prefix)
     time.sleep(max(0.0, running.started + params.reindex_after - time.time()))
     started = time.time()
-    timed, document = tools.dbmaint_reindex()
+    try:
+        timed, document = tools.dbmaint_reindex()
+    except BaseException:
+        running.stop()
+        raise
     ended = time.time()
     within = running.process.poll() is None
     measured = running.finish(timeout=params.seconds + 120)
@@ -320,6 +317,7 @@ def loaded_run(tools: Tools, params: Params) -> tuple[pgbench.Measured, Rebuild]
         detail=action.get("detail"),
         reason=action.get("reason"),
         statement_seconds=action.get("duration_s"),
+        job_seconds=common.job_seconds(document),
         wall_seconds=timed.seconds,
         size_before=action.get("size_before"),
         size_after=action.get("size_after"),
@@ -366,7 +364,7 @@ def run(params: Params) -> Result:
         invalid = invalid_indexes(dsn)
         commands = {
             "pgbench": " ".join(params.load.args(tools.pgbench_bin, tools.connection, DATABASE, Path("<tmp>/tx"))),
-            "dbmaint": " ".join(tools.dbmaint),
+            "dbmaint": " ".join(tools.dbmaint).replace(tmp, "<tmp>"),
             "config": CONFIG.format(state_url="sqlite:///<tmp>/state.db"),
         }
     runs = [Figures.of(m, rebuild) for m in (before, loaded, after)]

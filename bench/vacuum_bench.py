@@ -30,6 +30,7 @@ DATABASE = "vacuumbench"
 SETTINGS = {"autovacuum": "off"}
 LOAD_WORKERS = 2  # one per core
 SPEEDUP_TARGET = 5.0
+TOOLS = ("vacuumdb", "dbmaint")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Run:
     touched: Touched
     dirty_after: list[TableState]
     dbmaint_actions: dict[str, int] = field(default_factory=dict)  # status -> count, dbmaint only
+    dbmaint_job_seconds: float | None = None  # dbmaint's own start-to-finish: the run less process startup
 
     @property
     def clean(self) -> bool:
@@ -99,6 +101,10 @@ class Result:
         return common.ratio(common.median(self.seconds("vacuumdb")), common.median(self.seconds("dbmaint")))
 
     @property
+    def job_seconds(self) -> list[float]:
+        return [r.dbmaint_job_seconds for r in self.runs if r.dbmaint_job_seconds is not None]
+
+    @property
     def paired_speedups(self) -> list[float]:
         """vacuumdb/dbmaint within each round: the ratio least disturbed by drift across rounds."""
         by_round: dict[int, dict[str, float]] = {}
@@ -108,7 +114,8 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return bool(self.runs) and all(r.clean for r in self.runs)
+        # Dirt that did not show in the statistics would make "clean afterwards" prove nothing.
+        return bool(self.runs) and all(r.clean and r.dead_rows_before > 0 for r in self.runs)
 
     def to_json(self) -> dict[str, Any]:
         runs = [{**asdict(r), "clean": r.clean} for r in self.runs]
@@ -136,9 +143,11 @@ class Result:
         }
         lines = [
             f"VACUUM: {p.tables} tables x {p.rows:,} rows, {p.dirty} dirty, {p.rounds} rounds (order alternating)",
-            f"  dirt before each run: {min(dead):,}-{max(dead):,} dead rows over the {p.dirty} dirty tables",
+            f"  dirt before each run: {_span(dead)} dead rows over the {p.dirty} dirty tables",
             f"  vacuumdb --analyze   median {common.median(vdb):6.2f} s   runs: {_list(vdb)}",
             f"  dbmaint vacuum       median {common.median(dbm):6.2f} s   runs: {_list(dbm)}",
+            f"    of which dbmaint's job itself (its JSON's started_at..finished_at): median "
+            f"{common.median(self.job_seconds):.2f} s; the rest is process startup",
             f"  speedup vacuumdb/dbmaint: {self.speedup:.1f}x (median over median; per round: {paired}); "
             + self._target(),
             f"  tables vacuumed/analyzed per run: vacuumdb {_pairs(touched['vacuumdb'])}, "
@@ -176,7 +185,9 @@ class Result:
         return line
 
 
-TOOLS = ("vacuumdb", "dbmaint")
+def _span(values: list[int]) -> str:
+    low, high = min(values, default=0), max(values, default=0)
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
 
 
 def _list(values: list[float]) -> str:
@@ -311,11 +322,12 @@ class Tools:
             workdir=workdir,
         )
 
-    def run(self, tool: str) -> tuple[common.Timed, dict[str, int]]:
+    def run(self, tool: str) -> tuple[common.Timed, dict[str, Any] | None]:
+        """The timed command, and dbmaint's JSON report (None for vacuumdb)."""
         if tool == "vacuumdb":
-            return common.run_timed(self.vacuumdb, cwd=self.workdir).check("vacuumdb"), {}
+            return common.run_timed(self.vacuumdb, cwd=self.workdir).check("vacuumdb"), None
         timed = common.run_timed(self.dbmaint, env=self.dbmaint_env, cwd=self.workdir).check("dbmaint vacuum")
-        return timed, _action_counts(timed.stdout)
+        return timed, json.loads(timed.stdout)
 
     def dry_run_plan(self) -> int:
         """How many statements dbmaint would send now (also warms its state file and bytecode caches)."""
@@ -324,9 +336,9 @@ class Tools:
         return len(document["actions"])
 
 
-def _action_counts(stdout: str) -> dict[str, int]:
+def _action_counts(report: dict[str, Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for action in json.loads(stdout)["actions"]:
+    for action in report["actions"]:
         counts[action["status"]] = counts.get(action["status"], 0) + 1
     return counts
 
@@ -336,9 +348,11 @@ def timed_run(tools: Tools, tool: str, dsn: str, params: Params, round_no: int, 
     make_dirt(dsn, dirty, params.rows)
     before = dead_rows(dsn, dirty)
     since = common.server_now(dsn)
-    timed, actions = tools.run(tool)
+    timed, report = tools.run(tool)
     states, touched = inspect(dsn, dirty, since)
-    run = Run(tool, round_no, position, timed.seconds, before, touched, states, actions)
+    run = Run(tool, round_no, position, timed.seconds, before, touched, states)
+    if report is not None:
+        run.dbmaint_actions, run.dbmaint_job_seconds = _action_counts(report), common.job_seconds(report)
     common.say(NAME, f"round {round_no}: {tool} {timed.seconds:.2f} s ({'clean' if run.clean else 'NOT clean'})")
     return run
 
@@ -370,6 +384,6 @@ def run(params: Params) -> Result:
                 runs.append(timed_run(tools, tool, dsn, params, round_no, position))
         commands = {
             "vacuumdb": " ".join(tools.vacuumdb),
-            "dbmaint": "DBMAINT_STATE_URL=sqlite:///<tmp>/state.db " + " ".join(tools.dbmaint),
+            "dbmaint": "DBMAINT_STATE_URL=sqlite:///<tmp>/state.db " + " ".join(tools.dbmaint).replace(tmp, "<tmp>"),
         }
     return Result(params, commands, setup, plan, runs)

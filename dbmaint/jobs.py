@@ -222,8 +222,9 @@ def reindex(target: db.Target, config: Config, history: History, *, dry_run: boo
         )
         executor.run(conn, planned)
         # A REINDEX CONCURRENTLY that failed, was cancelled or gave up on a lock leaves an invalid _ccnew
-        # index behind: try to drop it now (if that cannot get its lock either, the next run will).
-        failed_tables = {a.relid for a in planned if a.kind == "reindex" and a.status != "done"}
+        # index behind, even when a retry then succeeded: drop those now (if the drop cannot get its lock
+        # either, the next run will).
+        failed_tables = {a.relid for a in planned if a.kind == "reindex" and (a.status != "done" or a.attempts > 1)}
         cleanup = [
             _drop_action(index)
             for table_oid in failed_tables
