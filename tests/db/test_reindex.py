@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 
 import psycopg
@@ -183,3 +184,23 @@ def test_recently_rebuilt_index_waits_for_min_interval(
     skipped = [a for a in second["actions"] if a["object"] == "public.items_sku"]
     assert skipped and skipped[0]["status"] == "skipped"
     assert "less than reindex.min_interval ago" in skipped[0]["detail"]
+
+
+def test_a_retry_that_succeeds_still_drops_the_first_attempts_leftover(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    make_bloated_index(database)
+    writer = LockHolder(database.dsn, "BEGIN", "UPDATE items SET sku = sku WHERE id = 10")
+    config = write_config(
+        SMALL_THRESHOLDS + 'max_per_run = 1\nretries = 2\nretry_delay = "3s"\n[safety]\nlock_timeout = "1s"\n'
+    )
+    release = threading.Timer(2.0, writer.release)  # gone before the retry, after the first attempt
+    release.start()
+    try:
+        document = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    finally:
+        release.join()
+    attempted = [a for a in document["actions"] if a["kind"] == "reindex" and "max_per_run" not in (a["detail"] or "")]
+    assert [a["status"] for a in attempted] == ["done"]
+    assert [a["status"] for a in document["actions"] if a["kind"] == "drop_invalid"] == ["done"]
+    assert not any("_ccnew" in name for name in index_names(database))
