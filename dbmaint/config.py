@@ -97,7 +97,19 @@ class CaptureConfig:
 class AdvisorConfig:
     enabled: bool = True
     schedule: str = _cron("0 5 * * 0")
+    # New indexes may take this much space in all: a share of the database size, or a size ("2GB").
     storage_budget: str = "10%"
+    # pg_stat_statements entries below either threshold are not worth an index (and are counted as such).
+    min_calls: int = 5
+    min_total_time: float = _duration("100ms")
+    max_statements: int = 1000
+    # A candidate must make at least one statement this much cheaper on the planner's estimate.
+    min_improvement: float = 0.2
+    # Saving per byte is scaled by (1 - write_penalty x the table's share of writes): indexes cost writes.
+    write_penalty: float = 0.5
+    # Statements running longer than this right now join the workload (pg_stat_activity).
+    long_running: float = _duration("30s")
+    versions_dir: str = "migrations/versions"
 
 
 @dataclass(frozen=True)
@@ -277,12 +289,33 @@ def _check_ranges(config: Config, source: str) -> None:
         ("vacuum.trigger_fraction", 0 < config.vacuum.trigger_fraction <= 1, "above 0 and at most 1"),
         ("reindex.min_bloat_ratio", 0 < config.reindex.min_bloat_ratio < 1, "between 0 and 1"),
         ("reindex.max_per_run", config.reindex.max_per_run >= 1, "at least 1"),
+        ("advisor.min_improvement", 0 < config.advisor.min_improvement < 1, "between 0 and 1"),
+        ("advisor.write_penalty", 0 <= config.advisor.write_penalty <= 1, "between 0 and 1"),
+        ("advisor.storage_budget", _budget_ok(config.advisor.storage_budget), 'a share such as "10%" or a size'),
         ("safety.lock_timeout", config.safety.lock_timeout > 0, "above 0"),
         ("safety.max_active_connections", config.safety.max_active_connections >= 1, "at least 1"),
     ]
     for key, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{source}: '{key}' must be {allowed}")
+
+
+def _budget_ok(text: str) -> bool:
+    try:
+        storage_budget_bytes(text, 1)
+    except ValueError:
+        return False
+    return True
+
+
+def storage_budget_bytes(text: str, database_size: int) -> int:
+    """advisor.storage_budget in bytes: "10%" of the database, or an absolute size such as "2GB"."""
+    if text.strip().endswith("%"):
+        share = float(text.strip()[:-1])
+        if not 0 < share <= 1000:
+            raise ValueError(text)
+        return int(database_size * share / 100)
+    return parse_size(text)
 
 
 def find_config_path(explicit: str | None) -> Path | None:

@@ -96,3 +96,59 @@ def print_history(records: Sequence[RunRecord]) -> None:
             r.reason or "",
         )
     out.print(table)
+
+
+def print_advice(advice: Any, *, rejections: bool = False) -> None:
+    """Findings, then recommendations with their evidence, then what was left out of the workload."""
+    out = console()
+    out.print(Text.assemble(("advice for ", "bold"), (advice.database, "bold")))
+    if advice.findings:
+        table = Table(title="findings", show_edge=False, pad_edge=False, title_justify="left")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("what, and the fix", overflow="fold", ratio=1)
+        for finding in advice.findings:
+            what = Text(finding.detail)
+            if finding.fix:
+                what.append(f"\n{finding.fix}", style="cyan")
+            table.add_row(Text(finding.kind, style="yellow"), what)
+        out.print(table)
+    else:
+        out.print("findings: none")
+    if advice.recommendations:
+        table = Table(title="recommended indexes", show_edge=False, pad_edge=False, title_justify="left")
+        table.add_column("index", overflow="fold", ratio=1)
+        table.add_column("size", justify="right", no_wrap=True)
+        table.add_column("verified", no_wrap=True)
+        for rec in advice.recommendations:
+            what = Text.assemble((rec.definition, "cyan"), "\n", (rec.reason, "dim"))
+            for query in rec.queries[:3]:
+                cost = f"{query.cost_before:,.0f} -> {query.cost_after:,.0f}" if rec.verified else ""
+                what.append(f"\n  {query.calls} x {_one_line(query.query, 90)}  {cost}", style="dim")
+            for closed in rec.closes:
+                what.append(f"\n  also fixes the {closed}", style="green")
+            table.add_row(what, format_size(rec.estimated_size_bytes), "yes" if rec.verified else "no")
+        out.print(table)
+    else:
+        out.print("recommended indexes: none")
+    left_out = ", ".join(f"{n} {reason}" for reason, n in sorted(advice.left_out.items(), key=lambda i: -i[1]))
+    out.print(
+        Text(
+            f"workload: {advice.statements} statement(s), {advice.analysed} analysed"
+            + (f"; left out: {left_out}" if left_out else ""),
+            style="dim",
+        )
+    )
+    for note in advice.notes:
+        out.print(Text(f"note: {note}", style="yellow"))
+    if rejections and advice.rejected:
+        table = Table(title="rejected candidates", show_edge=False, pad_edge=False, title_justify="left")
+        table.add_column("candidate", overflow="fold")
+        table.add_column("why not", overflow="fold")
+        for definition, reason in advice.rejected:
+            table.add_row(definition, reason)
+        out.print(table)
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."

@@ -1,0 +1,470 @@
+"""`dbmaint advise`: schema findings, and index recommendations proven on the planner for the workload.
+
+collect (catalog, statistics, workload) -> sqlshape (what each statement does with which columns) ->
+analyse.advisor (candidates, greedy choice under the storage budget, costs from whatif/hypopg) ->
+IndexRecommendation records with their evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbmaint import collect, db, sqlshape, workload
+from dbmaint.analyse import advisor as choice
+from dbmaint.analyse import findings as findings_analysis
+from dbmaint.config import Config, storage_budget_bytes
+from dbmaint.model import Finding, IndexRecommendation, QueryBenefit
+from dbmaint.units import format_size
+from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
+
+log = logging.getLogger(__name__)
+Connection = psycopg.Connection[tuple[Any, ...]]
+_PLANNABLE_KINDS = ("select", "update", "delete", "insert")
+
+
+@dataclass
+class AdviceReport:
+    database: str
+    findings: list[Finding] = field(default_factory=list)
+    recommendations: list[IndexRecommendation] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (definition, reason)
+    statements: int = 0
+    analysed: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    verified: bool = False
+    plans: int = 0
+
+    def to_json(self, *, rejections: bool = False) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "database": self.database,
+            "findings": [f.to_json() for f in self.findings],
+            "recommendations": [r.to_json() for r in self.recommendations],
+            "workload": {
+                "statements": self.statements,
+                "analysed": self.analysed,
+                "left_out": dict(sorted(self.left_out.items())),
+                "plans": self.plans,
+            },
+            "verified": self.verified,
+            "notes": self.notes,
+        }
+        if rejections:
+            document["rejected"] = [{"definition": d, "reason": r} for d, r in self.rejected]
+        return document
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the workload comes from, besides pg_stat_statements (unless that is switched off)."""
+
+    statements: Sequence[workload.Statement] = ()
+    use_pg_stat_statements: bool = True
+
+
+@dataclass
+class _Analysed:
+    statement: workload.Statement
+    plannable: Plannable
+    shape: sqlshape.Shape
+    baseline: float = 0.0
+
+
+def advise(conn: Connection, database: str, config: Config, sources: Sources) -> AdviceReport:
+    report = AdviceReport(database=database)
+    schema = collect.collect_schema(conn)
+    report.findings = findings_analysis.findings(schema)
+    statements = _workload(conn, config, sources, report)
+    catalog = _catalog(conn)
+    analysed = _analyse(statements, catalog, config, report, from_stats=sources.use_pg_stat_statements)
+    hypopg = collect.extension_schema(conn, "hypopg")
+    tables = _table_facts(conn, {key for item in analysed for key in item.shape.tables()})
+    if hypopg is None:
+        report.notes.append(
+            "hypopg is not installed: recommendations are unverified heuristics (install the package "
+            "postgresql-15-hypopg, then CREATE EXTENSION hypopg, to have each one proven on the planner)"
+        )
+        report.recommendations = _heuristic(analysed, tables)
+    else:
+        report.verified = True
+        for item in analysed:  # before any planning: the cache knows a statement by its key alone
+            item.plannable = _with_values(conn, item, catalog)
+        whatif = WhatIf(conn, hypopg)
+        analysed = _baselines(whatif, analysed, report)
+        budget = storage_budget_bytes(config.advisor.storage_budget, _database_size(conn))
+        report.recommendations = _proven(conn, whatif, analysed, tables, config, budget, report)
+        report.plans = whatif.plans
+    report.analysed = len(analysed)
+    _close_findings(report)
+    return report
+
+
+# --- the workload ------------------------------------------------------------------------------------
+
+
+def _workload(conn: Connection, config: Config, sources: Sources, report: AdviceReport) -> list[workload.Statement]:
+    found = list(sources.statements)
+    if sources.use_pg_stat_statements:
+        recorded, note = workload.from_pg_stat_statements(conn, limit=config.advisor.max_statements)
+        found += recorded
+        if note:
+            report.notes.append(note)
+        found += workload.from_activity(conn, config.advisor.long_running)
+    statements = workload.merged(found)
+    report.statements = len(statements)
+    return statements
+
+
+def _left_out_by_weight(statement: workload.Statement, config: Config) -> str | None:
+    if statement.source != "pg_stat_statements":
+        return None  # given on purpose, or seen running long: always weighed
+    if statement.calls < config.advisor.min_calls:
+        return f"fewer than {config.advisor.min_calls} calls"
+    if statement.total_time_ms < config.advisor.min_total_time * 1000:
+        return f"under {config.advisor.min_total_time * 1000:.0f} ms in total"
+    return None
+
+
+def _analyse(
+    statements: Sequence[workload.Statement],
+    catalog: sqlshape.Catalog,
+    config: Config,
+    report: AdviceReport,
+    *,
+    from_stats: bool,
+) -> list[_Analysed]:
+    analysed = []
+    for statement in statements:
+        reason = _left_out_by_weight(statement, config)
+        if reason is not None:
+            report.left_out[reason] += 1
+            continue
+        text = sqlshape.repair_normalized(statement.query)
+        try:
+            shape = sqlshape.analyse(text, catalog)
+        except sqlshape.ShapeError as exc:
+            report.left_out[f"not valid SQL ({exc})"[:120]] += 1
+            continue
+        if shape.kind not in _PLANNABLE_KINDS:
+            report.left_out["utility statement (not planned)"] += 1
+            continue
+        if not shape.tables():
+            for skipped in shape.skipped or ["no table an index could serve"]:
+                report.left_out[_skip_reason(skipped)] += 1
+            continue
+        if not any(u.role != "read" for u in shape.uses):
+            report.left_out["nothing an index could serve (no predicate, join or sort)"] += 1
+            continue
+        plannable = Plannable(
+            key=workload.fingerprint(text),
+            text=text,
+            params=_highest_param(text),
+            param_types=shape.param_types(catalog),
+        )
+        analysed.append(_Analysed(statement, plannable, shape))
+    return analysed
+
+
+def _skip_reason(skipped: str) -> str:
+    _, _, why = skipped.partition(": ")
+    return f"only {why}" if why else skipped
+
+
+def _highest_param(text: str) -> int:
+    from pglast.parser import scan
+
+    highest = 0
+    for token in scan(text):
+        if token.name == "PARAM":
+            highest = max(highest, int(text[token.start + 1 : token.end + 1]))
+    return highest
+
+
+def _baselines(whatif: WhatIf, analysed: list[_Analysed], report: AdviceReport) -> list[_Analysed]:
+    plannable = []
+    for item in analysed:
+        try:
+            item.baseline = whatif.cost(item.plannable)
+        except PlanError as exc:
+            report.left_out[f"cannot be planned: {exc}"[:160]] += 1
+            continue
+        plannable.append(item)
+    return plannable
+
+
+@dataclass(frozen=True)
+class _ColumnStats:
+    histogram: list[str] | None
+    most_common: str | None
+    most_common_freq: float
+
+
+# An equality on a column where one value covers this share of the rows: the generic plan's 1/n_distinct
+# hides that most lookups hit that value, so the value itself is planned.
+SKEWED = 0.2
+
+
+def _column_stats(conn: Connection, use: sqlshape.ColumnUse) -> _ColumnStats | None:
+    rows = db.fetch(
+        conn, "advisor_histogram", _ColumnStats, {"schema": use.schema, "table": use.table, "column": use.column}
+    )
+    return rows[0] if rows else None
+
+
+def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog) -> Plannable:
+    """Where a generic plan misleads, plan with values from pg_stats instead.
+
+    A generic plan prices `col > $1` at a third of the table, and `col = $1` at 1/n_distinct even when
+    most rows share one value. With a range on a parameter, or an equality on a skewed column, every $n
+    gets a representative value: a selective histogram bound for ranges, the most common value for
+    equalities (the lookup most rows answer), else the histogram's middle.
+    """
+    params = {u.param: u for u in item.shape.uses if u.param is not None}
+    if len(params) < item.plannable.params:
+        return item.plannable  # a parameter outside a plain comparison: no value to draw
+    stats = {n: _column_stats(conn, use) for n, use in params.items()}
+    misleading = any(
+        use.role == "range" or (stats[n] is not None and stats[n].most_common_freq >= SKEWED)  # type: ignore[union-attr]
+        for n, use in params.items()
+    )
+    if not misleading:
+        return item.plannable
+    values: dict[int, str] = {}
+    for number, use in params.items():
+        column = stats[number]
+        bounds = (column.histogram if column else None) or []
+        if use.role == "range" and bounds:  # a selective bound: what a range lookup usually asks for
+            low_side = use.operator in ("<", "<=")
+            values[number] = bounds[len(bounds) // 10] if low_side else bounds[-1 - len(bounds) // 10]
+        elif column is not None and column.most_common is not None:  # the value most rows have
+            values[number] = column.most_common
+        elif bounds:
+            values[number] = bounds[len(bounds) // 2]
+        else:
+            return item.plannable
+    return Plannable(item.plannable.key, item.plannable.text, item.plannable.params, item.plannable.param_types, values)
+
+
+# --- catalog ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RelationRow:
+    schema: str
+    name: str
+    kind: str
+    columns: dict[str, str]
+    view_definition: str | None
+
+
+def _catalog(conn: Connection) -> sqlshape.Catalog:
+    rows = db.fetch(conn, "advisor_relations", _RelationRow)
+    relations = {
+        (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
+    }
+    search_path = db.fetch_value(conn, "SELECT pg_catalog.current_schemas(false)") or ["public"]
+    return sqlshape.Catalog(relations, tuple(search_path))
+
+
+@dataclass(frozen=True)
+class _FactsRow:
+    schema: str
+    name: str
+    reltuples: float
+    existing: list[list[str]]
+    n_distinct: dict[str, float]
+    common_values: dict[str, dict[str, Any]]
+    write_share: float
+
+
+def _table_facts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], choice.TableFacts]:
+    if not keys:
+        return {}
+    schemas, names = zip(*sorted(keys), strict=True)
+    rows = db.fetch(conn, "advisor_table_facts", _FactsRow, {"schemas": list(schemas), "names": list(names)})
+    facts = {}
+    for row in rows:
+        common = {
+            column: dict(zip(entry.get("values") or [], entry.get("freqs") or [], strict=False))
+            for column, entry in row.common_values.items()
+        }
+        facts[(row.schema, row.name)] = choice.TableFacts(
+            row.schema,
+            row.name,
+            row.reltuples,
+            tuple(tuple(cols) for cols in row.existing),
+            row.n_distinct,
+            common,
+            row.write_share,
+        )
+    return facts
+
+
+def _database_size(conn: Connection) -> int:
+    return int(db.fetch_value(conn, "SELECT pg_catalog.pg_database_size(pg_catalog.current_database())") or 0)
+
+
+# --- recommendations --------------------------------------------------------------------------------
+
+
+def _proven(
+    conn: Connection,
+    whatif: WhatIf,
+    analysed: list[_Analysed],
+    tables: Mapping[tuple[str, str], choice.TableFacts],
+    config: Config,
+    budget: int,
+    report: AdviceReport,
+) -> list[IndexRecommendation]:
+    by_key = {item.plannable.key: item for item in analysed}
+    candidates: set[Candidate] = set()
+    for item in analysed:
+        candidates |= choice.candidates_for(item.shape, tables)
+
+    def cost(key: str, indexes: frozenset[Candidate]) -> float:
+        try:
+            return whatif.cost(by_key[key].plannable, indexes)
+        except PlanError:
+            return float("inf")  # never counted as a gain
+
+    work = [choice.WorkItem(item.plannable.key, float(item.statement.calls), item.shape) for item in analysed]
+    selection = choice.choose(
+        work,
+        candidates,
+        cost,
+        _safe_size(whatif),
+        budget_bytes=budget,
+        tables=tables,
+        min_improvement=config.advisor.min_improvement,
+        write_penalty=config.advisor.write_penalty,
+    )
+    report.rejected = [(r.candidate.describe(), r.reason) for r in selection.rejected]
+    names = _taken_names(conn)
+    return [_recommendation(c, by_key, names) for c in selection.chosen]
+
+
+def _safe_size(whatif: WhatIf) -> Any:
+    def size(candidate: Candidate) -> int:
+        try:
+            return whatif.size(candidate)
+        except PlanError:
+            return 2**62  # cannot be built hypothetically: never fits a budget
+
+    return size
+
+
+def _taken_names(conn: Connection) -> set[str]:
+    rows = conn.execute("SELECT relname FROM pg_catalog.pg_class WHERE relkind IN ('i', 'I')").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _unique_name(candidate: Candidate, taken: set[str]) -> str:
+    name = candidate.name
+    number = 1
+    while name in taken:
+        suffix = str(number)
+        name = candidate.name[: 63 - len(suffix)] + suffix
+        number += 1
+    taken.add(name)
+    return name
+
+
+def _definition(candidate: Candidate, name: str) -> str:
+    statement = candidate.body(concurrently=True).as_string(None)
+    return statement.replace("CREATE INDEX CONCURRENTLY ", f"CREATE INDEX CONCURRENTLY {_quoted(name)} ", 1)
+
+
+def _quoted(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def _recommendation(chosen: choice.Choice, by_key: Mapping[str, _Analysed], taken: set[str]) -> IndexRecommendation:
+    candidate = chosen.candidate
+    name = _unique_name(candidate, taken)
+    queries = []
+    before_total = after_total = 0.0
+    for key, before, after in sorted(chosen.per_statement, key=lambda s: (s[1] - s[2]) * by_key[s[0]].statement.calls,
+                                     reverse=True):  # fmt: skip
+        statement = by_key[key].statement
+        queries.append(QueryBenefit(statement.query, statement.queryid, statement.calls, before, after))
+        before_total += before * statement.calls
+        after_total += after * statement.calls
+    saved = 1 - after_total / before_total if before_total else 0.0
+    reason = (
+        f"makes {len(queries)} statement(s) {saved:.0%} cheaper on the planner's estimate, weighted by calls "
+        f"({before_total:,.0f} -> {after_total:,.0f}), for about {format_size(chosen.size)}"
+    )
+    return IndexRecommendation(
+        schema=candidate.schema,
+        table_name=candidate.table,
+        columns=candidate.columns,
+        name=name,
+        definition=_definition(candidate, name),
+        reason=reason,
+        include=candidate.include,
+        where=candidate.where,
+        queries=tuple(queries),
+        cost_before=before_total,
+        cost_after=after_total,
+        estimated_size_bytes=chosen.size,
+        verified=True,
+    )
+
+
+def _heuristic(
+    analysed: list[_Analysed], tables: Mapping[tuple[str, str], choice.TableFacts]
+) -> list[IndexRecommendation]:
+    """Without hypopg: per statement (heaviest first), its widest composite candidate, unverified."""
+    seen: set[Candidate] = set()
+    taken: set[str] = set()
+    result = []
+    for item in sorted(analysed, key=lambda a: a.statement.total_time_ms, reverse=True):
+        found = sorted(choice.candidates_for(item.shape, tables), key=lambda c: (len(c.columns), not c.include))
+        if not found or found[-1] in seen:
+            continue
+        candidate = found[-1]
+        seen.add(candidate)
+        facts = tables.get((candidate.schema, candidate.table))
+        size = int((facts.reltuples if facts else 0) * (16 + 8 * len(candidate.columns)) * 1.3)
+        name = _unique_name(candidate, taken)
+        result.append(
+            IndexRecommendation(
+                schema=candidate.schema,
+                table_name=candidate.table,
+                columns=candidate.columns,
+                name=name,
+                definition=_definition(candidate, name),
+                reason="heuristic (not proven on the planner): serves the statement's predicates and sort",
+                include=candidate.include,
+                where=candidate.where,
+                queries=(QueryBenefit(item.statement.query, item.statement.queryid, item.statement.calls, 0, 0),),
+                estimated_size_bytes=size,
+                verified=False,
+            )
+        )
+    return result
+
+
+def _close_findings(report: AdviceReport) -> None:
+    """A recommended index leading with an unindexed foreign key's columns also fixes that finding."""
+    updated = []
+    for recommendation in report.recommendations:
+        closes = [
+            f"unindexed foreign key on {f.table} ({', '.join(f.columns)})"
+            for f in report.findings
+            if f.kind == "unindexed_foreign_key"
+            and f.table == recommendation.table
+            and set(recommendation.columns[: len(f.columns)]) == set(f.columns)
+            and recommendation.where is None
+        ]
+        if closes:
+            recommendation = IndexRecommendation(**{**recommendation.__dict__, "closes": tuple(closes)})
+        updated.append(recommendation)
+    report.recommendations = updated

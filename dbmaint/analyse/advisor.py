@@ -1,0 +1,263 @@
+"""Index candidates from the workload's column uses, and the set chosen for the whole workload.
+
+Candidates per statement and table, in the order a btree serves them best: equality columns first
+(most distinct first), then the sort column(s), then one range column; single columns for every
+predicate and join key; an INCLUDE variant when a few more columns make an index-only scan; a partial
+index when a predicate on a constant is selective.
+
+The choice is greedy over the whole workload: each round takes the candidate that saves the most
+workload cost (planner cost x calls, re-planned with what was already chosen) per byte of index, with a
+penalty for write-heavy tables, until nothing saves enough or the storage budget is spent. The cost
+oracle is passed in, so this module stays free of I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dbmaint.sqlshape import ColumnUse, Shape
+from dbmaint.units import format_size
+from dbmaint.whatif import Candidate
+
+MAX_KEY_COLUMNS = 4
+MAX_INCLUDE_COLUMNS = 3
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the candidate rules need to know about a table."""
+
+    schema: str
+    name: str
+    reltuples: float
+    existing: tuple[tuple[str, ...], ...]  # key columns of its valid, non-partial btree indexes
+    n_distinct: Mapping[str, float] = field(default_factory=dict)  # column -> distinct values (pg_stats)
+    common_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # column -> value -> freq
+    write_share: float = 0.0  # writes / (reads + writes) from pg_stat_user_tables
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A statement of the workload as the chooser sees it."""
+
+    key: str
+    weight: float  # calls (or a stand-in for statements seen once)
+    shape: Shape
+
+
+def _distinct(facts: TableFacts | None, column: str) -> float:
+    if facts is None:
+        return 0.0
+    value = facts.n_distinct.get(column, 0.0)
+    return value if value >= 0 else -value * max(facts.reltuples, 1.0)  # negative: a fraction of rows
+
+
+def _unique(columns: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(columns))
+
+
+def _served(columns: tuple[str, ...], facts: TableFacts | None) -> bool:
+    """An existing index already leads with exactly these columns."""
+    return facts is not None and any(index[: len(columns)] == columns for index in facts.existing)
+
+
+def candidates_for(shape: Shape, tables: Mapping[tuple[str, str], TableFacts]) -> set[Candidate]:
+    """Every index worth pricing for one statement."""
+    found: set[Candidate] = set()
+    by_table: dict[tuple[str, str], list[ColumnUse]] = {}
+    for use in shape.uses:
+        by_table.setdefault((use.schema, use.table), []).append(use)
+    sort_tables = {(u.schema, u.table) for u in shape.uses if u.role == "order"}
+    for key, uses in by_table.items():
+        facts = tables.get(key)
+        found |= _table_candidates(key, uses, facts, sortable=len(sort_tables) == 1 and key in sort_tables)
+    return {c for c in found if c.columns and not _served(c.columns, tables.get((c.schema, c.table)))}
+
+
+def _table_candidates(
+    key: tuple[str, str], uses: Sequence[ColumnUse], facts: TableFacts | None, *, sortable: bool
+) -> set[Candidate]:
+    schema, table = key
+
+    def make(columns: Iterable[str], include: Iterable[str] = (), where: str | None = None) -> Candidate:
+        keys = _unique(columns)[:MAX_KEY_COLUMNS]
+        return Candidate(schema, table, keys, tuple(c for c in _unique(include) if c not in keys), where)
+
+    equality = [u for u in uses if u.role == "eq" and u.constant != "NULL"]
+    eq_columns = sorted(_unique(u.column for u in equality), key=lambda c: -_distinct(facts, c))
+    ranges = _unique(u.column for u in uses if u.role == "range")
+    joins = _unique(u.column for u in uses if u.role == "join")
+    order = _unique(u.column for u in uses if u.role == "order") if sortable else ()
+    groups = _unique(u.column for u in uses if u.role == "group")
+    reads = _unique(u.column for u in uses)
+
+    result = {make([c]) for c in (*eq_columns, *ranges, *joins, *order[:1], *groups[:1])}
+    composite = [*eq_columns, *order, *ranges[:1]]
+    for columns in (eq_columns, [*eq_columns, *order], [*eq_columns, *ranges[:1]], composite):
+        if len(columns) > 1:
+            result.add(make(columns))
+    for join in joins:  # the inner side of a nested loop: the join key with the equalities
+        if eq_columns:
+            result.add(make([*eq_columns, join]))
+            result.add(make([join, *eq_columns]))
+    if groups and eq_columns:
+        result.add(make([*eq_columns, *groups]))
+    best = make(composite) if composite else None
+    if best is not None:
+        extra = [c for c in reads if c not in best.columns]
+        if 0 < len(extra) <= MAX_INCLUDE_COLUMNS:  # a few more columns turn it into an index-only scan
+            result.add(make(best.columns, include=extra))
+        result |= _partial_candidates(make, equality, eq_columns, order, ranges, facts)
+    return result
+
+
+def _partial_candidates(
+    make: Callable[..., Candidate],
+    equality: Sequence[ColumnUse],
+    eq_columns: Sequence[str],
+    order: Sequence[str],
+    ranges: Sequence[str],
+    facts: TableFacts | None,
+) -> set[Candidate]:
+    """col = 'constant' with a rare constant: index only those rows, keyed by the other columns."""
+    result = set()
+    for use in equality:
+        if use.constant is None or facts is None:
+            continue
+        frequencies = facts.common_values.get(use.column, {})
+        frequency = frequencies.get(use.constant.strip("'"), min(frequencies.values(), default=1.0))
+        others = [c for c in (*eq_columns, *order, *ranges[:1]) if c != use.column]
+        if frequency <= 0.2 and others:
+            result.add(make(others, where=f"{_quote(use.column)} = {use.constant}"))
+    return result
+
+
+def _quote(column: str) -> str:
+    return column if column.isidentifier() and column.islower() else '"' + column.replace('"', '""') + '"'
+
+
+# --- choosing the set ----------------------------------------------------------------------------------
+
+CostFn = Callable[[str, frozenset[Candidate]], float]
+
+
+@dataclass(frozen=True)
+class Choice:
+    candidate: Candidate
+    size: int
+    gain: float  # workload cost saved (weighted), given what was chosen before it
+    per_statement: tuple[tuple[str, float, float], ...]  # (statement key, cost before, cost after)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    candidate: Candidate
+    reason: str
+
+
+@dataclass
+class Selection:
+    chosen: list[Choice] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def choose(
+    work: Sequence[WorkItem],
+    candidates: Iterable[Candidate],
+    cost: CostFn,
+    size: Callable[[Candidate], int],
+    *,
+    budget_bytes: int,
+    tables: Mapping[tuple[str, str], TableFacts],
+    min_improvement: float = 0.2,
+    write_penalty: float = 0.5,
+) -> Selection:
+    """Greedy: the best saving per byte first, re-planning with the earlier choices in place."""
+    selection = Selection()
+    affected = {c: [w for w in work if (c.schema, c.table) in w.shape.tables()] for c in candidates}
+    pool = set(affected)
+    chosen: set[Candidate] = set()
+    used = 0
+
+    def context(item: WorkItem) -> frozenset[Candidate]:
+        return frozenset(c for c in chosen if (c.schema, c.table) in item.shape.tables())
+
+    while pool:
+        scored = []
+        for candidate in sorted(pool, key=repr):
+            per_statement = []
+            gain = 0.0
+            for item in affected[candidate]:
+                before = cost(item.key, context(item))
+                after = cost(item.key, context(item) | {candidate})
+                if after < before:
+                    per_statement.append((item.key, before, after))
+                    gain += item.weight * (before - after)
+            best_ratio = max(((b - a) / b for _, b, a in per_statement if b > 0), default=0.0)
+            if best_ratio < min_improvement:
+                earlier = sorted(c.name for c in chosen if (c.schema, c.table) == (candidate.schema, candidate.table))
+                if earlier:
+                    reason = f"adds too little once {', '.join(earlier)} exists"
+                elif not per_statement:
+                    reason = "no statement's plan gets cheaper with it"
+                else:
+                    reason = f"saves at most {best_ratio:.0%} of a statement's cost (minimum {min_improvement:.0%})"
+                selection.rejected.append(Rejection(candidate, reason))
+                pool.discard(candidate)
+                continue
+            facts = tables.get((candidate.schema, candidate.table))
+            penalty = 1.0 - write_penalty * (facts.write_share if facts else 0.0)
+            bytes_needed = max(size(candidate), 8192)
+            scored.append((gain * penalty / bytes_needed, gain, bytes_needed, candidate, tuple(per_statement)))
+        if not scored:
+            break
+        scored.sort(key=lambda s: (s[0], -len(s[3].columns), repr(s[3])), reverse=True)
+        _, gain, bytes_needed, candidate, evidence = scored[0]
+        pool.discard(candidate)
+        if used + bytes_needed > budget_bytes:
+            left = max(0, budget_bytes - used)
+            reason = (
+                f"needs {format_size(bytes_needed)}, {format_size(left)} of the storage budget "
+                f"({format_size(budget_bytes)}, advisor.storage_budget) is left"
+            )
+            selection.rejected.append(Rejection(candidate, reason))
+            continue
+        chosen.add(candidate)
+        used += bytes_needed
+        selection.chosen.append(Choice(candidate, bytes_needed, gain, evidence))
+    return _without_redundant(selection, affected, cost)
+
+
+def _without_redundant(
+    selection: Selection, affected: Mapping[Candidate, Sequence[WorkItem]], cost: CostFn
+) -> Selection:
+    """Drop what a later, better choice made useless, and restate each survivor's evidence as its saving
+    with all the others in place (greedy cannot take back an early, narrower pick)."""
+    kept = {c.candidate for c in selection.chosen}
+
+    def context(item: WorkItem, indexes: set[Candidate]) -> frozenset[Candidate]:
+        return frozenset(c for c in indexes if (c.schema, c.table) in item.shape.tables())
+
+    for choice_ in sorted(selection.chosen, key=lambda c: c.gain):
+        others = kept - {choice_.candidate}
+        items = affected[choice_.candidate]
+        if all(cost(i.key, context(i, others)) <= cost(i.key, context(i, kept)) for i in items):
+            kept = others
+            later = sorted(c.name for c in others if (c.schema, c.table) == (choice_.candidate.schema,
+                                                                               choice_.candidate.table))  # fmt: skip
+            selection.rejected.append(Rejection(choice_.candidate, f"redundant once {', '.join(later)} exists"))
+    restated = []
+    for choice_ in selection.chosen:
+        if choice_.candidate not in kept:
+            continue
+        others = kept - {choice_.candidate}
+        per_statement, gain = [], 0.0
+        for item in affected[choice_.candidate]:
+            before, after = cost(item.key, context(item, others)), cost(item.key, context(item, kept))
+            if after < before:
+                per_statement.append((item.key, before, after))
+                gain += item.weight * (before - after)
+        restated.append(Choice(choice_.candidate, choice_.size, gain, tuple(per_statement)))
+    selection.chosen = restated
+    return selection

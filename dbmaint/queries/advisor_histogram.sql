@@ -1,0 +1,6 @@
+-- A column's histogram bounds and most common value, for planning $n with representative values.
+SELECT s.histogram_bounds::text::text[] AS histogram,
+       (s.most_common_vals::text::text[])[1] AS most_common,
+       coalesce(s.most_common_freqs[1], 0)::float8 AS most_common_freq
+  FROM pg_catalog.pg_stats AS s
+ WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = %(column)s AND NOT s.inherited
