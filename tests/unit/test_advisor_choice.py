@@ -1,0 +1,98 @@
+"""Candidate rules and the greedy choice, with a cost oracle made by hand."""
+
+from __future__ import annotations
+
+from dbmaint.analyse.advisor import TableFacts, WorkItem, candidates_for, choose
+from dbmaint.sqlshape import ColumnUse, Shape
+from dbmaint.whatif import Candidate
+
+ORDERS = ("public", "orders")
+FACTS = {
+    ORDERS: TableFacts(
+        "public", "orders", 100_000, existing=(("id",),),
+        n_distinct={"account_id": 20, "status": 3, "created_at": -1},
+        common_values={"status": {"paid": 0.6, "shipped": 0.3, "pending": 0.01}},
+    )
+}  # fmt: skip
+
+
+def shape(*uses: tuple[str, str], constant: str | None = None) -> Shape:
+    return Shape(
+        kind="select",
+        uses=[ColumnUse("public", "orders", c, r, constant=constant if r == "eq" else None) for c, r in uses],  # type: ignore[arg-type]
+    )
+
+
+def columns(found: set[Candidate]) -> set[tuple[str, ...]]:
+    return {c.columns for c in found if not c.include and not c.where}
+
+
+def test_equalities_first_by_distinctness_then_sort_then_range() -> None:
+    found = candidates_for(
+        shape(("status", "eq"), ("account_id", "eq"), ("created_at", "order"), ("total", "range")), FACTS
+    )
+    assert ("account_id", "status", "created_at", "total") in columns(found)
+    assert ("account_id", "status", "created_at") in columns(found)
+    assert ("account_id", "status", "total") in columns(found)
+    assert {("status",), ("account_id",), ("total",), ("created_at",)} <= columns(found)
+
+
+def test_an_existing_index_already_serving_is_not_a_candidate() -> None:
+    assert columns(candidates_for(shape(("id", "eq")), FACTS)) == set()
+
+
+def test_include_variant_for_index_only_scans() -> None:
+    found = candidates_for(shape(("account_id", "eq"), ("total", "read")), FACTS)
+    assert Candidate("public", "orders", ("account_id",), include=("total",)) in found
+
+
+def test_partial_index_for_a_rare_constant() -> None:
+    found = candidates_for(shape(("status", "eq"), ("created_at", "order"), constant="'pending'"), FACTS)
+    assert Candidate("public", "orders", ("created_at",), where="status = 'pending'") in found
+    common = candidates_for(shape(("status", "eq"), ("created_at", "order"), constant="'paid'"), FACTS)
+    assert not any(c.where for c in common)
+
+
+A = Candidate("public", "orders", ("account_id",))
+AB = Candidate("public", "orders", ("account_id", "status"))
+C = Candidate("public", "orders", ("created_at",))
+
+
+def test_greedy_picks_saving_per_byte_and_drops_what_a_later_pick_made_redundant() -> None:
+    item = WorkItem("q1", 10, shape(("account_id", "eq"), ("status", "eq")))
+    costs = {frozenset(): 1000.0, frozenset({A}): 100.0, frozenset({AB}): 10.0, frozenset({A, AB}): 10.0}
+    sizes = {A: 8192 * 10, AB: 8192 * 30}
+    selection = choose([item], [A, AB], lambda key, ix: costs[ix], sizes.__getitem__, budget_bytes=10**9, tables=FACTS)
+    assert [c.candidate for c in selection.chosen] == [AB]
+    (choice,) = selection.chosen
+    assert choice.per_statement == (("q1", 1000.0, 10.0),)
+    assert any(r.candidate == A and "redundant" in r.reason for r in selection.rejected)
+
+
+def test_budget_and_minimum_improvement() -> None:
+    item = WorkItem("q1", 1, shape(("account_id", "eq"), ("created_at", "range")))
+    costs = {frozenset(): 1000.0, frozenset({A}): 950.0, frozenset({C}): 100.0}
+    selection = choose(
+        [item], [A, C], lambda key, ix: costs[ix], {A: 8192, C: 8192 * 100}.__getitem__,
+        budget_bytes=8192 * 50, tables=FACTS,
+    )  # fmt: skip
+    assert selection.chosen == []
+    reasons = {r.candidate: r.reason for r in selection.rejected}
+    assert reasons[A].startswith("saves at most 5%")
+    assert "storage budget" in reasons[C]
+
+
+def test_write_heavy_tables_are_penalised() -> None:
+    other = Candidate("public", "logs", ("at",))
+    heavy = dict(FACTS)
+    heavy[("public", "logs")] = TableFacts("public", "logs", 1000, (), write_share=1.0)
+    items = [
+        WorkItem("q1", 1, shape(("account_id", "eq"))),
+        WorkItem("q2", 1, Shape("select", [ColumnUse("public", "logs", "at", "eq")])),
+    ]
+    costs = {("q1", frozenset()): 100.0, ("q1", frozenset({A})): 10.0,
+             ("q2", frozenset()): 100.0, ("q2", frozenset({other})): 10.0}  # fmt: skip
+    selection = choose(
+        items, [A, other], lambda key, ix: costs[(key, ix)], lambda c: 8192, budget_bytes=8192, tables=heavy
+    )
+    assert [c.candidate for c in selection.chosen] == [A]

@@ -1,0 +1,128 @@
+"""Column uses read with PostgreSQL's parser, resolved through aliases, CTEs, subqueries and views."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbmaint.sqlshape import Catalog, Relation, ShapeError, analyse, repair_normalized
+
+CATALOG = Catalog(
+    relations={
+        ("public", "orders"): Relation(
+            "public", "orders", "r",
+            {"id": "integer", "customer_id": "integer", "status": "text", "created_at": "timestamptz"},
+        ),
+        ("public", "customers"): Relation("public", "customers", "r", {"id": "integer", "Country": "text"}),
+        ("public", "events"): Relation("public", "events", "p", {"at": "timestamptz", "kind": "text"}),
+        ("public", "recent_orders"): Relation(
+            "public", "recent_orders", "v", {"order_id": "integer", "cust": "integer"},
+            "SELECT o.id AS order_id, o.customer_id AS cust FROM orders o WHERE o.status <> 'cancelled'",
+        ),
+        ("public", "remote"): Relation("public", "remote", "f", {"id": "integer"}),
+        ("pg_catalog", "pg_class"): Relation("pg_catalog", "pg_class", "r", {"oid": "oid", "relname": "name"}),
+    }
+)  # fmt: skip
+
+
+def uses(query: str) -> set[tuple[str, str, str]]:
+    return {(u.table, u.column, u.role) for u in analyse(query, CATALOG).uses if u.role != "read"}
+
+
+def test_equality_range_join_and_sort_through_aliases() -> None:
+    found = uses(
+        "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id "
+        "WHERE o.status = $1 AND o.created_at >= $2 ORDER BY o.created_at DESC LIMIT 10"
+    )
+    assert found == {
+        ("customers", "id", "join"), ("orders", "customer_id", "join"), ("orders", "status", "eq"),
+        ("orders", "created_at", "range"), ("orders", "created_at", "order"),
+    }  # fmt: skip
+    shape = analyse("SELECT 1 FROM orders WHERE status = $1 LIMIT $2", CATALOG)
+    assert shape.has_limit and shape.param_types(CATALOG) == {1: "text"}
+
+
+def test_views_resolve_to_their_base_columns() -> None:
+    assert ("orders", "customer_id", "eq") in uses("SELECT order_id FROM recent_orders WHERE cust = 42")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "WITH x AS (SELECT customer_id AS cid FROM orders) SELECT * FROM x WHERE cid = $1",
+        "WITH x AS MATERIALIZED (SELECT customer_id AS cid FROM orders) SELECT * FROM x WHERE cid = $1",
+        "WITH x AS NOT MATERIALIZED (SELECT customer_id AS cid FROM orders) SELECT * FROM x WHERE cid = $1",
+    ],
+)
+def test_ctes_resolve_to_their_base_columns(query: str) -> None:
+    assert ("orders", "customer_id", "eq") in uses(query)
+
+
+def test_subquery_with_column_aliases() -> None:
+    query = "SELECT s.a FROM (SELECT id, status FROM orders) AS s(a, st) WHERE s.st = 'open' ORDER BY a"
+    assert uses(query) == {("orders", "status", "eq"), ("orders", "id", "order")}
+
+
+def test_quoted_mixed_case_names() -> None:
+    assert ("customers", "Country", "eq") in uses('SELECT id FROM customers WHERE "Country" = $1')
+
+
+def test_order_and_group_by_alias_and_position() -> None:
+    found = uses("SELECT status AS s, created_at AS t FROM orders GROUP BY 1, t ORDER BY s, 2")
+    assert found == {
+        ("orders", "status", "group"), ("orders", "created_at", "group"),
+        ("orders", "status", "order"), ("orders", "created_at", "order"),
+    }  # fmt: skip
+
+
+def test_partitioned_tables_are_tables() -> None:
+    assert ("events", "at", "range") in uses("SELECT kind FROM events WHERE at > now() - interval '1 day'")
+
+
+def test_subqueries_in_where_are_followed() -> None:
+    found = uses("SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)")
+    assert ("orders", "customer_id", "join") in found
+    assert ("orders", "customer_id", "join") in uses(
+        "SELECT 1 FROM customers WHERE id IN (SELECT customer_id FROM orders)"
+    )
+
+
+def test_or_and_functions_are_not_index_uses() -> None:
+    assert uses("SELECT 1 FROM orders WHERE status = 'a' OR customer_id = 3") == set()
+    assert uses("SELECT 1 FROM orders WHERE lower(status) = 'a'") == set()
+
+
+def test_constants_are_kept_for_partial_indexes() -> None:
+    (use,) = [u for u in analyse("SELECT 1 FROM orders WHERE status = 'pending'", CATALOG).uses if u.role == "eq"]
+    assert use.constant == "'pending'"
+
+
+def test_dml_and_utility_statements() -> None:
+    assert analyse("DELETE FROM orders WHERE customer_id = $1", CATALOG).kind == "delete"
+    assert ("orders", "customer_id", "eq") in uses("UPDATE orders SET status = 'x' WHERE customer_id = $1")
+    assert analyse("VACUUM orders", CATALOG).kind == "utility"
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("SELECT relname FROM pg_class WHERE oid = 1", "pg_catalog.pg_class: system catalog"),
+        ("SELECT * FROM remote WHERE id = 1", "public.remote: foreign table"),
+        ("SELECT * FROM missing WHERE id = 1", "missing: no such table"),
+    ],
+)
+def test_tables_an_index_cannot_help_are_skipped_with_the_reason(query: str, reason: str) -> None:
+    shape = analyse(query, CATALOG)
+    assert shape.uses == [] and shape.skipped and shape.skipped[0].startswith(reason)
+
+
+def test_syntax_errors_are_one_clear_error() -> None:
+    with pytest.raises(ShapeError, match="syntax error"):
+        analyse("SELEC 1", CATALOG)
+
+
+def test_normalized_text_is_repaired_with_the_scanner() -> None:
+    assert repair_normalized("SELECT 1 FROM t WHERE d > date $1") == "SELECT 1 FROM t WHERE d > $1::date"
+    assert repair_normalized("SELECT now() - interval $1 month") == "SELECT now() - $1::interval"
+    assert repair_normalized("SELECT extract($1 from d) FROM t") == "SELECT extract(epoch from d) FROM t"
+    untouched = "SELECT 'date $1', d FROM t WHERE x = $1 -- interval $2 month"
+    assert repair_normalized(untouched) == untouched
