@@ -197,6 +197,108 @@ def reindex(options: GlobalOptions, dry_run: bool, output_format: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "-s", "--statement", "statements", multiple=True, metavar="SQL", help="A statement to weigh (repeatable)."
+)
+@click.option("-f", "--file", "files", multiple=True, type=click.Path(dir_okay=False), help="A file of statements.")
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A server log (stderr, csvlog or jsonlog): slow, auto_explain and cancelled statements.",
+)
+@click.option("--no-stats", is_flag=True, help="Leave pg_stat_statements and pg_stat_activity out of the workload.")
+@click.option("--write-migration", is_flag=True, help="Write the recommended indexes as an Alembic revision.")
+@click.option(
+    "--versions-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where --write-migration writes (default: advisor.versions_dir, migrations/versions).",
+)
+@click.option("--explain-rejections", is_flag=True, help="Also list the candidates that were not chosen, and why.")
+@_format_option
+@_command
+def advise(
+    options: GlobalOptions,
+    statements: tuple[str, ...],
+    files: tuple[str, ...],
+    logs: tuple[str, ...],
+    no_stats: bool,
+    write_migration: bool,
+    versions_dir: str | None,
+    explain_rejections: bool,
+    output_format: str,
+) -> None:
+    """Index findings and recommendations, proven with hypothetical indexes; optionally a migration."""
+    from pathlib import Path
+
+    from dbmaint import advisor, db, report, workload
+
+    config, targets, history = _context(options)
+    history.close()
+    given: list[workload.Statement] = []
+    for text in statements:
+        given += workload.from_text(text, "command line")
+    for path in files:
+        given += workload.from_file(Path(path))
+    for path in logs:
+        given += workload.from_log(Path(path))
+    sources = advisor.Sources(statements=given, use_pg_stat_statements=not no_stats)
+    reports = []
+    for target in targets:
+        with db.connection(target, config.safety) as conn:
+            reports.append(advisor.advise(conn, target.name, config, sources))
+    written = []
+    if write_migration:
+        from dbmaint import migrations
+
+        recommendations = [r for advice in reports for r in advice.recommendations]
+        if recommendations:
+            directory = Path(versions_dir or config.advisor.versions_dir)
+            written.append(str(migrations.write_revision(recommendations, directory)))
+    if output_format == "json":
+        documents = [r.to_json(rejections=explain_rejections) for r in reports]
+        document = documents[0] if len(documents) == 1 else documents
+        if write_migration and isinstance(document, dict):
+            document["migration"] = written[0] if written else None
+        report.print_json(document)
+    else:
+        for advice in reports:
+            report.print_advice(advice, rejections=explain_rejections)
+        for path in written:
+            click.echo(f"wrote {path}")
+        if write_migration and not written:
+            click.echo("no recommendation: no migration written")
+
+
+@cli.command()
+@_format_option
+@_command
+def check(options: GlobalOptions, output_format: str) -> None:
+    """The database checklist: pass, fail or unknown per item, with evidence; exit 1 when any fails."""
+    from dbmaint import check as checklist
+    from dbmaint import db, report
+
+    config, targets, history = _context(options)
+    try:
+        results = []
+        for target in targets:
+            with db.connection(target, config.safety) as conn:
+                results.append(checklist.run(conn, target.name, config, history))
+    finally:
+        history.close()
+    if output_format == "json":
+        documents = [r.to_json() for r in results]
+        report.print_json(documents[0] if len(documents) == 1 else documents)
+    else:
+        for result in results:
+            report.print_check(result)
+    if any(r.status == "fail" for r in results):
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--job", type=click.Choice(["vacuum", "reindex"]), default=None, help="Only this job's runs.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
 @click.option("--run", "run_id", type=int, default=None, help="Show the actions of one run.")

@@ -196,3 +196,188 @@ def tablespace_paths(conn: psycopg.Connection[Any]) -> dict[int, str]:
     except (psycopg.Error, DatabaseError):
         return {}
     return {row.tablespace_oid: row.path for row in rows if row.path}
+
+
+# --- Schema facts for the index advisor's findings (missing keys, unindexed foreign keys, index hygiene) ---
+
+
+@dataclass(frozen=True)
+class SchemaTable:
+    """A user table; a partitioned one with the rows, pages and writes of all its partitions."""
+
+    relid: int
+    schema: str
+    name: str
+    is_partitioned: bool
+    is_partition: bool
+    partitions: int
+    reltuples: float
+    relpages: int
+    size_bytes: int
+    n_tup_upd: int
+    n_tup_del: int
+    has_primary_key: bool
+    partition_key: list[str]
+    extension_member: bool
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class SchemaIndex:
+    """An index as the advisor compares it; ``key_columns`` names an expression column "(expression)"."""
+
+    index_oid: int
+    table_oid: int
+    schema: str
+    name: str
+    table_name: str
+    method: str
+    is_partitioned: bool
+    is_partition: bool  # attached to a partitioned index: dropped only with its parent
+    is_valid: bool
+    is_ready: bool
+    is_unique: bool
+    nulls_not_distinct: bool
+    key_attnums: list[int]  # 0 for an expression
+    key_columns: list[str]
+    opclasses: list[int]
+    collations: list[int]
+    options: list[int]  # indoption: DESC, NULLS FIRST
+    include_columns: list[str]
+    expressions: str | None  # node trees without parse locations, comparable between indexes
+    predicate: str | None  # likewise
+    key_not_null: bool
+    key_default_sorting: bool  # default operator classes and collations, ascending
+    constraint_name: str | None
+    constraint_type: str | None  # p, u or x
+    referenced_by_foreign_key: bool
+    is_replica_identity: bool
+    idx_scan: int
+    size_bytes: int
+    created_at: datetime | None
+    build_running: bool
+    extension_member: bool
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.table_name}"
+
+
+@dataclass(frozen=True)
+class SchemaForeignKey:
+    constraint_oid: int
+    name: str
+    schema: str
+    table_name: str
+    table_oid: int
+    columns: list[str]
+    attnums: list[int]
+    referenced_schema: str
+    referenced_table: str
+    referenced_oid: int
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.table_name}"
+
+    @property
+    def referenced(self) -> str:
+        return f"{self.referenced_schema}.{self.referenced_table}"
+
+
+@dataclass(frozen=True)
+class IndexDefinition:
+    """An index as PostgreSQL prints it (needs a lock on the table, so only fetched when it is free)."""
+
+    index_oid: int
+    definition: str
+    key_columns: list[str]
+    predicate: str | None
+
+
+@dataclass(frozen=True)
+class StatsWindow:
+    stats_reset: datetime | None  # None: never reset, counting since the cluster was created
+    collected_at: datetime
+
+
+@dataclass(frozen=True)
+class SchemaFacts:
+    """Everything the schema findings are decided from, read in one go."""
+
+    tables: tuple[SchemaTable, ...]
+    indexes: tuple[SchemaIndex, ...]
+    foreign_keys: tuple[SchemaForeignKey, ...]
+    definitions: dict[int, IndexDefinition]  # by index OID, for the indexes that needed one and were free
+    stats_reset: datetime | None
+    collected_at: datetime
+
+
+# A pg_get_indexdef() that loses the race with a new ACCESS EXCLUSIVE request gives up after this long.
+_DEFINITION_LOCK_TIMEOUT_MS = "50"
+
+
+def advisor_tables(conn: psycopg.Connection[Any]) -> list[SchemaTable]:
+    return db.fetch(conn, "advisor_tables", SchemaTable)
+
+
+def advisor_indexes(conn: psycopg.Connection[Any]) -> list[SchemaIndex]:
+    return db.fetch(conn, "advisor_indexes", SchemaIndex)
+
+
+def advisor_foreign_keys(conn: psycopg.Connection[Any]) -> list[SchemaForeignKey]:
+    return db.fetch(conn, "advisor_foreign_keys", SchemaForeignKey)
+
+
+def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
+    return db.fetch(conn, "advisor_stats_window", StatsWindow)[0]
+
+
+def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
+    """Printed definitions of these indexes, leaving out any whose table is locked (they are display only).
+
+    Meant for an autocommit connection: the short lock_timeout is local to a transaction of its own.
+    """
+    if not index_oids:
+        return {}
+    try:
+        return _definitions_nowait(conn, index_oids)
+    except psycopg.errors.LockNotAvailable:
+        pass  # a lock request came in after the query looked: try them one by one, losing only that table's
+    found: dict[int, IndexDefinition] = {}
+    for oid in index_oids:
+        try:
+            found.update(_definitions_nowait(conn, [oid]))
+        except psycopg.errors.LockNotAvailable:
+            continue
+    return found
+
+
+def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
+    with conn.transaction():
+        db.set_settings(conn, {"lock_timeout": _DEFINITION_LOCK_TIMEOUT_MS}, local=True)
+        rows = db.fetch(conn, "advisor_index_definitions", IndexDefinition, {"index_oids": index_oids})
+    return {row.index_oid: row for row in rows}
+
+
+def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
+    """The facts for ``dbmaint.analyse.findings.findings``; every query is read-only and never waits for a lock."""
+    window = stats_window(conn)
+    indexes = advisor_indexes(conn)
+    # Printed definitions only where the catalog's own text is not enough: expressions, predicates, re-creation.
+    wanted = [i.index_oid for i in indexes if i.expressions is not None or i.predicate is not None or not i.is_valid]
+    return SchemaFacts(
+        tables=tuple(advisor_tables(conn)),
+        indexes=tuple(indexes),
+        foreign_keys=tuple(advisor_foreign_keys(conn)),
+        definitions=index_definitions(conn, wanted),
+        stats_reset=window.stats_reset,
+        collected_at=window.collected_at,
+    )

@@ -152,3 +152,19 @@ def print_advice(advice: Any, *, rejections: bool = False) -> None:
 def _one_line(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+_CHECK_STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
+
+
+def print_check(check: Any) -> None:
+    out = console()
+    out.print(Text.assemble(("check of ", "bold"), (check.database, "bold"), ": ",
+                            (check.status, _CHECK_STYLE[check.status])))  # fmt: skip
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("evidence", overflow="fold", ratio=1)
+    for item in check.items:
+        table.add_row(Text(item.status, style=_CHECK_STYLE[item.status]), item.check, item.evidence)
+    out.print(table)

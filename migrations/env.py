@@ -4,6 +4,9 @@ The database URL comes from the same places dbmaint reads: ``-x dsn=...``, then 
 the dbmaint configuration (``-x database=NAME`` picks one of several), so ``alembic upgrade head`` works
 in a deploy unchanged. Revisions written by ``dbmaint advise --write-migration`` create indexes
 CONCURRENTLY inside autocommit blocks.
+
+With the DSN given (``-x dsn`` or ``$DBMAINT_DSN``) this file and its revisions need only alembic,
+SQLAlchemy and psycopg: dbmaint itself is imported only to read its configuration.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from alembic import context
 
-from dbmaint.config import load_config
-from dbmaint.db import APPLICATION_NAME, resolve_targets
+APPLICATION_NAME = "dbmaint migrations"  # as pg_stat_activity shows the session
 
 
 def database_dsn() -> str:
@@ -24,6 +26,10 @@ def database_dsn() -> str:
         return arguments["dsn"]
     if os.environ.get("DBMAINT_DSN"):
         return os.environ["DBMAINT_DSN"]
+    # Imported here so that a deploy which passes the DSN does not need dbmaint installed.
+    from dbmaint.config import load_config
+    from dbmaint.db import resolve_targets
+
     config = load_config(arguments.get("config"))
     targets = resolve_targets(config, arguments.get("database"), None)
     if len(targets) > 1:
@@ -33,7 +39,13 @@ def database_dsn() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url="postgresql+psycopg://", literal_binds=True, transaction_per_migration=True)
+    # paramstyle "named": with psycopg's "pyformat" the script would show every % doubled (LIKE 'a%%').
+    context.configure(
+        url="postgresql+psycopg://",
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        transaction_per_migration=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -42,7 +54,7 @@ def run_migrations_online() -> None:
     dsn = database_dsn()
     engine = sa.create_engine(
         "postgresql+psycopg://",
-        creator=lambda: psycopg.connect(dsn, application_name=f"{APPLICATION_NAME} migrations"),
+        creator=lambda: psycopg.connect(dsn, application_name=APPLICATION_NAME),
         poolclass=sa.pool.NullPool,
     )
     with engine.connect() as connection:

@@ -1,0 +1,322 @@
+"""Recommended indexes -> one Alembic revision for the application's migrations, to be reviewed and merged.
+
+The revision chains to the current head of the script directory and builds each index with
+CREATE INDEX CONCURRENTLY in an autocommit block. It is self-contained (alembic, SQLAlchemy and the
+driver, never dbmaint), so a deploy's ``alembic upgrade head`` runs it unchanged. Its docstring says
+why each index is there: the advisor's reason and the statements it helps.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from string import Template
+
+from alembic.script import ScriptDirectory
+from alembic.util import rev_id
+
+from dbmaint.model import IndexRecommendation, QueryBenefit
+
+# This repository's migrations; only present in a source checkout (a wheel does not ship them).
+DEFAULT_VERSIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "versions"
+# Same as file_template in pyproject.toml's [tool.alembic], so written and hand-made revisions sort alike.
+FILE_TEMPLATE = "%(year)d%(month).2d%(day).2d_%(rev)s_%(slug)s"
+SLUG_LENGTH = 40  # Alembic's default truncate_slug_length
+LINE_LENGTH = 120  # the project's ruff line-length: a written revision passes ruff as it is
+DOC_WIDTH = 110  # wrapped docstring prose, with room for characters that display wide
+MAX_QUERIES = 5  # statements listed per index in the docstring
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+
+_SLUG_WORD = re.compile(r"\w+")
+_ARGUMENT_INDENT = 12  # a call's arguments inside upgrade()'s and downgrade()'s autocommit block
+
+_REVISION = Template('''\
+r"""$docstring
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = $revision
+down_revision: str | Sequence[str] | None = $down_revision
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEX_IS_VALID = sa.text(
+    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :name"
+)
+
+
+def index_is_valid(schema: str, name: str) -> bool | None:
+    """Whether the index is valid; None if there is none, or offline (--sql), where nothing can be looked up."""
+    if op.get_context().as_sql:
+        return None
+    valid: bool | None = op.get_bind().execute(INDEX_IS_VALID, {"schema": schema, "name": name}).scalar()
+    return valid
+
+
+def create_index_concurrently(
+    name: str,
+    table: str,
+    columns: list[str],
+    *,
+    schema: str,
+    include: Sequence[str] = (),
+    where: str | None = None,
+) -> None:
+    """CREATE INDEX CONCURRENTLY, unless a valid index of that name is there already (a re-run leaves it).
+
+    An interrupted concurrent build (cancelled, timed out on a lock, failed) leaves an INVALID index under
+    this name, which costs writes but is never used: it is dropped and built again, not taken for done.
+    """
+    valid = index_is_valid(schema, name)
+    if valid:
+        return
+    if valid is False:
+        op.drop_index(name, schema=schema, postgresql_concurrently=True, if_exists=True)
+    op.create_index(
+        name,
+        table,
+        columns,
+        schema=schema,
+        postgresql_concurrently=True,
+        postgresql_include=list(include),
+        # literal_column, not sa.text(): text() would take ":word" inside a quoted literal for a parameter.
+        postgresql_where=None if where is None else sa.literal_column(where),
+    )
+
+
+def upgrade() -> None:
+    # CONCURRENTLY cannot run inside a transaction. The block commits what ran before it, hence a
+    # revision of its own for index work.
+    with op.get_context().autocommit_block():
+        # Give up on a lock after 5 s (behind a VACUUM or DDL, or waiting for old transactions), so the
+        # deploy (and DDL queued behind it) never hangs in a lock queue; a timed-out build leaves an INVALID
+        # index, which the next run redoes.
+        op.execute("SET lock_timeout = '5s'")
+$upgrades
+        op.execute("RESET lock_timeout")
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '5s'")  # as in upgrade()
+$downgrades
+        op.execute("RESET lock_timeout")
+''')
+
+
+def write_revision(
+    recommendations: Sequence[IndexRecommendation],
+    versions_dir: Path,
+    *,
+    message: str | None = None,
+    script_location: Path | None = None,
+) -> Path:
+    """Write one revision creating ``recommendations``, chained to the head of ``versions_dir``.
+
+    ``script_location`` is the Alembic environment (env.py, script.py.mako); by default the parent of
+    ``versions_dir``. Raises ValueError for recommendations PostgreSQL or the revision could not handle,
+    and alembic's CommandError when the directory has several heads.
+    """
+    check_recommendations(recommendations)
+    if not versions_dir.is_dir():
+        raise FileNotFoundError(f"no Alembic versions directory at {versions_dir}")
+    script = ScriptDirectory(
+        str(script_location or versions_dir.parent), version_locations=[str(versions_dir)], file_template=FILE_TEMPLATE
+    )
+    revision = rev_id()
+    create_date = datetime.now(UTC).replace(microsecond=0)
+    message = message or default_message(recommendations)
+    source = render_revision(
+        recommendations,
+        revision=revision,
+        down_revision=script.get_current_head(),
+        create_date=create_date,
+        message=message,
+    )
+    path = versions_dir / f"{FILE_TEMPLATE % _file_name_parts(revision, message, create_date)}.py"
+    compile(source, str(path), "exec")  # a rendering bug fails here, not in a deploy
+    with path.open("x", encoding="utf-8") as file:
+        file.write(source)
+    return path
+
+
+def render_revision(
+    recommendations: Sequence[IndexRecommendation],
+    *,
+    revision: str,
+    down_revision: str | None,
+    create_date: datetime,
+    message: str,
+) -> str:
+    """The revision's source text (pure: the golden-file test renders it with a fixed id and date)."""
+    check_recommendations(recommendations)
+    return _REVISION.substitute(
+        docstring=_docstring(recommendations, revision, down_revision, create_date, message),
+        revision=_literal(revision),
+        down_revision="None" if down_revision is None else _literal(down_revision),
+        upgrades="\n".join(_create_call(rec) for rec in recommendations),
+        downgrades="\n".join(_drop_call(rec) for rec in reversed(recommendations)),
+    )
+
+
+def default_message(recommendations: Sequence[IndexRecommendation]) -> str:
+    names = ", ".join(rec.name for rec in recommendations)
+    return f"Add index {names}" if len(recommendations) == 1 else f"Add indexes {names}"
+
+
+def check_recommendations(recommendations: Sequence[IndexRecommendation]) -> None:
+    """Refuse what would make a broken revision: nothing to do, a name twice, names PostgreSQL truncates, ..."""
+    if not recommendations:
+        raise ValueError("no index recommendations to write a revision for")
+    seen: set[tuple[str, str]] = set()
+    for rec in recommendations:
+        if (rec.schema, rec.name) in seen:
+            raise ValueError(f"index {rec.schema}.{rec.name} is recommended twice")
+        seen.add((rec.schema, rec.name))
+        if not rec.columns:
+            raise ValueError(f"index {rec.name} has no columns")
+        if rec.where is not None and not rec.where.strip():
+            raise ValueError(f"index {rec.name} has an empty WHERE")  # not quietly a full index instead
+        for identifier in (rec.schema, rec.table_name, rec.name, *rec.columns, *rec.include):
+            if not identifier or len(identifier.encode()) > MAX_IDENTIFIER_BYTES:
+                # A truncated index name could not be found again by the revision's validity check.
+                raise ValueError(f"index {rec.name}: {identifier!r} is not a PostgreSQL identifier (1 to 63 bytes)")
+
+
+def _file_name_parts(revision: str, message: str, create_date: datetime) -> dict[str, object]:
+    """FILE_TEMPLATE's fields, the slug cut as Alembic cuts it."""
+    slug = "_".join(_SLUG_WORD.findall(message)).lower()
+    if len(slug) > SLUG_LENGTH:
+        slug = slug[:SLUG_LENGTH].rsplit("_", 1)[0] + "_"
+    return {"rev": revision, "slug": slug, "year": create_date.year, "month": create_date.month, "day": create_date.day}
+
+
+# -- the docstring ---------------------------------------------------------------------------------------
+
+
+def _docstring(
+    recommendations: Sequence[IndexRecommendation],
+    revision: str,
+    down_revision: str | None,
+    create_date: datetime,
+    message: str,
+) -> str:
+    paragraphs = [
+        _wrap(_plain(message)),
+        _wrap(
+            "Written by dbmaint from its index advisor's recommendations: review before merging. Each index is"
+            " built with CREATE INDEX CONCURRENTLY outside a transaction; keep this revision to index work alone."
+        ),
+        *(_index_section(rec) for rec in recommendations),
+        f"Revision ID: {revision}\nRevises: {down_revision or ''}".rstrip() + f"\nCreate Date: {create_date}",
+    ]
+    return "\n\n".join(paragraphs)
+
+
+def _index_section(rec: IndexRecommendation) -> str:
+    shape = f"{rec.name} on {rec.table} ({', '.join(rec.columns)})"
+    if rec.include:
+        shape += f" INCLUDE ({', '.join(rec.include)})"
+    if rec.where:
+        shape += f" WHERE {rec.where}"
+    lines = [_wrap(_plain(shape), indent="    ")]
+    if rec.reason.strip():
+        lines.append(_wrap(_plain(rec.reason), first="    Why: ", indent="         "))
+    if rec.queries:
+        lines.append("    Helps:")
+        lines.extend(_query_line(query) for query in rec.queries[:MAX_QUERIES])
+        if len(rec.queries) > MAX_QUERIES:
+            lines.append(f"    - and {len(rec.queries) - MAX_QUERIES} more")
+    return "\n".join(lines)
+
+
+def _query_line(query: QueryBenefit) -> str:
+    head = f"    - {query.calls:,} calls, cost {query.cost_before:,.1f} -> {query.cost_after:,.1f}: "
+    return head + _clip(_plain(query.query), LINE_LENGTH - len(head))
+
+
+def _plain(text: str) -> str:
+    """One line of printable text that cannot end the (raw) docstring: statements and reasons arrive with
+    newlines, tabs, backslashes, quotes, anything."""
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return line.replace('"""', '""\\"')
+
+
+def _wrap(text: str, *, first: str = "", indent: str = "") -> str:
+    wrapped = textwrap.fill(text, DOC_WIDTH, initial_indent=first, subsequent_indent=indent)
+    return "\n".join(_clip(line, LINE_LENGTH) for line in wrapped.splitlines())  # wide characters
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` display columns, with an ellipsis when cut."""
+    if _width(text) <= width:
+        return text
+    kept = ""
+    for ch in text:
+        if _width(kept + ch) > width - 1:
+            break
+        kept += ch
+    return kept.rstrip() + "…"
+
+
+def _width(text: str) -> int:
+    """Display columns, as ruff counts a line's length (East Asian wide characters count two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+# -- the code ----------------------------------------------------------------------------------------------
+
+
+def _create_call(rec: IndexRecommendation) -> str:
+    arguments = [_literal(rec.name), _literal(rec.table_name), _list("", rec.columns), f"schema={_literal(rec.schema)}"]
+    if rec.include:
+        arguments.append(_list("include=", rec.include))
+    if rec.where is not None:
+        arguments.append(f"where={_literal(rec.where)}")
+    # Always one argument a line (the trailing comma keeps ruff format from joining them): easy to review.
+    return "\n".join(["        create_index_concurrently(", *_argument_lines(arguments), "        )"])
+
+
+def _drop_call(rec: IndexRecommendation) -> str:
+    arguments = [_literal(rec.name), f"schema={_literal(rec.schema)}", "postgresql_concurrently=True", "if_exists=True"]
+    one_line = f"        op.drop_index({', '.join(arguments)})"
+    if _width(one_line) <= LINE_LENGTH:
+        return one_line
+    return "\n".join(["        op.drop_index(", *_argument_lines(arguments), "        )"])
+
+
+def _list(prefix: str, items: Sequence[str]) -> str:
+    """An argument ``prefix[...]``: on one line if it fits, else one item a line with a trailing comma."""
+    one_line = f"{prefix}[{', '.join(_literal(item) for item in items)}]"
+    if _ARGUMENT_INDENT + _width(one_line) + 1 <= LINE_LENGTH:
+        return one_line
+    pad = " " * _ARGUMENT_INDENT
+    return "\n".join([f"{prefix}[", *(f"{pad}    {_literal(item)}," for item in items), f"{pad}]"])
+
+
+def _argument_lines(arguments: Sequence[str]) -> list[str]:
+    """Arguments of a call in upgrade()/downgrade(), one a line with a trailing comma; a string too long for
+    any line (a long WHERE) is excused from E501, as ruff format cannot split it either."""
+    lines = []
+    for argument in arguments:
+        for line in f"{' ' * _ARGUMENT_INDENT}{argument},".split("\n"):
+            lines.append(f"{line}  # noqa: E501" if _width(line) > LINE_LENGTH else line)
+    return lines
+
+
+def _literal(text: str) -> str:
+    """A Python string literal, in the quotes ruff format prefers: double, unless single needs fewer escapes."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    escaped = (f"\\{ch}" if ch in ("\\", quote) else ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return quote + "".join(escaped) + quote

@@ -1,0 +1,200 @@
+"""Index revisions against a real server: upgrade, downgrade, re-runs, interrupted builds, the alembic CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from dbmaint.migrations import write_revision
+from dbmaint.model import IndexRecommendation
+from tests.db.conftest import Database
+from tests.db.helpers import LockHolder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ORDERS = """
+CREATE TABLE "Orders" (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "customerId" int NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    total numeric NOT NULL,
+    status text NOT NULL,
+    note text
+);
+INSERT INTO "Orders" ("customerId", created_at, total, status, note)
+SELECT i % 100, now() - i * interval '1 minute', i, CASE WHEN i % 10 = 0 THEN 'pending' ELSE 'done' END, 'retry ' || i
+FROM generate_series(1, 5000) AS i;
+"""
+COMPOSITE = IndexRecommendation(
+    schema="public",
+    table_name="Orders",
+    columns=("customerId", "created_at"),
+    include=("total",),
+    name="ix_Orders_customerId_created_at",
+    definition="",
+    reason="Orders by customer, newest first.",
+)
+# The predicate keeps what SQLAlchemy could mangle: a % (paramstyle), a ':word' (bind parameters), a cast.
+PARTIAL = IndexRecommendation(
+    schema="public",
+    table_name="Orders",
+    columns=("created_at",),
+    where="status = 'pending' AND note LIKE 'retry%' AND note <> ':none' AND total::int > 0",
+    name="ix_orders_pending",
+    definition="",
+    reason="The pending queue.",
+)
+
+
+@pytest.fixture
+def migrations(tmp_path: Path) -> Path:
+    """This repository's Alembic environment, copied, with an empty versions/."""
+    location = tmp_path / "migrations"
+    (location / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(ROOT / "migrations" / name, location / name)
+    return location
+
+
+@pytest.fixture
+def orders(database: Database) -> Database:
+    database.execute(ORDERS)
+    return database
+
+
+def alembic_config(migrations: Path, dsn: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.cmd_opts = Namespace(x=[f"dsn={dsn}"])  # as `alembic -x dsn=... upgrade head`
+    return config
+
+
+def index(database: Database, name: str) -> tuple[int, bool, str] | None:
+    """(oid, valid, definition) of the index in schema public, None if there is none."""
+    row = database.value(
+        "SELECT ARRAY[i.indexrelid::text, i.indisvalid::text, pg_get_indexdef(i.indexrelid)]"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relnamespace = 'public'::regnamespace AND c.relname = %s",
+        (name,),
+    )
+    return None if row is None else (int(row[0]), row[1] == "true", row[2])
+
+
+def valid_definition(database: Database, name: str) -> str:
+    found = index(database, name)
+    assert found is not None, f"no index {name}"
+    assert found[1], f"index {name} is INVALID"
+    return found[2]
+
+
+def test_upgrade_downgrade_upgrade(orders: Database, migrations: Path) -> None:
+    revision = write_revision([COMPOSITE, PARTIAL], migrations / "versions").name.split("_")[1]
+    config = alembic_config(migrations, orders.dsn)
+
+    command.upgrade(config, "head")
+    assert valid_definition(orders, COMPOSITE.name) == (
+        'CREATE INDEX "ix_Orders_customerId_created_at" ON public."Orders" USING btree ("customerId", created_at)'
+        " INCLUDE (total)"
+    )
+    assert valid_definition(orders, PARTIAL.name) == (
+        "CREATE INDEX ix_orders_pending ON public.\"Orders\" USING btree (created_at) WHERE ((status = 'pending'::text)"
+        " AND (note ~~ 'retry%'::text) AND (note <> ':none'::text) AND ((total)::integer > 0))"
+    )
+    assert orders.value("SELECT version_num FROM alembic_version") == revision
+
+    command.downgrade(config, "base")
+    assert index(orders, COMPOSITE.name) is None
+    assert index(orders, PARTIAL.name) is None
+    assert orders.value("SELECT count(*) FROM alembic_version") == 0
+
+    command.upgrade(config, "head")
+    valid_definition(orders, COMPOSITE.name)
+    valid_definition(orders, PARTIAL.name)
+
+
+def test_valid_index_of_that_name_is_left_alone(orders: Database, migrations: Path) -> None:
+    """A re-run (say the version row was lost, or the DBA built the index by hand first) changes nothing."""
+    orders.execute('CREATE INDEX "ix_Orders_customerId_created_at" ON "Orders" ("customerId", created_at)')
+    before = index(orders, COMPOSITE.name)
+    write_revision([COMPOSITE, PARTIAL], migrations / "versions")
+    config = alembic_config(migrations, orders.dsn)
+
+    command.upgrade(config, "head")
+    assert index(orders, COMPOSITE.name) == before
+    partial = index(orders, PARTIAL.name)
+
+    command.stamp(config, "base")
+    command.upgrade(config, "head")
+    assert index(orders, COMPOSITE.name) == before
+    assert index(orders, PARTIAL.name) == partial
+
+
+def test_invalid_index_from_a_failed_build_is_dropped_and_built_again(orders: Database, migrations: Path) -> None:
+    # A unique build over duplicate customers fails and leaves an INVALID index with the intended name.
+    with pytest.raises(Exception, match="could not create unique index"):
+        orders.execute('CREATE UNIQUE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON "Orders" ("customerId")')
+    leftover = index(orders, COMPOSITE.name)
+    assert leftover is not None and not leftover[1]
+    write_revision([COMPOSITE], migrations / "versions")
+
+    command.upgrade(alembic_config(migrations, orders.dsn), "head")
+    rebuilt = index(orders, COMPOSITE.name)
+    assert rebuilt is not None and rebuilt[0] != leftover[0]
+    assert valid_definition(orders, COMPOSITE.name).endswith('("customerId", created_at) INCLUDE (total)')
+
+
+@pytest.mark.slow
+def test_build_cut_short_by_lock_timeout_is_redone(orders: Database, migrations: Path) -> None:
+    """An open write transaction on the table: the build gives up after lock_timeout instead of waiting for it,
+    leaving an INVALID index; the next deploy drops it and builds the index."""
+    write_revision([COMPOSITE, PARTIAL], migrations / "versions")
+    config = alembic_config(migrations, orders.dsn)
+    writer = LockHolder(orders.dsn, 'INSERT INTO "Orders" ("customerId", total, status) VALUES (1, 1, \'done\')')
+    try:
+        started = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            command.upgrade(config, "head")
+        assert time.monotonic() - started < 30
+        leftover = index(orders, COMPOSITE.name)
+        assert leftover is not None and not leftover[1]
+        assert index(orders, PARTIAL.name) is None
+    finally:
+        writer.release()
+    assert orders.value("SELECT count(*) FROM alembic_version") == 0  # not recorded as done
+
+    command.upgrade(config, "head")
+    valid_definition(orders, COMPOSITE.name)
+    valid_definition(orders, PARTIAL.name)
+
+
+def test_alembic_command_line_with_dsn_from_the_environment(orders: Database, migrations: Path, tmp_path: Path) -> None:
+    """`alembic upgrade head` as a deploy runs it: pyproject.toml's [tool.alembic], $DBMAINT_DSN, and no dbmaint."""
+    revision = write_revision([COMPOSITE, PARTIAL], migrations / "versions").name.split("_")[1]
+    (tmp_path / "pyproject.toml").write_text('[tool.alembic]\nscript_location = "%(here)s/migrations"\n')
+    # A dbmaint that cannot be imported: env.py and the revision must do without it.
+    (tmp_path / "no_dbmaint" / "dbmaint").mkdir(parents=True)
+    (tmp_path / "no_dbmaint" / "dbmaint" / "__init__.py").write_text("raise ImportError('dbmaint is not installed')\n")
+    environment = {**os.environ, "DBMAINT_DSN": orders.dsn, "PYTHONPATH": str(tmp_path / "no_dbmaint")}
+    alembic = Path(sys.executable).parent / "alembic"
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [alembic, *args], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    run("upgrade", "head")
+    valid_definition(orders, COMPOSITE.name)
+    valid_definition(orders, PARTIAL.name)
+    assert revision in run("current")
