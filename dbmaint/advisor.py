@@ -99,7 +99,8 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
         whatif = WhatIf(conn, hypopg)
         analysed = _baselines(whatif, analysed, report)
         budget = storage_budget_bytes(config.advisor.storage_budget, _database_size(conn))
-        report.recommendations = _proven(conn, whatif, analysed, tables, config, budget, report)
+        partitioned = {key for key, relation in catalog.relations.items() if relation.kind == "p"}
+        report.recommendations = _proven(conn, whatif, analysed, tables, config, budget, report, partitioned)
         report.plans = whatif.plans
     report.analysed = len(analysed)
     _close_findings(report)
@@ -322,11 +323,18 @@ def _proven(
     config: Config,
     budget: int,
     report: AdviceReport,
+    partitioned: set[tuple[str, str]],
 ) -> list[IndexRecommendation]:
     by_key = {item.plannable.key: item for item in analysed}
     candidates: set[Candidate] = set()
     for item in analysed:
         candidates |= choice.candidates_for(item.shape, tables)
+    for candidate in sorted((c for c in candidates if (c.schema, c.table) in partitioned), key=repr):
+        candidates.discard(candidate)
+        report.rejected.append(
+            (candidate.describe(), "partitioned table: CREATE INDEX CONCURRENTLY is not supported there; build it "
+             "on each partition concurrently, then CREATE INDEX ON ONLY the parent and ATTACH them")
+        )  # fmt: skip
 
     def cost(key: str, indexes: frozenset[Candidate]) -> float:
         try:
@@ -345,7 +353,7 @@ def _proven(
         min_improvement=config.advisor.min_improvement,
         write_penalty=config.advisor.write_penalty,
     )
-    report.rejected = [(r.candidate.describe(), r.reason) for r in selection.rejected]
+    report.rejected += [(r.candidate.describe(), r.reason) for r in selection.rejected]
     names = _taken_names(conn)
     return [_recommendation(c, by_key, names) for c in selection.chosen]
 

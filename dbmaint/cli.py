@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from dbmaint import __version__
-from dbmaint.errors import DbmaintError
+from dbmaint.errors import DbmaintError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("dbmaint")
@@ -237,6 +237,9 @@ def advise(
 
     config, targets, history = _context(options)
     history.close()
+    if write_migration and len(targets) > 1:
+        names = ", ".join(t.name for t in targets)
+        raise UsageError(f"--write-migration writes one database's indexes: choose one with --database ({names})")
     given: list[workload.Statement] = []
     for text in statements:
         given += workload.from_text(text, "command line")
@@ -251,12 +254,9 @@ def advise(
             reports.append(advisor.advise(conn, target.name, config, sources))
     written = []
     if write_migration:
-        from dbmaint import migrations
-
-        recommendations = [r for advice in reports for r in advice.recommendations]
-        if recommendations:
-            directory = Path(versions_dir or config.advisor.versions_dir)
-            written.append(str(migrations.write_revision(recommendations, directory)))
+        (advice,) = reports  # one database, checked below before any work
+        if advice.recommendations:
+            written.append(_write_migration(advice.recommendations, Path(versions_dir or config.advisor.versions_dir)))
     if output_format == "json":
         documents = [r.to_json(rejections=explain_rejections) for r in reports]
         document = documents[0] if len(documents) == 1 else documents
@@ -270,6 +270,21 @@ def advise(
             click.echo(f"wrote {path}")
         if write_migration and not written:
             click.echo("no recommendation: no migration written")
+
+
+def _write_migration(recommendations: Any, directory: Any) -> str:
+    from alembic.util import CommandError
+
+    from dbmaint import migrations
+
+    try:
+        return str(migrations.write_revision(recommendations, directory))
+    except FileNotFoundError:
+        raise UsageError(
+            f"no migrations versions directory at {directory} (set advisor.versions_dir or --versions-dir)"
+        ) from None
+    except (ValueError, CommandError) as exc:
+        raise UsageError(f"cannot write the migration into {directory}: {exc}") from None
 
 
 @cli.command()

@@ -164,10 +164,13 @@ def parse(query: str) -> list[ast.Node]:
 
 def analyse(query: str, catalog: Catalog) -> Shape:
     """The shape of a single statement (the first one, when there are several)."""
-    statements = parse(query)
-    if not statements:
-        raise ShapeError("empty statement")
-    return _Walker(catalog).statement(statements[0])
+    try:
+        statements = parse(query)
+        if not statements:
+            raise ShapeError("empty statement")
+        return _Walker(catalog).statement(statements[0])
+    except RecursionError:
+        raise ShapeError("statement nested too deeply to analyse") from None
 
 
 class _Walker:
@@ -460,20 +463,20 @@ class _Walker:
 
 
 def _walk(node: Any) -> Iterator[Any]:
-    """Every node under ``node``, not descending into subqueries (SubLinks are yielded, not entered)."""
-    if node is None:
-        return
-    if isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _walk(item)
-        return
-    if not isinstance(node, ast.Node):
-        return
-    yield node
-    if isinstance(node, ast.SubLink):
-        return
-    for attribute in node:
-        yield from _walk(getattr(node, attribute))
+    """Every node under ``node``, not descending into subqueries (SubLinks are yielded, not entered).
+
+    Iterative: a long chain such as a + b + c ... or a thousand-item IN list nests deeper than Python's
+    recursion limit.
+    """
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (list, tuple)):
+            stack.extend(reversed(current))
+        elif isinstance(current, ast.Node):
+            yield current
+            if not isinstance(current, ast.SubLink):
+                stack.extend(getattr(current, attribute) for attribute in reversed(list(current)))
 
 
 def _names(fields: Iterable[Any]) -> list[str]:

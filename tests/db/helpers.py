@@ -17,7 +17,10 @@ from click.testing import Result
 
 def json_output(result: Result) -> Any:
     assert result.exit_code in (0, 1), result.output + result.stderr
-    return json.loads(result.stdout)
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON: stdout {result.stdout!r}, stderr {result.stderr!r}") from None
 
 
 def run_dbmaint_process(

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+from argparse import Namespace
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
+from alembic.config import Config
 
 from dbmaint.cluster import Cluster
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCHEMA = (
     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
@@ -162,3 +169,49 @@ def test_without_hypopg_the_advice_is_labelled_unverified(database: Database, db
     (recommendation,) = document["recommendations"]
     assert recommendation["verified"] is False and recommendation["columns"] == ["code"]
     assert any("hypopg is not installed" in note for note in document["notes"])
+
+
+def test_recommendations_become_a_migration_that_deploys(
+    shop: Database, dbmaint: Invoke, budget: str, tmp_path: Path
+) -> None:
+    location = tmp_path / "migrations"
+    (location / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(ROOT / "migrations" / name, location / name)
+    document = advise(
+        dbmaint,
+        "--config",
+        budget,
+        "--dsn",
+        shop.dsn,
+        "--write-migration",
+        "--versions-dir",
+        str(location / "versions"),
+    )
+    names = {r["name"] for r in document["recommendations"]}
+    assert names and Path(document["migration"]).parent == location / "versions"
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    config.cmd_opts = Namespace(x=[f"dsn={shop.dsn}"])
+    try:
+        command.upgrade(config, "head")
+        assert valid_indexes(shop) >= names
+        command.downgrade(config, "base")
+        assert not valid_indexes(shop) & names
+        command.upgrade(config, "head")
+        assert valid_indexes(shop) >= names
+        # With the indexes in place, the advisor has nothing more to say about those statements.
+        again = advise(dbmaint, "--config", budget, "--dsn", shop.dsn)
+        assert not {(r["table"], tuple(r["columns"])) for r in again["recommendations"]} & {
+            (r["table"], tuple(r["columns"])) for r in document["recommendations"]
+        }
+    finally:
+        command.downgrade(config, "base")
+
+
+def valid_indexes(database: Database) -> set[str]:
+    with database.connect() as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisvalid"
+        ).fetchall()
+    return {str(row[0]) for row in rows}

@@ -126,3 +126,15 @@ def test_normalized_text_is_repaired_with_the_scanner() -> None:
     assert repair_normalized("SELECT extract($1 from d) FROM t") == "SELECT extract(epoch from d) FROM t"
     untouched = "SELECT 'date $1', d FROM t WHERE x = $1 -- interval $2 month"
     assert repair_normalized(untouched) == untouched
+
+
+def test_very_long_statements_do_not_exhaust_the_stack() -> None:
+    long_in = "SELECT id FROM orders WHERE customer_id IN (" + ", ".join(map(str, range(5000))) + ")"
+    assert ("orders", "customer_id", "eq") in uses(long_in)
+    long_sum = "SELECT " + " + ".join(["id"] * 3000) + " FROM orders WHERE status = $1"
+    assert ("orders", "status", "eq") in uses(long_sum)
+    unions = " UNION ALL ".join(["SELECT id FROM orders WHERE status = 'x'"] * 3000)
+    try:
+        analyse(unions, CATALOG)
+    except ShapeError as exc:  # acceptable: one clear reason instead of a crash
+        assert "nested too deeply" in str(exc)
