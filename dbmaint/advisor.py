@@ -41,6 +41,10 @@ class AdviceReport:
     notes: list[str] = field(default_factory=list)
     verified: bool = False
     plans: int = 0
+    verification: list[Any] = field(default_factory=list)  # verify.Verdict, with --verify
+    # For --verify: the statements each recommendation was chosen for, and the statements by key.
+    helps: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    analysed_items: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self, *, rejections: bool = False) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -58,6 +62,8 @@ class AdviceReport:
         }
         if rejections:
             document["rejected"] = [{"definition": d, "reason": r} for d, r in self.rejected]
+        if self.verification:
+            document["verification"] = [v.to_json() for v in self.verification]
         return document
 
 
@@ -104,6 +110,28 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
         report.plans = whatif.plans
     report.analysed = len(analysed)
     _close_findings(report)
+    return report
+
+
+def verify_recommendations(conn: Connection, report: AdviceReport, config: Config, *, force: bool) -> AdviceReport:
+    """--verify: build the recommended indexes, time their read-only statements, keep what delivers."""
+    from dbmaint import verify
+
+    verify.refuse_on_production(conn, force)
+    if not report.recommendations or not report.verified:
+        return report
+    catalog = _catalog(conn)
+    statements = {
+        key: _with_values(conn, item, catalog, always=True)
+        for key, item in report.analysed_items.items()
+        if item.shape.kind == "select"
+    }
+    tables = {key: item.shape.tables() for key, item in report.analysed_items.items()}
+    report.verification = verify.verify(
+        conn, report.recommendations, statements, report.helps, tables, lock_timeout_s=config.safety.lock_timeout
+    )
+    kept = {v.index for v in report.verification if v.kept}
+    report.recommendations = [r for r in report.recommendations if r.name in kept]
     return report
 
 
@@ -219,7 +247,7 @@ def _column_stats(conn: Connection, use: sqlshape.ColumnUse) -> _ColumnStats | N
     return rows[0] if rows else None
 
 
-def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog) -> Plannable:
+def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog, *, always: bool = False) -> Plannable:
     """Where a generic plan misleads, plan with values from pg_stats instead.
 
     A generic plan prices `col > $1` at a third of the table, and `col = $1` at 1/n_distinct even when
@@ -228,16 +256,16 @@ def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog) -
     equalities (the lookup most rows answer), else the histogram's middle.
     """
     params = {u.param: u for u in item.shape.uses if u.param is not None}
-    if len(params) < item.plannable.params:
+    if len(params) + len(item.shape.limit_params) < item.plannable.params:
         return item.plannable  # a parameter outside a plain comparison: no value to draw
     stats = {n: _column_stats(conn, use) for n, use in params.items()}
     misleading = any(
         use.role == "range" or (stats[n] is not None and stats[n].most_common_freq >= SKEWED)  # type: ignore[union-attr]
         for n, use in params.items()
     )
-    if not misleading:
+    if not misleading and not always:
         return item.plannable
-    values: dict[int, str] = {}
+    values: dict[int, str] = dict(item.shape.limit_params)
     for number, use in params.items():
         column = stats[number]
         bounds = (column.histogram if column else None) or []
@@ -355,7 +383,11 @@ def _proven(
     )
     report.rejected += [(r.candidate.describe(), r.reason) for r in selection.rejected]
     names = _taken_names(conn)
-    return [_recommendation(c, by_key, names) for c in selection.chosen]
+    recommendations = [_recommendation(c, by_key, names) for c in selection.chosen]
+    for chosen, recommendation in zip(selection.chosen, recommendations, strict=True):
+        report.helps[recommendation.name] = [key for key, _, _ in chosen.per_statement]
+    report.analysed_items = dict(by_key)
+    return recommendations
 
 
 def _safe_size(whatif: WhatIf) -> Any:

@@ -217,6 +217,13 @@ def reindex(options: GlobalOptions, dry_run: bool, output_format: str) -> None:
     help="Where --write-migration writes (default: advisor.versions_dir, migrations/versions).",
 )
 @click.option("--explain-rejections", is_flag=True, help="Also list the candidates that were not chosen, and why.")
+@click.option(
+    "--verify",
+    "verify_",
+    is_flag=True,
+    help="On a staging copy: build the indexes, time the statements before and after, keep what delivers.",
+)
+@click.option("--force", is_flag=True, help="Allow --verify on a server with replicas (it builds and drops indexes).")
 @_format_option
 @_command
 def advise(
@@ -228,6 +235,8 @@ def advise(
     write_migration: bool,
     versions_dir: str | None,
     explain_rejections: bool,
+    verify_: bool,
+    force: bool,
     output_format: str,
 ) -> None:
     """Index findings and recommendations, proven with hypothetical indexes; optionally a migration."""
@@ -251,7 +260,15 @@ def advise(
     reports = []
     for target in targets:
         with db.connection(target, config.safety) as conn:
-            reports.append(advisor.advise(conn, target.name, config, sources))
+            if verify_:  # refused before the (long) analysis, not after it
+                from dbmaint import verify
+
+                verify.refuse_on_production(conn, force)
+            advice = advisor.advise(conn, target.name, config, sources)
+            if verify_:
+                db.set_settings(conn, {"default_transaction_read_only": "off"})
+                advice = advisor.verify_recommendations(conn, advice, config, force=force)
+            reports.append(advice)
     written = []
     if write_migration:
         (advice,) = reports  # one database, checked below before any work

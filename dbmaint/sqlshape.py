@@ -78,6 +78,8 @@ class Shape:
     uses: list[ColumnUse] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     has_limit: bool = False
+    # $n in LIMIT and OFFSET, with a value to plan them with (they compare with no column).
+    limit_params: dict[int, str] = field(default_factory=dict)
 
     def tables(self) -> set[tuple[str, str]]:
         return {(u.schema, u.table) for u in self.uses}
@@ -229,6 +231,10 @@ class _Walker:
         self.predicate(node.havingClause, scope)
         if node.limitCount is not None or node.limitOffset is not None:
             self.shape.has_limit = True
+            for clause, value in ((node.limitCount, "20"), (node.limitOffset, "0")):
+                number = _param(clause)
+                if number is not None:
+                    self.shape.limit_params[number] = value
         self._clause_columns(node.groupClause or (), scope, outputs, "group")
         self._clause_columns(node.sortClause or (), scope, outputs, "order")
         return {name: origin for name, origin, _ in outputs}

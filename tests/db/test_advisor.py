@@ -215,3 +215,32 @@ def valid_indexes(database: Database) -> set[str]:
             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisvalid"
         ).fetchall()
     return {str(row[0]) for row in rows}
+
+
+def test_verify_builds_times_and_keeps_what_delivers(database: Database, dbmaint: Invoke, budget: str) -> None:
+    database.execute(
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE t (id int PRIMARY KEY, code text NOT NULL)",
+        "INSERT INTO t SELECT g, 'c' || g FROM generate_series(1, 100000) g",
+        "ANALYZE t",
+    )
+    document = advise(
+        dbmaint, "--config", budget, "--dsn", database.dsn, "--no-stats", "--verify",
+        "-s", "SELECT id FROM t WHERE code = 'c777'",
+    )  # fmt: skip
+    (verdict,) = document["verification"]
+    assert verdict["kept"] is True and verdict["index"] == "t_code_idx"
+    (timing,) = verdict["timings"]
+    assert timing["after_ms"] < timing["before_ms"]
+    assert "t_code_idx" in valid_indexes(database)
+    assert [r["name"] for r in document["recommendations"]] == ["t_code_idx"]
+
+
+def test_verify_is_refused_on_a_server_with_replicas(database: Database, dbmaint: Invoke) -> None:
+    database.execute("SELECT pg_create_physical_replication_slot('dbmaint_test_slot')")
+    try:
+        result = dbmaint("advise", "--dsn", database.dsn, "--no-stats", "--verify", "-s", "SELECT 1")
+    finally:
+        database.execute("SELECT pg_drop_replication_slot('dbmaint_test_slot')")
+    assert result.exit_code == 2
+    assert "looks like a production primary" in result.stderr and "--force" in result.stderr
