@@ -7,6 +7,7 @@ IndexRecommendation records with their evidence.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from dbmaint import collect, db, sqlshape, workload
 from dbmaint.analyse import advisor as choice
 from dbmaint.analyse import findings as findings_analysis
 from dbmaint.config import Config, storage_budget_bytes
+from dbmaint.errors import DatabaseError
 from dbmaint.model import Finding, IndexRecommendation, QueryBenefit
 from dbmaint.units import format_size
 from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
@@ -91,7 +93,8 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
     catalog = _catalog(conn)
     analysed = _analyse(statements, catalog, config, report, from_stats=sources.use_pg_stat_statements)
     hypopg = collect.extension_schema(conn, "hypopg")
-    tables = _table_facts(conn, {key for item in analysed for key in item.shape.tables()})
+    measured = _qualstats(conn, report)
+    tables = _table_facts(conn, {key for item in analysed for key in item.shape.tables()}, measured)
     if hypopg is None:
         report.notes.append(
             "hypopg is not installed: recommendations are unverified heuristics (install the package "
@@ -101,7 +104,7 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
     else:
         report.verified = True
         for item in analysed:  # before any planning: the cache knows a statement by its key alone
-            item.plannable = _with_values(conn, item, catalog)
+            item.plannable = _with_values(conn, item, catalog, measured=measured)
         whatif = WhatIf(conn, hypopg)
         analysed = _baselines(whatif, analysed, report)
         budget = storage_budget_bytes(config.advisor.storage_budget, _database_size(conn))
@@ -247,7 +250,14 @@ def _column_stats(conn: Connection, use: sqlshape.ColumnUse) -> _ColumnStats | N
     return rows[0] if rows else None
 
 
-def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog, *, always: bool = False) -> Plannable:
+def _with_values(
+    conn: Connection,
+    item: _Analysed,
+    catalog: sqlshape.Catalog,
+    *,
+    always: bool = False,
+    measured: Measured | None = None,
+) -> Plannable:
     """Where a generic plan misleads, plan with values from pg_stats instead.
 
     A generic plan prices `col > $1` at a third of the table, and `col = $1` at 1/n_distinct even when
@@ -258,6 +268,9 @@ def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog, *
     params = {u.param: u for u in item.shape.uses if u.param is not None}
     if len(params) + len(item.shape.limit_params) < item.plannable.params:
         return item.plannable  # a parameter outside a plain comparison: no value to draw
+    real = _real_constants(item, params, measured)
+    if real is not None:  # pg_qualstats saw the application's own values: plan with those
+        return dataclasses.replace(item.plannable, custom_values={**item.shape.limit_params, **real})
     stats = {n: _column_stats(conn, use) for n, use in params.items()}
     misleading = any(
         use.role == "range" or (stats[n] is not None and stats[n].most_common_freq >= SKEWED)  # type: ignore[union-attr]
@@ -278,7 +291,81 @@ def _with_values(conn: Connection, item: _Analysed, catalog: sqlshape.Catalog, *
             values[number] = bounds[len(bounds) // 2]
         else:
             return item.plannable
-    return Plannable(item.plannable.key, item.plannable.text, item.plannable.params, item.plannable.param_types, values)
+    return dataclasses.replace(item.plannable, custom_values=values)
+
+
+# --- pg_qualstats: what the application's predicates really look like ----------------------------------
+
+
+@dataclass(frozen=True)
+class _Qual:
+    queryid: int | None
+    schema: str
+    table_name: str
+    column_name: str
+    operator: str
+    constant: str | None
+    evaluated: float
+    filtered: float
+
+
+@dataclass
+class Measured:
+    """pg_qualstats' samples: real constants per (queryid, table, column), selectivity per column."""
+
+    constants: dict[tuple[int, str, str, str], str] = field(default_factory=dict)
+    selectivity: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+
+def _qualstats(conn: Connection, report: AdviceReport) -> Measured | None:
+    schema = collect.extension_schema(conn, "pg_qualstats")
+    if schema is None:
+        return None
+    try:
+        rows = db.fetch(conn, "qualstats", _Qual, {}, identifiers={"schema": schema})
+    except DatabaseError as exc:  # e.g. not in shared_preload_libraries: the extension exists, the hook not
+        report.notes.append(f"pg_qualstats is installed but could not be read: {exc}")
+        return None
+    measured = Measured()
+    evaluated: Counter[tuple[str, str, str]] = Counter()
+    kept: Counter[tuple[str, str, str]] = Counter()
+    for row in rows:
+        column = (row.schema, row.table_name, row.column_name)
+        if row.queryid is not None and row.constant is not None:
+            measured.constants[(row.queryid, *column)] = _constant_text(row.constant)
+        evaluated[column] += int(row.evaluated)
+        kept[column] += int(row.evaluated - row.filtered)
+    measured.selectivity = {column: kept[column] / n for column, n in evaluated.items() if n > 0}
+    if measured.selectivity:
+        report.notes.append(
+            f"pg_qualstats: real values and measured selectivity for {len(measured.selectivity)} column(s)"
+        )
+    return measured
+
+
+def _constant_text(constant: str) -> str:
+    """pg_qualstats prints constants as SQL ('x3'::text, 95::integer): the bare value, for EXECUTE."""
+    value = constant
+    if "::" in value:
+        value = value[: value.rindex("::")]
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        value = value[1:-1].replace("''", "'")
+    return value
+
+
+def _real_constants(
+    item: _Analysed, params: Mapping[int, sqlshape.ColumnUse], measured: Measured | None
+) -> dict[int, str] | None:
+    queryid = item.statement.queryid
+    if measured is None or queryid is None or not params:
+        return None
+    values = {}
+    for number, use in params.items():
+        value = measured.constants.get((queryid, use.schema, use.table, use.column))
+        if value is None:
+            return None
+        values[number] = value
+    return values
 
 
 # --- catalog ----------------------------------------------------------------------------------------
@@ -313,7 +400,9 @@ class _FactsRow:
     write_share: float
 
 
-def _table_facts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], choice.TableFacts]:
+def _table_facts(
+    conn: Connection, keys: set[tuple[str, str]], measured: Measured | None = None
+) -> dict[tuple[str, str], choice.TableFacts]:
     if not keys:
         return {}
     schemas, names = zip(*sorted(keys), strict=True)
@@ -332,6 +421,11 @@ def _table_facts(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str
             row.n_distinct,
             common,
             row.write_share,
+            {
+                column: value
+                for (schema, table, column), value in (measured.selectivity.items() if measured else ())
+                if (schema, table) == (row.schema, row.name)
+            },
         )
     return facts
 

@@ -1,5 +1,8 @@
 """`dbmaint demo`: a throwaway PostgreSQL with a sample shop, made dirty on purpose, and one pass of each job.
 
+The jobs (vacuum, then reindex), then the index advisor and the checklist, as ``dbmaint advise`` and
+``dbmaint check`` would run them on the same database.
+
 It is the first command a new user runs, so it needs nothing but the server binaries: the cluster and
 the state store live in one temporary directory, removed at the end (also on error or Ctrl-C) unless
 ``--keep`` is given. Progress goes to stderr; stdout carries only the result (text, or one JSON document).
@@ -24,14 +27,16 @@ from typing import Any
 import click
 import psycopg
 
-from dbmaint import jobs, report
+from dbmaint import advisor, check, db, jobs, report
+from dbmaint.advisor import AdviceReport
+from dbmaint.check import CheckReport
 from dbmaint.cluster import SERVER_USER, Cluster, remove_tree
 from dbmaint.config import Config
 from dbmaint.db import Target, first_line
 from dbmaint.errors import ClusterError, DatabaseError
 from dbmaint.history import History
-from dbmaint.model import Action, JobReport
-from dbmaint.units import format_duration, format_size, parse_size
+from dbmaint.model import Action, IndexRecommendation, JobReport
+from dbmaint.units import format_duration, format_size, parse_duration, parse_size
 
 DATABASE = "shop"
 SERVER_SETTINGS = {
@@ -39,14 +44,30 @@ SERVER_SETTINGS = {
     # Off, so that the dead rows made below are still there when dbmaint's vacuum job looks for them.
     "autovacuum": "off",
     "track_io_timing": "on",
+    # The advisor counts an index's scans from its creation when it knows when that was, and only after
+    # a week of counting calls an index unused; without this, the sample's indexes, seconds old and not yet
+    # used by any query, would all be reported as unused (their database's statistics were never reset).
+    "track_commit_timestamp": "on",
 }
 # The sample's one bloated index is ~11 MB; the default min_size (10MB) would be too close to call.
 REINDEX_MIN_SIZE = "5MB"
+# The default budget for new indexes (10% of the database) suits a production database of many GB,
+# whose indexes are a small share of its size. The sample is 78 MB, and the three indexes its slow
+# queries need take ~14 MB together (18%): at 10% only the first would fit, and the advisor would
+# leave out the one that also fixes the unindexed foreign key.
+ADVISOR_STORAGE_BUDGET = "50%"
+# The sample's tables are small (MBs), so its slow queries take milliseconds each; under the default
+# 100ms of total time a statement is not worth an index, and whether the sample's reach it would depend
+# on the machine. Their call counts (>= advisor.min_calls) are what makes them the shop's workload.
+ADVISOR_MIN_TOTAL_TIME = "10ms"
 
 # Right after the load: every table starts clean, so only what the workload below dirties needs work.
 BASELINE = "VACUUM (ANALYZE)"
 
 # Queries the shop runs often, each missing an index (for slow-query capture and the index advisor).
+# Each runs once per value, at least advisor.min_calls (5) times, through conn.execute(query, params):
+# psycopg sends the values with the extended protocol, so pg_stat_statements records one entry per
+# query with $1, $2 ... (its constants, such as 'cancelled' and LIMIT 20, become parameters too).
 SLOW_QUERIES: tuple[tuple[str, Sequence[object]], ...] = (
     # The sales report filters on a column of orders that has no index.
     (
@@ -75,6 +96,8 @@ WORKLOAD = (
 )
 # ... and the expiry job vacuums what it purged: the rows go, the index keeps its pages (bloat).
 AFTER_PURGE = "VACUUM (ANALYZE) sessions"
+# Loading the sample is not the shop's workload: its one-off bulk INSERTs must not count as slow queries.
+FORGET_LOAD = "SELECT pg_stat_statements_reset()"
 
 
 def run(*, keep: bool = False, output_format: str = "text", quiet: bool = False) -> None:
@@ -94,15 +117,16 @@ def run(*, keep: bool = False, output_format: str = "text", quiet: bool = False)
         _load(cluster)
         _dirty(dsn)
         _say("running the vacuum job, then the reindex job, as `dbmaint vacuum` and `dbmaint reindex` would")
-        vacuum, reindex = _run_jobs(cluster)
-        summary = Summary.of(vacuum, reindex, _user_tables(dsn))
-        _print_result(vacuum, reindex, summary, _server_info(cluster, keep), output_format)
+        results = _run_jobs(cluster)
+        summary = Summary.of(results, _user_tables(dsn))
+        _print_result(results, summary, _server_info(cluster, keep), output_format)
         kept = keep
     finally:
         if not kept:
             _destroy(cluster)
     _say(f"done in {format_duration(time.monotonic() - started)}")
-    failed = [f"{r.job} {r.status}" + (f" ({r.reason})" if r.reason else "") for r in (vacuum, reindex) if r.failed]
+    jobs_run = (results.vacuum, results.reindex)
+    failed = [f"{r.job} {r.status}" + (f" ({r.reason})" if r.reason else "") for r in jobs_run if r.failed]
     if failed:
         raise DatabaseError(f"the demo's jobs did not all succeed: {'; '.join(failed)}")
 
@@ -172,6 +196,7 @@ def _load(cluster: Cluster) -> None:
         conn.execute(script)  # no parameters: psycopg sends the whole script as one simple query
     with _session(dsn, "vacuum the freshly loaded sample") as conn:
         conn.execute(BASELINE)
+        conn.execute(FORGET_LOAD)
         rows, size = conn.execute(
             "SELECT sum(n_live_tup)::bigint, sum(pg_catalog.pg_total_relation_size(relid))::bigint"
             "  FROM pg_catalog.pg_stat_user_tables"
@@ -204,6 +229,11 @@ def _config(state_url: str) -> Config:
         defaults,
         state=dataclasses.replace(defaults.state, url=state_url),
         reindex=dataclasses.replace(defaults.reindex, min_size=parse_size(REINDEX_MIN_SIZE)),
+        advisor=dataclasses.replace(
+            defaults.advisor,
+            storage_budget=ADVISOR_STORAGE_BUDGET,
+            min_total_time=parse_duration(ADVISOR_MIN_TOTAL_TIME),
+        ),
         source="dbmaint demo",
     )
 
@@ -213,14 +243,44 @@ def _state_url(cluster: Cluster) -> str:
     return f"sqlite:///{cluster.base / 'state.db'}"
 
 
-def _run_jobs(cluster: Cluster) -> tuple[JobReport, JobReport]:
+@dataclass(frozen=True)
+class Results:
+    vacuum: JobReport
+    reindex: JobReport
+    advice: AdviceReport
+    check: CheckReport
+
+
+def _run_jobs(cluster: Cluster) -> Results:
     config = _config(_state_url(cluster))
     target = Target(name=DATABASE, dsn=cluster.dsn(DATABASE))
     history = History(config.state.url)
     try:
-        return jobs.vacuum(target, config, history), jobs.reindex(target, config, history)
+        vacuum = jobs.vacuum(target, config, history)
+        reindex = jobs.reindex(target, config, history)
+        _say("running the index advisor and the checklist, as `dbmaint advise` and `dbmaint check` would")
+        advice, checklist = _advise_and_check(target, config, history)
     finally:
         history.close()
+    return Results(vacuum, reindex, advice, checklist)
+
+
+def _advise_and_check(target: Target, config: Config, history: History) -> tuple[AdviceReport, CheckReport]:
+    """After the jobs, on the maintained database: its vacuum run is in ``history`` for the checklist."""
+    started = time.monotonic()
+    conn = db.connect(target, config.safety)
+    try:
+        advice = advisor.advise(conn, target.name, config, advisor.Sources())
+        checklist = check.run(conn, target.name, config, history)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"the demo could not run the advisor and the checklist: {first_line(str(exc))}") from None
+    finally:
+        conn.close()
+    _say(
+        f"advised {len(advice.recommendations)} index(es) from {advice.analysed} analysed statement(s) "
+        f"and checked {len(checklist.items)} item(s) in {format_duration(time.monotonic() - started)}"
+    )
+    return advice, checklist
 
 
 def _user_tables(dsn: str) -> list[str]:

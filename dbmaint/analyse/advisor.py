@@ -35,6 +35,8 @@ class TableFacts:
     n_distinct: Mapping[str, float] = field(default_factory=dict)  # column -> distinct values (pg_stats)
     common_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # column -> value -> freq
     write_share: float = 0.0  # writes / (reads + writes) from pg_stat_user_tables
+    # Share of rows a predicate on the column kept, measured by pg_qualstats (when installed).
+    measured_selectivity: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,13 @@ class WorkItem:
 
 
 def _distinct(facts: TableFacts | None, column: str) -> float:
+    """How selective an equality on the column is, as distinct values: measured when pg_qualstats has
+    seen it (1 / share of rows kept), else from pg_stats.n_distinct."""
     if facts is None:
         return 0.0
+    measured = facts.measured_selectivity.get(column)
+    if measured is not None:
+        return 1.0 / max(measured, 1e-9)
     value = facts.n_distinct.get(column, 0.0)
     return value if value >= 0 else -value * max(facts.reltuples, 1.0)  # negative: a fraction of rows
 

@@ -28,7 +28,8 @@ _counter = itertools.count()
 def pg() -> Iterator[Cluster]:
     cluster = Cluster(
         settings={
-            "shared_preload_libraries": "'pg_stat_statements'",
+            "shared_preload_libraries": "'pg_stat_statements,pg_qualstats'",
+            "pg_qualstats.sample_rate": "1",  # every statement, so the tests see their own predicates
             "autovacuum": "off",
             "max_prepared_transactions": "5",
         },

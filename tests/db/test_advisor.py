@@ -244,3 +244,35 @@ def test_verify_is_refused_on_a_server_with_replicas(database: Database, dbmaint
         database.execute("SELECT pg_drop_replication_slot('dbmaint_test_slot')")
     assert result.exit_code == 2
     assert "looks like a production primary" in result.stderr and "--force" in result.stderr
+
+
+def test_pg_qualstats_real_values_beat_the_generic_guess(database: Database, dbmaint: Invoke, budget: str) -> None:
+    """99% of the rows are 'done', but the application only ever asks for the 1% 'pending' ones.
+
+    From pg_stat_statements alone the typical value of status = $1 is the common one, and an index
+    looks useless; pg_qualstats has seen the real constant and proves the index.
+    """
+    database.execute(
+        "CREATE EXTENSION pg_stat_statements",
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE jobs (id int PRIMARY KEY, status text NOT NULL, payload text)",
+        "INSERT INTO jobs SELECT g, CASE WHEN g % 100 = 0 THEN 'pending' ELSE 'done' END, 'x' "
+        "FROM generate_series(1, 200000) g",
+        "ANALYZE jobs",
+    )
+
+    def run_workload() -> None:
+        with database.connect() as conn:
+            conn.execute("SELECT pg_stat_statements_reset()")
+            for _ in range(10):
+                conn.execute("SELECT id, payload FROM jobs WHERE status = %s", ("pending",))
+
+    def recommended() -> list[tuple[str, ...]]:
+        document = advise(dbmaint, "--config", budget, "--dsn", database.dsn)
+        return [tuple(r["columns"]) for r in document["recommendations"]]
+
+    run_workload()
+    assert ("status",) not in recommended()  # planned with the most common value: no gain
+    database.execute("CREATE EXTENSION pg_qualstats")
+    run_workload()
+    assert ("status",) in recommended()
