@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from argparse import Namespace
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic.config import Config
 
 from dbmaint.cluster import Cluster
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import json_output
+from tests.db.helpers import in_thread, json_output
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -276,3 +277,36 @@ def test_pg_qualstats_real_values_beat_the_generic_guess(database: Database, dbm
     database.execute("CREATE EXTENSION pg_qualstats")
     run_workload()
     assert ("status",) in recommended()
+
+
+def test_a_server_log_is_a_workload_source(database: Database, dbmaint: Invoke, budget: str) -> None:
+    database.execute(
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)",
+        "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100000) g",
+        "ANALYZE items",
+    )
+    log = ROOT / "tests" / "data" / "logs" / "stderr.log"
+    document = advise(dbmaint, "--config", budget, "--dsn", database.dsn, "--no-stats", "--log", str(log))
+    assert document["workload"]["statements"] >= 5
+    (recommendation,) = document["recommendations"]
+    assert recommendation["table"] == "public.items" and recommendation["columns"][0] == "name"
+    assert any("name = $1" in q["query"] for q in recommendation["queries"])
+
+
+def test_statements_running_long_right_now_join_the_workload(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    database.execute(
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE t (id int PRIMARY KEY, code text NOT NULL)",
+        "INSERT INTO t SELECT g, 'c' || g FROM generate_series(1, 100000) g",
+        "ANALYZE t",
+    )
+    config = write_config('[advisor]\nstorage_budget = "200MB"\nlong_running = "1s"\n')
+    with database.connect() as slow:
+        runner = in_thread(lambda: slow.execute("SELECT pg_sleep(4), id FROM t WHERE code = 'c5'"))
+        time.sleep(2)
+        document = advise(dbmaint, "--config", config, "--dsn", database.dsn)
+        runner.join()
+    assert [(r["table"], r["columns"][:1]) for r in document["recommendations"]] == [("public.t", ["code"])]
