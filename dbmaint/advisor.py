@@ -90,7 +90,7 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
     schema = collect.collect_schema(conn)
     report.findings = findings_analysis.findings(schema)
     statements = _workload(conn, config, sources, report)
-    catalog = _catalog(conn)
+    catalog = collect.catalog(conn)
     analysed = _analyse(statements, catalog, config, report, from_stats=sources.use_pg_stat_statements)
     hypopg = collect.extension_schema(conn, "hypopg")
     measured = _qualstats(conn, report)
@@ -123,7 +123,7 @@ def verify_recommendations(conn: Connection, report: AdviceReport, config: Confi
     verify.refuse_on_production(conn, force)
     if not report.recommendations or not report.verified:
         return report
-    catalog = _catalog(conn)
+    catalog = collect.catalog(conn)
     statements = {
         key: _with_values(conn, item, catalog, always=True)
         for key, item in report.analysed_items.items()
@@ -231,23 +231,9 @@ def _baselines(whatif: WhatIf, analysed: list[_Analysed], report: AdviceReport) 
     return plannable
 
 
-@dataclass(frozen=True)
-class _ColumnStats:
-    histogram: list[str] | None
-    most_common: str | None
-    most_common_freq: float
-
-
 # An equality on a column where one value covers this share of the rows: the generic plan's 1/n_distinct
 # hides that most lookups hit that value, so the value itself is planned.
 SKEWED = 0.2
-
-
-def _column_stats(conn: Connection, use: sqlshape.ColumnUse) -> _ColumnStats | None:
-    rows = db.fetch(
-        conn, "advisor_histogram", _ColumnStats, {"schema": use.schema, "table": use.table, "column": use.column}
-    )
-    return rows[0] if rows else None
 
 
 def _with_values(
@@ -271,7 +257,7 @@ def _with_values(
     real = _real_constants(item, params, measured)
     if real is not None:  # pg_qualstats saw the application's own values: plan with those
         return dataclasses.replace(item.plannable, custom_values={**item.shape.limit_params, **real})
-    stats = {n: _column_stats(conn, use) for n, use in params.items()}
+    stats = {n: collect.column_stats(conn, use.schema, use.table, use.column) for n, use in params.items()}
     misleading = any(
         use.role == "range" or (stats[n] is not None and stats[n].most_common_freq >= SKEWED)  # type: ignore[union-attr]
         for n, use in params.items()
@@ -369,24 +355,6 @@ def _real_constants(
 
 
 # --- catalog ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _RelationRow:
-    schema: str
-    name: str
-    kind: str
-    columns: dict[str, str]
-    view_definition: str | None
-
-
-def _catalog(conn: Connection) -> sqlshape.Catalog:
-    rows = db.fetch(conn, "advisor_relations", _RelationRow)
-    relations = {
-        (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
-    }
-    search_path = db.fetch_value(conn, "SELECT pg_catalog.current_schemas(false)") or ["public"]
-    return sqlshape.Catalog(relations, tuple(search_path))
 
 
 @dataclass(frozen=True)

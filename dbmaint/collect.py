@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from dbmaint import db
+from dbmaint import db, sqlshape
 from dbmaint.errors import DatabaseError
 
 
@@ -381,3 +381,38 @@ def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
         stats_reset=window.stats_reset,
         collected_at=window.collected_at,
     )
+
+
+# --- relations and column statistics, for reading statements (advisor, explain) ------------------------
+
+
+@dataclass(frozen=True)
+class _RelationRow:
+    schema: str
+    name: str
+    kind: str
+    columns: dict[str, str]
+    view_definition: str | None
+
+
+def catalog(conn: psycopg.Connection[Any]) -> sqlshape.Catalog:
+    """Every relation a statement may name, with columns and view definitions, and the search_path."""
+    rows = db.fetch(conn, "advisor_relations", _RelationRow)
+    relations = {
+        (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
+    }
+    search_path = db.fetch_value(conn, "SELECT pg_catalog.current_schemas(false)") or ["public"]
+    return sqlshape.Catalog(relations, tuple(search_path))
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    histogram: list[str] | None
+    most_common: str | None
+    most_common_freq: float
+    least_common: str | None = None
+
+
+def column_stats(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> ColumnStats | None:
+    rows = db.fetch(conn, "advisor_histogram", ColumnStats, {"schema": schema, "table": table, "column": column})
+    return rows[0] if rows else None

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from dbmaint import demo
 from dbmaint.cli import cli
 from dbmaint.cluster import find_bindir
+from dbmaint.config import AdvisorConfig
 from dbmaint.errors import ClusterError
 
 
@@ -28,11 +30,26 @@ pytestmark = [
 
 DIRTY = {"public.orders", "public.products", "public.events"}
 CLEAN = {"public.customers", "public.order_items", "public.sessions"}
+# The index each of the sample's slow queries lacks, by (table, leading column).
+NEEDED = {("public.orders", "shipping_country"), ("public.order_items", "product_id"), ("public.events", "customer_id")}
+CHECKS = {
+    "primary_keys",
+    "foreign_keys_indexed",
+    "queried_columns_indexed",
+    "slow_queries",
+    "active_connections",
+    "vacuum_scheduled",
+    "autovacuum_keeps_up",
+}
 
 
 def _actions(document: dict[str, Any], job: str) -> list[dict[str, Any]]:
     actions: list[dict[str, Any]] = document[job]["actions"]
     return actions
+
+
+def test_every_slow_query_runs_often_enough_for_the_advisor() -> None:
+    assert all(len(values) >= AdvisorConfig().min_calls for _, values in demo.SLOW_QUERIES)
 
 
 def test_demo_vacuums_the_dirty_tables_and_rebuilds_the_bloated_index() -> None:
@@ -50,3 +67,52 @@ def test_demo_vacuums_the_dirty_tables_and_rebuilds_the_bloated_index() -> None:
     assert all(a["size_after"] < a["size_before"] for a in rebuilt)
     assert document["server"] == {"kept": False}
     assert "stopped the server and removed" in result.stderr
+
+    # The advisor: an index for each slow query, proven with hypopg, and the sample's schema flaws.
+    advice = document["advise"]
+    assert advice["database"] == "shop"
+    assert advice["verified"] is True, advice["notes"]
+    assert advice["workload"]["analysed"] >= len(NEEDED)
+    recommended = {(r["table"], r["columns"][0]): r for r in advice["recommendations"]}
+    assert set(recommended) >= NEEDED, advice
+    for key in NEEDED:
+        (query, *_) = recommended[key]["queries"]
+        assert "$1" in query["query"]  # recorded by pg_stat_statements with parameters
+        assert query["calls"] >= AdvisorConfig().min_calls
+        assert query["cost_after"] < query["cost_before"]
+    fixes = recommended[("public.order_items", "product_id")]["closes"]
+    assert fixes == ["unindexed foreign key on public.order_items (product_id)"]
+    findings = {(f["kind"], f["table"], tuple(f["columns"])) for f in advice["findings"]}
+    assert ("unindexed_foreign_key", "public.order_items", ("product_id",)) in findings
+    assert any(kind == "missing_primary_key" and table == "public.events" for kind, table, _ in findings)
+    # Seconds-old indexes are not yet "unused" (the demo server knows their age).
+    assert not [f for f in advice["findings"] if f["kind"] == "unused_index"]
+
+    # The checklist: every item with a status, failing on the sample's flaws, the vacuum run recorded.
+    check = document["check"]
+    statuses = {item["check"]: item["status"] for item in check["items"]}
+    assert set(statuses) == CHECKS
+    assert set(statuses.values()) <= {"pass", "fail", "unknown"}
+    assert all(item["evidence"] for item in check["items"])
+    assert check["status"] == "fail"
+    assert statuses["primary_keys"] == statuses["foreign_keys_indexed"] == "fail"
+    assert statuses["queried_columns_indexed"] == "fail"
+    assert statuses["vacuum_scheduled"] == "pass"
+    assert statuses["autovacuum_keeps_up"] == "fail"  # off in the demo server, on purpose
+
+    summary = document["summary"]
+    assert {(r["table"], r["columns"][0]) for r in summary["recommended"]} >= NEEDED
+    assert summary["findings"]["unindexed_foreign_key"] == 1
+    assert summary["findings"]["missing_primary_key"] == 1
+    assert summary["check"] == "fail"
+
+
+def test_demo_text_ends_with_the_advisor_and_the_checklist_in_the_summary() -> None:
+    result = CliRunner().invoke(cli, ["demo"])
+
+    assert result.exit_code == 0, result.output
+    summary = result.stdout[result.stdout.index("Summary (") :]
+    assert "order_items_product_id_idx for " in summary
+    assert "also fixes the unindexed foreign key" in summary
+    assert "advisor findings: 1 unindexed_foreign_key, 1 missing_primary_key" in summary
+    assert "checklist: fail (fail: primary_keys, foreign_keys_indexed" in summary
