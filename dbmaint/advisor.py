@@ -271,6 +271,8 @@ def _with_values(
         if use.role == "range" and bounds:  # a selective bound: what a range lookup usually asks for
             low_side = use.operator in ("<", "<=")
             values[number] = bounds[len(bounds) // 10] if low_side else bounds[-1 - len(bounds) // 10]
+        elif use.role == "read" and column is not None and column.least_common is not None:
+            values[number] = column.least_common  # col <> $n: a rare value, so most rows pass
         elif column is not None and column.most_common is not None:  # the value most rows have
             values[number] = column.most_common
         elif bounds:

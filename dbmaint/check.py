@@ -15,7 +15,6 @@ from typing import Any, Literal
 import psycopg
 
 from dbmaint import advisor, collect, db, model, sqlshape, workload
-from dbmaint.analyse import findings as findings_analysis
 from dbmaint.analyse import vacuum as vacuum_analysis
 from dbmaint.config import Config
 from dbmaint.history import History
@@ -51,12 +50,17 @@ class CheckReport:
         return {"database": self.database, "status": self.status, "items": [i.to_json() for i in self.items]}
 
 
-def run(conn: Connection, database: str, config: Config, history: History) -> CheckReport:
-    findings = findings_analysis.findings(collect.collect_schema(conn))
+def run(
+    conn: Connection, database: str, config: Config, history: History, advice: advisor.AdviceReport | None = None
+) -> CheckReport:
+    """The checklist; ``advice`` when the caller has just run the advisor (it is not run twice)."""
+    if advice is None:
+        advice = advisor.advise(conn, database, config, advisor.Sources())
+    findings = advice.findings
     items = [
         primary_keys(findings),
         foreign_keys(findings),
-        _indexed_columns(conn, database, config),
+        indexed_columns(advice),
         _slow_queries(conn, config),
         connections(collect.server_load(conn).active_connections, config.safety.max_active_connections),
         _vacuum_scheduled(database, config, history),
@@ -84,11 +88,6 @@ def foreign_keys(findings: Sequence[model.Finding]) -> Item:
     return Item("foreign_keys_indexed", "pass", "every foreign key leads an index")
 
 
-def _indexed_columns(conn: Connection, database: str, config: Config) -> Item:
-    advice = advisor.advise(conn, database, config, advisor.Sources())
-    return indexed_columns(advice)
-
-
 def indexed_columns(advice: advisor.AdviceReport) -> Item:
     if not advice.verified:
         return Item("queried_columns_indexed", "unknown", "hypopg is not installed: no recommendation can be verified")
@@ -109,11 +108,13 @@ def _slow_queries(conn: Connection, config: Config) -> Item:
     statements, note = workload.from_pg_stat_statements(conn, limit=5000)
     if note and not statements:
         return Item("slow_queries", "unknown", note)
-    return slow_queries(statements, config.capture.min_mean_time * 1000)
+    return slow_queries(statements, config.capture.min_mean_time * 1000, config.advisor.min_calls)
 
 
-def slow_queries(statements: Sequence[workload.Statement], threshold_ms: float) -> Item:
-    slow = [s for s in statements if s.mean_time_ms > threshold_ms and _is_query(s.query)]
+def slow_queries(statements: Sequence[workload.Statement], threshold_ms: float, min_calls: int = 1) -> Item:
+    """Queries and DML over the threshold on average; one-off statements (a migration, a bulk load) are
+    not the workload: fewer than ``min_calls`` calls do not count, as for the advisor."""
+    slow = [s for s in statements if s.mean_time_ms > threshold_ms and s.calls >= min_calls and _is_query(s.query)]
     if slow:
         worst = max(slow, key=lambda s: s.mean_time_ms)
         return Item(

@@ -304,7 +304,8 @@ class IndexDefinition:
 
 @dataclass(frozen=True)
 class StatsWindow:
-    stats_reset: datetime | None  # None: never reset, counting since the cluster was created
+    stats_reset: datetime | None  # None: never reset, counting since the database was created
+    database_created: datetime | None  # None: not visible to this role
     collected_at: datetime
 
 
@@ -318,6 +319,7 @@ class SchemaFacts:
     definitions: dict[int, IndexDefinition]  # by index OID, for the indexes that needed one and were free
     stats_reset: datetime | None
     collected_at: datetime
+    database_created: datetime | None = None
 
 
 # A pg_get_indexdef() that loses the race with a new ACCESS EXCLUSIVE request gives up after this long.
@@ -379,6 +381,7 @@ def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
         foreign_keys=tuple(advisor_foreign_keys(conn)),
         definitions=index_definitions(conn, wanted),
         stats_reset=window.stats_reset,
+        database_created=window.database_created,
         collected_at=window.collected_at,
     )
 

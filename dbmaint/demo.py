@@ -103,11 +103,21 @@ FORGET_LOAD = "SELECT pg_stat_statements_reset()"
 QUERY_WIDTH = 70
 
 
+def _with_qualstats(cluster: Cluster) -> dict[str, str]:
+    """pg_qualstats, when its package is installed, shows the advisor the shop's real predicate values.
+    It must be preloaded, and a server refuses to start with a library it cannot find: so only if present."""
+    settings = dict(cluster.settings)
+    if (cluster.bindir.parent / "lib" / "pg_qualstats.so").exists():
+        settings["shared_preload_libraries"] = "'pg_stat_statements,pg_qualstats'"
+    return settings
+
+
 def run(*, keep: bool = False, output_format: str = "text", quiet: bool = False) -> None:
     """The whole demo; the cluster is removed on every way out except a successful ``--keep``."""
     _progress.quiet = quiet
     started = time.monotonic()
     cluster = Cluster(settings=SERVER_SETTINGS)  # finds the server binaries: nothing to clean up yet
+    cluster.settings = _with_qualstats(cluster)
     kept = False
     try:
         # The demo's own directory rather than one the Cluster owns and removes: the server log must
@@ -274,7 +284,7 @@ def _advise_and_check(target: Target, config: Config, history: History) -> tuple
     conn = db.connect(target, config.safety)
     try:
         advice = advisor.advise(conn, target.name, config, advisor.Sources())
-        checklist = check.run(conn, target.name, config, history)
+        checklist = check.run(conn, target.name, config, history, advice=advice)
     except psycopg.Error as exc:
         raise DatabaseError(f"the demo could not run the advisor and the checklist: {first_line(str(exc))}") from None
     finally:

@@ -17,6 +17,11 @@ BEGIN
     ELSE
         RAISE NOTICE 'hypopg is not installed: the index advisor falls back to unverified heuristics';
     END IF;
+    -- Real predicate values and selectivity for the advisor, when the demo server preloads it.
+    IF EXISTS (SELECT FROM pg_catalog.pg_available_extensions WHERE name = 'pg_qualstats')
+       AND pg_catalog.current_setting('shared_preload_libraries') LIKE '%pg_qualstats%' THEN
+        CREATE EXTENSION IF NOT EXISTS pg_qualstats;
+    END IF;
 END
 $$;
 

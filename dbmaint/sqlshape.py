@@ -391,6 +391,8 @@ class _Walker:
             return
         if kind != enums.A_Expr_Kind.AEXPR_OP or (operator != "=" and operator not in _RANGE_OPERATORS):
             self.reads(node, scope)  # LIKE, <>, IS DISTINCT FROM ...: no plain btree use
+            if left is not None and _param(node.rexpr) is not None:  # but $n needs a value to plan with
+                self._use(left, "read", param=_param(node.rexpr), operator=operator)
             return
         right = self.expression_origin(node.rexpr, scope)
         if left is not None and right is not None:

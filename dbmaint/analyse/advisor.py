@@ -140,6 +140,15 @@ def _partial_candidates(
     return result
 
 
+def _listed(candidates: Iterable[Candidate]) -> str:
+    shown = sorted(f"({', '.join(c.columns)})" + (" INCLUDE" if c.include else "") for c in candidates)
+    return (
+        ("an index on " if len(shown) == 1 else "indexes on ")
+        + ", ".join(shown)
+        + (" is" if len(shown) == 1 else " are")
+    )
+
+
 def _quote(column: str) -> str:
     return column if column.isidentifier() and column.islower() else '"' + column.replace('"', '""') + '"'
 
@@ -203,9 +212,9 @@ def choose(
                     gain += item.weight * (before - after)
             best_ratio = max(((b - a) / b for _, b, a in per_statement if b > 0), default=0.0)
             if best_ratio < min_improvement:
-                earlier = sorted(c.name for c in chosen if (c.schema, c.table) == (candidate.schema, candidate.table))
+                earlier = [c for c in chosen if (c.schema, c.table) == (candidate.schema, candidate.table)]
                 if earlier:
-                    reason = f"adds too little once {', '.join(earlier)} exists"
+                    reason = f"adds too little once {_listed(earlier)} chosen"
                 elif not per_statement:
                     reason = "no statement's plan gets cheaper with it"
                 else:
@@ -251,9 +260,9 @@ def _without_redundant(
         items = affected[choice_.candidate]
         if all(cost(i.key, context(i, others)) <= cost(i.key, context(i, kept)) for i in items):
             kept = others
-            later = sorted(c.name for c in others if (c.schema, c.table) == (choice_.candidate.schema,
-                                                                               choice_.candidate.table))  # fmt: skip
-            selection.rejected.append(Rejection(choice_.candidate, f"redundant once {', '.join(later)} exists"))
+            selection.rejected.append(
+                Rejection(choice_.candidate, "redundant: the other chosen indexes serve its statements as well")
+            )
     restated = []
     for choice_ in selection.chosen:
         if choice_.candidate not in kept:

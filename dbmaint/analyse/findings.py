@@ -339,8 +339,10 @@ def unused_indexes(
 ) -> list[Finding]:
     """Valid, non-unique, unprotected indexes with no scan since the statistics began counting for them.
 
-    The count starts at the statistics reset, or at the index's creation when that is later and known
-    (track_commit_timestamp); under ``min_observed`` of counting, a zero says nothing yet. ``replaced_by`` maps
+    The count starts at the statistics reset (never reset: the database's creation), or at the index's
+    creation when that is later and known (track_commit_timestamp); under ``min_observed`` of counting, a
+    zero says nothing yet, and when the start cannot be known nothing is claimed. An index that alone serves
+    a foreign key is never reported: dropping it would make deletes on the referenced table scan. ``replaced_by`` maps
     indexes reported as duplicate or redundant to the index that takes over their scans.
     """
     scans = _scans_with_replaced(facts.indexes, replaced_by or {})
@@ -348,8 +350,10 @@ def unused_indexes(
     for index in _valid_user_indexes(facts):
         if scans[index.index_oid] or index.is_unique or _protected(index) or index.index_oid in (replaced_by or {}):
             continue
-        since = _counting_since(facts.stats_reset, index.created_at)
-        if since is not None and facts.collected_at - since < min_observed:
+        if _sole_foreign_key_index(index, facts):
+            continue
+        since = _counting_since(facts.stats_reset or facts.database_created, index.created_at)
+        if since is None or facts.collected_at - since < min_observed:
             continue
         found.append(_unused_finding(index, since, facts))
     return found
@@ -377,12 +381,24 @@ def _counting_since(stats_reset: datetime | None, created_at: datetime | None) -
     return max(known) if known else None
 
 
-def _unused_finding(index: SchemaIndex, since: datetime | None, facts: SchemaFacts) -> Finding:
-    if since is None:
-        window = "since the statistics began (never reset: since the cluster was created)"
+def _sole_foreign_key_index(index: SchemaIndex, facts: SchemaFacts) -> bool:
+    """The index serves a foreign key of its table that no other valid index serves."""
+    others = [i for i in facts.indexes if i.table_oid == index.table_oid and i.index_oid != index.index_oid]
+    return any(
+        serves_foreign_key(index, fk) and not any(serves_foreign_key(other, fk) for other in others)
+        for fk in facts.foreign_keys
+        if fk.table_oid == index.table_oid
+    )
+
+
+def _unused_finding(index: SchemaIndex, since: datetime, facts: SchemaFacts) -> Finding:
+    if since == index.created_at:
+        origin = "it was created"
+    elif since == facts.stats_reset:
+        origin = "the statistics were reset"
     else:
-        origin = "it was created" if since == index.created_at else "the statistics were reset"
-        window = f"since {origin} {_ago(facts.collected_at - since)} ({since:%Y-%m-%d %H:%M %Z})".replace(" )", ")")
+        origin = "the database was created (statistics never reset)"
+    window = f"since {origin} {_ago(facts.collected_at - since)} ({since:%Y-%m-%d %H:%M %Z})".replace(" )", ")")
     columns = _display_columns(index, facts.definitions)
     detail = (
         f"Index {index.qualified_name} on ({', '.join(columns)}) has not been scanned {window} and takes "

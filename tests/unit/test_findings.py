@@ -300,12 +300,18 @@ def test_prefixes_that_are_not_redundant() -> None:
 # --- unused_index ---
 
 
-def test_unused_index_since_the_cluster_began() -> None:
+def test_unused_index_since_the_database_was_created() -> None:
     unused = index(1, ["b"], idx_scan=0)
-    (finding,) = analysis.unused_indexes(facts(indexes=(unused,)))
+    old_database = replace(facts(indexes=(unused,)), database_created=NOW - timedelta(days=60))
+    (finding,) = analysis.unused_indexes(old_database)
     assert finding.index == "public.orders_b_1" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_b_1"'
-    assert "has not been scanned since the statistics began (never reset" in finding.detail
+    assert "has not been scanned since the database was created (statistics never reset) 60 days ago" in finding.detail
     assert "takes 2.0 MB" in finding.detail and "scans on standbys are not counted here" in finding.detail
+
+
+def test_nothing_is_claimed_when_the_count_start_is_unknown() -> None:
+    # A database created seconds ago, or a role that cannot see when: a zero proves nothing.
+    assert analysis.unused_indexes(facts(indexes=(index(1, ["b"], idx_scan=0),))) == []
 
 
 def test_unused_index_since_a_reset_shows_the_reset_time() -> None:
@@ -334,11 +340,12 @@ def test_used_unique_protected_and_invalid_indexes_are_not_unused() -> None:
         index(6, ["a"], idx_scan=0, extension_member=True),
     ]
     for other in others:
-        assert analysis.unused_indexes(facts(indexes=(other,))) == [], other
+        assert analysis.unused_indexes(facts(indexes=(other,), stats_reset=NOW - timedelta(days=30))) == [], other
 
 
 def test_partitioned_index_is_dropped_without_concurrently() -> None:
-    (finding,) = analysis.unused_indexes(facts(indexes=(index(1, ["a"], idx_scan=0, is_partitioned=True),)))
+    partitioned = index(1, ["a"], idx_scan=0, is_partitioned=True)
+    (finding,) = analysis.unused_indexes(facts(indexes=(partitioned,), stats_reset=NOW - timedelta(days=30)))
     assert finding.fix == 'DROP INDEX "public"."orders_a_1"'
 
 
@@ -389,6 +396,7 @@ def test_findings_are_ordered_by_kind_then_rank_and_an_index_is_reported_once() 
             tables=(table, CUSTOMERS),
             indexes=(small_unused, big_unused, duplicate, prefix, wide, invalid),
             foreign_keys=(FK,),
+            stats_reset=NOW - timedelta(days=30),
         )
     )
     assert [(f.kind, f.index) for f in found] == [
@@ -413,3 +421,13 @@ def test_the_index_kept_inherits_the_scans_of_the_ones_it_replaces() -> None:
     # Through a chain: the duplicate's keeper is itself covered by a wider index.
     chain = (index(1, ["a"], idx_scan=0), index(2, ["a"], idx_scan=9), index(5, ["a", "b"], idx_scan=0))
     assert [f.kind for f in analysis.findings(facts(indexes=chain))] == ["duplicate_index", "redundant_index"]
+
+
+def test_the_only_index_serving_a_foreign_key_is_never_unused() -> None:
+    window = NOW - timedelta(days=30)
+    fk_index = index(1, ["a"], idx_scan=0)
+    assert analysis.unused_indexes(facts(indexes=(fk_index,), foreign_keys=(FK,), stats_reset=window)) == []
+    # With a second index leading with a, the unscanned one may go.
+    wider = index(2, ["a", "b"], idx_scan=9)
+    found = analysis.unused_indexes(facts(indexes=(fk_index, wider), foreign_keys=(FK,), stats_reset=window))
+    assert [f.index for f in found] == ["public.orders_a_1"]
