@@ -305,6 +305,122 @@ def _write_migration(recommendations: Any, directory: Any) -> str:
 
 
 @cli.command()
+@click.argument("statement", required=False)
+@click.option("-f", "--file", "file_", type=click.File("r"), help="Read the statement from a file ('-' for stdin).")
+@click.option("--query-id", type=int, default=None, help="The statement pg_stat_statements knows by this query id.")
+@click.option("--no-analyze", is_flag=True, help="Estimates only: plan the statement without running it.")
+@click.option(
+    "--analyze-writes",
+    is_flag=True,
+    help="Run INSERT/UPDATE/DELETE/MERGE too, inside a transaction that is always rolled back.",
+)
+@click.option("--param", "params", multiple=True, metavar="VALUE", help="Value for $1, $2 ... (repeat, in order).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="statement_timeout, in seconds.")
+@_format_option
+@_command
+def explain(
+    options: GlobalOptions,
+    statement: str | None,
+    file_: Any,
+    query_id: int | None,
+    no_analyze: bool,
+    analyze_writes: bool,
+    params: tuple[str, ...],
+    timeout: float,
+    output_format: str,
+) -> None:
+    """The plan of one statement, what is wrong with it, and what would fix it (safely: see --help)."""
+    from dbmaint import db, report
+    from dbmaint import explain as explaining
+    from dbmaint.config import load_config
+
+    config = load_config(options.config_path)
+    targets = db.resolve_targets(config, options.database, options.dsn)
+    if len(targets) > 1:
+        raise UsageError("explain works on one database: choose it with --database or --dsn")
+    sources = [s for s in (statement, file_, query_id) if s is not None]
+    if len(sources) > 1:
+        raise UsageError("give the statement once: as an argument, with -f, or with --query-id")
+    if not sources and not sys.stdin.isatty():
+        file_ = sys.stdin
+    with db.connection(targets[0], config.safety) as conn:
+        if query_id is not None:
+            text = explaining.statement_by_query_id(conn, query_id)
+        elif file_ is not None:
+            text = file_.read()
+        elif statement is not None:
+            text = statement
+        else:
+            raise UsageError("no statement: give it as an argument, with -f FILE, on stdin, or with --query-id")
+        request = explaining.Request(
+            text, analyze=not no_analyze, analyze_writes=analyze_writes, params=params, timeout_s=timeout,
+            lock_timeout_s=config.safety.lock_timeout,
+        )  # fmt: skip
+        result = explaining.explain(conn, request)
+    if output_format == "json":
+        report.print_json(result.to_json())
+    else:
+        report.print_explain(result)
+
+
+@cli.command()
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also store auto_explain's JSON plans from this server log (default: capture.auto_explain_log).",
+)
+@_format_option
+@_command
+def capture(options: GlobalOptions, log_path: str | None, output_format: str) -> None:
+    """One slow-query capture pass: statements over the threshold since the last pass, with their plans."""
+    import dataclasses
+
+    from dbmaint import jobs, report
+
+    config, targets, history = _context(options)
+    if log_path:
+        config = dataclasses.replace(config, capture=dataclasses.replace(config.capture, auto_explain_log=log_path))
+    try:
+        results = [jobs.capture(target, config, history) for target in targets]
+    finally:
+        history.close()
+    for result in results:
+        if result.job.status == "skipped":
+            click.echo(f"dbmaint: capture on {result.job.database} skipped: {result.job.reason}", err=True)
+    if output_format == "json":
+        documents = [r.to_json() for r in results]
+        report.print_json(documents[0] if len(documents) == 1 else documents)
+    else:
+        report.print_capture(results)
+    if any(r.job.failed for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many statements.")
+@_format_option
+@_command
+def slow(options: GlobalOptions, limit: int, output_format: str) -> None:
+    """The captured slow statements, worst first, with their latest plan's problems."""
+    from dbmaint import report
+    from dbmaint.config import load_config
+    from dbmaint.history import History
+
+    config = load_config(options.config_path)
+    store = History(config.state.url)
+    try:
+        rows = store.slow_statements(options.database, limit)
+    finally:
+        store.close()
+    if output_format == "json":
+        report.print_json({"statements": [report.slow_json(row) for row in rows]})
+    else:
+        report.print_slow(rows)
+
+
+@cli.command()
 @_format_option
 @_command
 def check(options: GlobalOptions, output_format: str) -> None:

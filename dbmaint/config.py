@@ -90,7 +90,18 @@ class ReindexConfig:
 class CaptureConfig:
     enabled: bool = True
     schedule: str = _cron("*/15 * * * *")
+    # A statement is slow when its mean time since the last pass (or ever, on the first) is over this.
     min_mean_time: float = _duration("100ms")
+    max_per_pass: int = 20
+    # Time allowed for a pass's EXPLAINs; what does not fit waits for the next pass.
+    time_budget: float = _duration("30s")
+    # EXPLAIN ANALYZE (read-only queries only, with representative values) instead of estimates alone.
+    analyze: bool = False
+    statement_timeout: float = _duration("10s")
+    # A plan whose shape changed and whose cost grew by this factor is flagged as a regression.
+    regression_factor: float = 1.2
+    # auto_explain's JSON plans are read from this server log on each pass (csvlog, jsonlog or stderr).
+    auto_explain_log: str | None = None
 
 
 @dataclass(frozen=True)

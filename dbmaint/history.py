@@ -52,6 +52,77 @@ actions = sa.Table(
 )
 
 
+# Slow-query capture: the statements, their counters per pass, and their plans over time.
+statements = sa.Table(
+    "dbmaint_statements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("queryid", sa.BigInteger, nullable=False),
+    sa.Column("fingerprint", sa.String(64)),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    # pg_stat_statements' cumulative counters at the last pass: the next pass's deltas start here.
+    sa.Column("last_calls", sa.BigInteger, nullable=False, default=0),
+    sa.Column("last_total_ms", sa.Float, nullable=False, default=0.0),
+    sa.UniqueConstraint("database", "queryid", name="dbmaint_statements_database_queryid"),
+)
+
+samples = sa.Table(
+    "dbmaint_statement_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("dbmaint_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("queryid", sa.BigInteger, nullable=False),
+    sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),  # since the previous pass
+    sa.Column("total_ms", sa.Float, nullable=False),
+    sa.Column("mean_ms", sa.Float, nullable=False),
+    sa.Column("cumulative_mean_ms", sa.Float, nullable=False),
+    sa.Index("dbmaint_samples_statement", "database", "queryid", "captured_at"),
+)
+
+plans = sa.Table(
+    "dbmaint_plans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("dbmaint_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("queryid", sa.BigInteger, nullable=False),
+    sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),  # generic, analyze, auto_explain
+    sa.Column("signature", sa.String(64), nullable=False),
+    sa.Column("total_cost", sa.Float, nullable=False),
+    sa.Column("execution_ms", sa.Float),
+    sa.Column("plan", sa.Text, nullable=False),  # PostgreSQL's JSON
+    sa.Column("problems", sa.Text, nullable=False),  # JSON list
+    sa.Column("regression", sa.Text),  # why this plan is a regression, if it is
+    sa.Index("dbmaint_plans_statement", "database", "queryid", "captured_at"),
+)
+
+
+@dataclass(frozen=True)
+class Counters:
+    queryid: int
+    last_calls: int
+    last_total_ms: float
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    queryid: int
+    captured_at: datetime
+    source: str
+    signature: str
+    total_cost: float
+    execution_ms: float | None
+    plan: str
+    problems: str
+    regression: str | None
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
@@ -246,8 +317,123 @@ class History:
         cutoff = now() - timedelta(seconds=retention_s)
         old = sa.select(runs.c.id).where(runs.c.started_at < cutoff)
         self._write(actions.delete().where(actions.c.run_id.in_(old)))
+        self._write(samples.delete().where(samples.c.run_id.in_(old)))
+        self._write(plans.delete().where(plans.c.run_id.in_(old)))
+        self._write(statements.delete().where(statements.c.last_seen < cutoff))
         result = self._write(runs.delete().where(runs.c.started_at < cutoff))
         return int(result.rowcount or 0)
+
+    # --- slow-query capture ---------------------------------------------------------------------------
+
+    def counters(self, database: str) -> dict[int, Counters]:
+        query = sa.select(statements.c.queryid, statements.c.last_calls, statements.c.last_total_ms).where(
+            statements.c.database == database
+        )
+        with self.engine.connect() as conn:
+            return {
+                row.queryid: Counters(row.queryid, row.last_calls, row.last_total_ms) for row in conn.execute(query)
+            }
+
+    def save_counters(self, database: str, seen: list[dict[str, Any]], when: datetime) -> None:
+        """Upsert every statement's cumulative counters in one transaction (thousands per pass)."""
+        known = set(self.counters(database))
+        new = [row for row in seen if row["queryid"] not in known]
+        old = [row for row in seen if row["queryid"] in known]
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    if new:
+                        conn.execute(
+                            statements.insert(),
+                            [{**row, "database": database, "first_seen": when, "last_seen": when} for row in new],
+                        )
+                    if old:
+                        conn.execute(
+                            statements.update()
+                            .where(statements.c.database == database, statements.c.queryid == sa.bindparam("qid"))
+                            .values(
+                                last_calls=sa.bindparam("last_calls"),
+                                last_total_ms=sa.bindparam("last_total_ms"),
+                                last_seen=when,
+                                query=sa.bindparam("query_text"),
+                            ),
+                            [
+                                {
+                                    "qid": r["queryid"],
+                                    "last_calls": r["last_calls"],
+                                    "last_total_ms": r["last_total_ms"],
+                                    "query_text": r["query"],
+                                }
+                                for r in old
+                            ],
+                        )
+            except SQLAlchemyError as exc:
+                raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
+
+    def add_sample(self, run_id: int, database: str, sample: dict[str, Any]) -> None:
+        self._write(samples.insert().values(run_id=run_id, database=database, **sample))
+
+    def add_plan(self, run_id: int, database: str, plan: dict[str, Any]) -> None:
+        self._write(plans.insert().values(run_id=run_id, database=database, **plan))
+
+    def latest_plan(self, database: str, queryid: int) -> PlanRecord | None:
+        query = (
+            sa.select(plans)
+            .where(plans.c.database == database, plans.c.queryid == queryid)
+            .order_by(plans.c.captured_at.desc(), plans.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return PlanRecord(
+            row.queryid,
+            _aware(row.captured_at) or now(),
+            row.source,
+            row.signature,
+            row.total_cost,
+            row.execution_ms,
+            row.plan,
+            row.problems,
+            row.regression,
+        )
+
+    def slow_statements(self, database: str | None, limit: int) -> list[dict[str, Any]]:
+        """Captured statements, worst first (by the latest pass's mean time), with their latest plan."""
+        latest_sample = (
+            sa.select(samples.c.database, samples.c.queryid, sa.func.max(samples.c.id).label("sample_id"))
+            .group_by(samples.c.database, samples.c.queryid)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                statements,
+                samples.c.captured_at,
+                samples.c.calls,
+                samples.c.mean_ms,
+                samples.c.cumulative_mean_ms,
+                samples.c.total_ms,
+            )
+            .join(
+                latest_sample,
+                sa.and_(
+                    latest_sample.c.database == statements.c.database, latest_sample.c.queryid == statements.c.queryid
+                ),
+            )
+            .join(samples, samples.c.id == latest_sample.c.sample_id)
+            .order_by(samples.c.mean_ms.desc())
+            .limit(limit)
+        )
+        if database:
+            query = query.where(statements.c.database == database)
+        with self.engine.connect() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+        for row in rows:
+            plan = self.latest_plan(row["database"], row["queryid"])
+            row["plan"] = plan
+            row["captured_at"] = _aware(row["captured_at"])
+        return rows
 
     def close(self) -> None:
         self.engine.dispose()

@@ -31,7 +31,7 @@ MIN_SERVER_VERSION = 140000
 
 @contextmanager
 def guarded(
-    target: db.Target, config: Config, history: History, job: str, *, dry_run: bool
+    target: db.Target, config: Config, history: History, job: str, *, dry_run: bool, read_only: bool = False
 ) -> Iterator[tuple[JobReport, Connection | None]]:
     """Open the job's connection and apply the safety rules that come before any action.
 
@@ -45,7 +45,7 @@ def guarded(
         history.start_run(report, host=socket.gethostname())
     try:
         with db.connection(target, config.safety) as conn:
-            reason = _refusal(conn, config, job, dry_run)
+            reason = _refusal(conn, config, job, dry_run, read_only)
             if reason is not None:
                 report.skip(reason)
                 yield report, None
@@ -73,12 +73,13 @@ def guarded(
     history.finish_run(report)
 
 
-def _refusal(conn: Connection, config: Config, job: str, dry_run: bool) -> str | None:
+def _refusal(conn: Connection, config: Config, job: str, dry_run: bool, read_only: bool = False) -> str | None:
     version = conn.info.server_version
     if version < MIN_SERVER_VERSION:
         return f"unsupported: PostgreSQL {version // 10000} (dbmaint needs 14 or later)"
     if db.is_in_recovery(conn):
-        return "standby"
+        # A read-only job (capture) is as useful on a standby, which serves queries of its own.
+        return None if read_only else "standby"
     if dry_run:
         return None  # a dry run changes nothing, so it neither takes the lock nor waits for a quiet server
     if not actions.try_job_lock(conn, job):
@@ -286,3 +287,13 @@ def _free_disk(conn: Connection) -> dict[int, int]:
         except OSError:
             continue
     return free
+
+
+def capture(target: db.Target, config: Config, history: History) -> Any:
+    """One slow-query capture pass (read-only: it runs on standbys too, for their own queries)."""
+    from dbmaint import capture as capturing
+
+    with guarded(target, config, history, "capture", dry_run=False, read_only=True) as (report, conn):
+        if conn is None:
+            return capturing.CaptureReport(report)
+        return capturing.run(conn, report, config, history)

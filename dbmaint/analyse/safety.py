@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pglast import ast as _ast
 from pglast import parse_sql
 from pglast.parser import ParseError
+from pglast.stream import RawStream
 
 ast: Any = _ast  # pglast annotates every attribute Optional; the grammar guarantees them
 
@@ -65,15 +66,8 @@ def classify(text: str) -> Verdict:
     statement = text.strip().rstrip(";")
     if isinstance(node, ast.ExplainStmt):  # "EXPLAIN SELECT ...": explain the inner statement
         node = node.query
-        location = node_location(node)
-        statement = text[location:].strip().rstrip(";") if location is not None else statement
+        statement = RawStream()(node)  # the parser's own text of it (statements carry no location)
     return _verdict(node, statement)
-
-
-def node_location(node: Any) -> int | None:
-    """Where a statement starts in the text (statements carry no location of their own; their parts do)."""
-    locations = [n.location for n in _walk(node) if isinstance(getattr(n, "location", None), int) and n.location >= 0]
-    return min(locations) if locations else None
 
 
 def _verdict(node: Any, statement: str) -> Verdict:
