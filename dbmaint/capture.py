@@ -104,17 +104,40 @@ def deltas(current: Sequence[workload.Statement], previous: dict[int, Any]) -> l
 
 def slow(found: Sequence[Delta], threshold_ms: float, limit: int) -> list[Delta]:
     """Over the threshold on average since the last pass, the most total time first."""
-    over = [d for d in found if d.mean_ms > threshold_ms and not _is_utility(d.statement.query)]
+    over = [d for d in found if d.mean_ms > threshold_ms and application_statement(d.statement.query)]
     return sorted(over, key=lambda d: d.total_ms, reverse=True)[:limit]
 
 
-def _is_utility(query: str) -> bool:
+def application_statement(query: str) -> bool:
+    """A statement of the application's workload: not a utility statement (VACUUM, PREPARE, EXPLAIN ...),
+    and reading at least one table outside the system catalogs. dbmaint's own queries read only
+    pg_catalog (every catalog name it uses is qualified), so they are left out here too."""
+    from pglast import ast, parse_sql
+    from pglast.parser import ParseError
+
     from dbmaint.analyse import safety
 
     try:
-        return safety.classify(query).kind == "refused"
-    except safety.SyntaxProblem:
+        if safety.classify(query).kind == "refused":
+            return False
+        tables = [n for n in _nodes(parse_sql(query)) if isinstance(n, ast.RangeVar)]
+    except (safety.SyntaxProblem, ParseError, RecursionError):
         return False
+    system = ("pg_catalog", "information_schema")
+    return any(t.schemaname not in system and not str(t.relname).startswith("pg_") for t in tables)
+
+
+def _nodes(root: Any) -> Any:
+    from pglast import ast
+
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (list, tuple)):
+            stack.extend(current)
+        elif isinstance(current, ast.Node):
+            yield current
+            stack.extend(getattr(current, attribute) for attribute in current)
 
 
 def regression(previous: Any, analysis: plan_analysis.PlanAnalysis, factor: float) -> str | None:
@@ -168,7 +191,9 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
             continue
         _capture_plan(conn, captured, config, history, report)
     if settings.auto_explain_log:
-        result.auto_explain_plans = _auto_explain(Path(settings.auto_explain_log), config, history, report)
+        result.auto_explain_plans = _auto_explain(
+            Path(settings.auto_explain_log), conn.info.dbname, config, history, report
+        )
     report.finish()
     return result
 
@@ -215,7 +240,7 @@ def _store_plan(
     )  # fmt: skip
 
 
-def _auto_explain(path: Path, config: Config, history: History, report: JobReport) -> int:
+def _auto_explain(path: Path, dbname: str, config: Config, history: History, report: JobReport) -> int:
     """auto_explain's JSON plans (real executions) for the statements this database knows by query id."""
     from dbmaint import logs
 
@@ -228,8 +253,8 @@ def _auto_explain(path: Path, config: Config, history: History, report: JobRepor
     for entry in entries:
         if entry.kind != "auto_explain" or entry.plan is None or entry.query_id is None:
             continue
-        if entry.database not in (None, report.database) and report.database != "default":
-            continue
+        if entry.database not in (None, dbname):
+            continue  # another database's statement: its query id means nothing here
         captured = Captured(entry.query_id, entry.query, 1, entry.duration_ms or 0.0, entry.duration_ms or 0.0)
         document = {"Plan": entry.plan, "Execution Time": entry.duration_ms}
         latest = history.latest_plan(report.database, entry.query_id)

@@ -447,7 +447,7 @@ def check(options: GlobalOptions, output_format: str) -> None:
 
 
 @cli.command()
-@click.option("--job", type=click.Choice(["vacuum", "reindex"]), default=None, help="Only this job's runs.")
+@click.option("--job", type=click.Choice(["vacuum", "reindex", "capture"]), default=None, help="Only this job's runs.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
 @click.option("--run", "run_id", type=int, default=None, help="Show the actions of one run.")
 @_format_option
