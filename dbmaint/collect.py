@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from dbmaint import db, sqlshape
+from dbmaint import db
 from dbmaint.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from dbmaint import sqlshape
 
 
 @dataclass(frozen=True)
@@ -400,6 +403,8 @@ class _RelationRow:
 
 def catalog(conn: psycopg.Connection[Any]) -> sqlshape.Catalog:
     """Every relation a statement may name, with columns and view definitions, and the search_path."""
+    from dbmaint import sqlshape  # pglast: only for the callers that read statements
+
     rows = db.fetch(conn, "advisor_relations", _RelationRow)
     relations = {
         (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows

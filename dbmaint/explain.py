@@ -129,8 +129,9 @@ def explain(conn: Connection, request: Request) -> Result:
             f"{verdict.reason}: estimates only (not executed); --analyze-writes runs it inside a transaction "
             "that is rolled back"
         )
-    catalog = collect.catalog(conn)
-    shape = _shape(statement, catalog)
+    # The catalog (every relation with its columns) is read only when $n need types or values.
+    catalog = collect.catalog(conn) if params else None
+    shape = _shape(statement, catalog) if catalog is not None else None
     values: dict[int, str] = dict(enumerate(request.params, start=1))
     rare_values: dict[int, str] = {}
     if params and not values and analyze:
@@ -143,7 +144,7 @@ def explain(conn: Connection, request: Request) -> Result:
             notes.append("$n planned and run with common values from pg_stats (--param gives your own)")
     if params and not values:
         notes.append("generic plan (plan_cache_mode = force_generic_plan): estimates that hold for any $n values")
-    types = shape.param_types(catalog) if shape else {}
+    types = shape.param_types(catalog) if shape and catalog else {}
     plan = _run(conn, statement, verdict.kind, analyze, params, types, values, request)
     context = table_context(conn, plan)
     analysis = plan_analysis.analyse(plan, context=context, query=statement)

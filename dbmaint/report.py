@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from dbmaint.history import RunRecord
 from dbmaint.model import JobReport
 from dbmaint.units import format_duration, format_size
+
+if TYPE_CHECKING:  # imported where used: dbmaint explain --format json starts without rich or SQLAlchemy
+    from rich.console import Console
+    from rich.text import Text
+
+    from dbmaint.history import RunRecord
 
 _STATUS_STYLE = {
     "done": "green",
@@ -29,6 +30,8 @@ _STATUS_STYLE = {
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stdout, soft_wrap=False)
 
 
@@ -43,6 +46,9 @@ def job_reports_json(reports: Sequence[JobReport]) -> Any:
 
 
 def print_job_reports(reports: Sequence[JobReport]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     for report in reports:
         title = f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
@@ -76,6 +82,9 @@ def print_job_reports(reports: Sequence[JobReport]) -> None:
 
 
 def print_history(records: Sequence[RunRecord]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     if not records:
         out.print("no runs recorded yet")
@@ -100,6 +109,9 @@ def print_history(records: Sequence[RunRecord]) -> None:
 
 def print_advice(advice: Any, *, rejections: bool = False) -> None:
     """Findings, then recommendations with their evidence, then what was left out of the workload."""
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     out.print(Text.assemble(("advice for ", "bold"), (advice.database, "bold")))
     if advice.findings:
@@ -158,6 +170,9 @@ _CHECK_STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
 
 
 def print_check(check: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     out.print(Text.assemble(("check of ", "bold"), (check.database, "bold"), ": ",
                             (check.status, _CHECK_STYLE[check.status])))  # fmt: skip
@@ -180,6 +195,8 @@ def _share_style(share: float | None) -> str:
 
 
 def _node_line(node: Any) -> Text:
+    from rich.text import Text
+
     line = Text(node.label, style="bold" if (node.share or 0) > 0.1 else "")
     figures = []
     if node.exclusive_ms is not None:
@@ -209,6 +226,7 @@ def _node_line(node: Any) -> Text:
 
 def print_explain(result: Any) -> None:
     """The plan as a tree with the costly steps and misestimates plain to see, then problems and fixes."""
+    from rich.text import Text
     from rich.tree import Tree
 
     out = console()
@@ -280,6 +298,8 @@ def print_explain(result: Any) -> None:
 
 
 def print_capture(results: Sequence[Any]) -> None:
+    from rich.text import Text
+
     out = console()
     for result in results:
         job = result.job
@@ -334,6 +354,8 @@ def slow_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_slow(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.text import Text
+
     out = console()
     if not rows:
         out.print("no slow statements captured yet (dbmaint capture, or the service's capture job)")

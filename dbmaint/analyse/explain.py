@@ -21,6 +21,8 @@ How the figures are computed
   child. A CTE's subplan is run by the CTE Scans that read it: its figures are subtracted from those scans
   (the first ones in plan order take as much as they can hold), not from the node the InitPlan hangs on.
   A CTE nobody scans (a data-modifying one) runs after the plan and is subtracted from nothing.
+  PostgreSQL prints per-loop times to the microsecond: with thousands of loops of a few microseconds each,
+  x loops can be off by a fair share, and so can the exclusive time of the node above.
 * With ``TIMING OFF`` the ``Actual ... Time`` keys are absent: times and shares are None, and the hot-node
   rule ranks nodes by their exclusive block accesses instead. Never-executed nodes (``Actual Loops`` = 0)
   get no misestimate and raise no problem.
@@ -30,8 +32,12 @@ Thresholds (see ``PLAN_PROBLEMS.md``; a floor keeps tiny tables and fast queries
 -------------------------------------------------------------------------------------
 ==========================  ==============================================================================
 hot_node                    exclusive share > 10% info, > 40% warning, > 90% critical (PEV2, depesz); only
-                            nodes with >= 10 ms of their own (>= 1,000 blocks with TIMING OFF), and not in
-                            a plan with a single executed node (it always takes all the time).
+                            nodes with >= 10 ms of their own (with TIMING OFF: >= 1,000 blocks of their own,
+                            and their share of the blocks x the execution time >= 10 ms), and not in a plan
+                            with a single executed node (it always takes all the time). Judged at the low
+                            end of what the rounding of per-loop times allows (0.002 ms x 30,000 loops is
+                            45 to 75 ms). A healthy query that runs long still has a hot node: that is where
+                            to look, not a fault.
 row_misestimate             max(A/P, P/A) per loop >= 10 warning, >= 1,000 critical (pgMustard; depesz's top
                             colour), when the rows differ by >= 100 in total and the node adds an error of
                             its own of >= 10x (a join above a misestimated scan inherits its error and is
@@ -76,6 +82,8 @@ non_default_settings        any ``Settings``: info; warning when an ``enable_*``
 Index suggestions are hypotheses: ``Problem.index_candidate`` gives (schema, table, columns), equality
 columns first, then one range column, so that the caller can prove them with hypothetical indexes. Columns
 come from the node's conditions, parsed with pglast; only plain columns of the scanned relation are used.
+There is a candidate only when the schema is known (from VERBOSE, or from ``context``); the fix's SQL is
+written either way.
 """
 
 from __future__ import annotations
@@ -424,14 +432,14 @@ class _Plan:
         self._mark_early_stop()
         self.total = self._walls()
         self.exclusive = self._exclusive(self.total)
+        self.exclusive_low = self._exclusive_low()
         self.counters = {
             name: self._exclusive({n.id: _float(n.raw.get(key)) for n in self.nodes}) for name, key in _COUNTERS.items()
         }
         self.io_read = self._exclusive({n.id: _first_float(n.raw, _IO_READ_KEYS) for n in self.nodes})
-        root_total = self.total[0]
         self.execution_ms = _float(top.get("Execution Time"))
-        if self.execution_ms is None and self.analyzed and root_total is not None:
-            self.execution_ms = sum(self.total[n.id] or 0.0 for n in self.nodes if n.depth == 0) or root_total
+        if self.execution_ms is None and self.analyzed:
+            self.execution_ms = self.total[0]  # auto_explain: the root's inclusive time
         self.blocks_total = sum(
             (self.counters["shared_hit"][n.id] or 0) + (self.counters["shared_read"][n.id] or 0) for n in self.nodes
         )
@@ -472,8 +480,10 @@ class _Plan:
                 continue
             parent = self.nodes[node.parent]
             inherited = parent.early_stop
-            if parent.type in _CONSUMERS or (
-                parent.type == "Aggregate" and parent.raw.get("Strategy") in ("Plain", "Hashed", "Mixed")
+            if (
+                parent.type in _CONSUMERS
+                or node.type == "Hash"  # a hash join builds its whole hash table, whatever happens above
+                or (parent.type == "Aggregate" and parent.raw.get("Strategy") in ("Plain", "Hashed", "Mixed"))
             ):
                 inherited = False
             if parent.type == "Limit" or parent.type == "Merge Join" or node.relationship == "SubPlan":
@@ -532,6 +542,27 @@ class _Plan:
                 else:
                     walls[node.id] = total / node.processes
         return walls
+
+    def _exclusive_low(self) -> dict[int, float | None]:
+        """Exclusive time at the low end of what PostgreSQL's rounding of per-loop times (to 1 µs) allows.
+
+        ``Actual Total Time`` = 0.002 over 30,000 loops is anything from 45 to 75 ms: a node whose own time is
+        the difference of two such figures is called hot only if it is hot at the bottom of that range.
+        """
+        result: dict[int, float | None] = {}
+        for node in self.nodes:
+            exclusive = self.exclusive[node.id]
+            if exclusive is None:
+                result[node.id] = None
+                continue
+            margin = sum(self._rounding(n) for n in [node, *self.children(node)])
+            result[node.id] = max(0.0, exclusive - margin)
+        return result
+
+    @staticmethod
+    def _rounding(node: _Node) -> float:
+        """How far x loops can be off when the per-loop time is printed to three decimals (milliseconds)."""
+        return 0.0005 * (node.loops or 0) / max(1, node.processes)
 
     @staticmethod
     def _per_process(node: _Node) -> dict[str, float] | None:
@@ -650,14 +681,15 @@ class _Plan:
             return None
         return f"{_ident(schema)}.{_ident(name)}" if schema else _ident(name)
 
+    def scanned(self, node: _Node) -> _Node:
+        """The node that names the table: a Bitmap Index Scan's is the Bitmap Heap Scan above it."""
+        if node.type == "Bitmap Index Scan":
+            return next((a for a in self.ancestors(node) if a.type == "Bitmap Heap Scan"), node)
+        return node
+
     def table(self, node: _Node) -> tuple[str | None, str | None]:
-        """(schema, table) a node reads; a Bitmap Index Scan's is that of the Bitmap Heap Scan above it."""
-        raw = node.raw
-        if raw.get("Relation Name") is None and node.type == "Bitmap Index Scan":
-            for ancestor in self.ancestors(node):
-                if ancestor.type == "Bitmap Heap Scan":
-                    raw = ancestor.raw
-                    break
+        """(schema, table) a node reads; the schema from VERBOSE, else from ``context`` when it is unambiguous."""
+        raw = self.scanned(node).raw
         name = raw.get("Relation Name")
         if name is None:
             return (None, None)
@@ -665,11 +697,11 @@ class _Plan:
         if schema is None:
             found = self.context_for(node)
             if found is not None and "." in found.relation:
-                schema = found.relation.split(".", 1)[0]
+                schema = found.relation.rsplit(".", 1)[0]
         return (None if schema is None else str(schema), str(name))
 
     def context_for(self, node: _Node) -> TableContext | None:
-        raw = node.raw
+        raw = self.scanned(node).raw
         name = raw.get("Relation Name")
         if name is None:
             return None
@@ -693,9 +725,7 @@ class _Plan:
 
     def names(self, node: _Node) -> set[str]:
         """What the node's conditions call its table: the alias and the table name."""
-        raw = node.raw
-        if node.type == "Bitmap Index Scan":
-            raw = next((a.raw for a in self.ancestors(node) if a.type == "Bitmap Heap Scan"), raw)
+        raw = self.scanned(node).raw
         return {str(raw[k]) for k in ("Alias", "Relation Name") if raw.get(k) is not None}
 
     def label(self, node: _Node) -> str:
@@ -775,13 +805,14 @@ class _Plan:
             share = self.share(node)
             if share is None:
                 continue
-            exclusive = self.exclusive[node.id]
-            if exclusive is not None:
-                if exclusive < HOT_MIN_MS:
+            exclusive, low = self.exclusive[node.id], self.exclusive_low[node.id]
+            if exclusive is not None and low is not None and self.execution_ms:
+                if low < HOT_MIN_MS:
                     continue
-                amount = f"{_ms(exclusive)} of its own, {_pct(share)} of the execution time"
+                share = low / self.execution_ms  # what the rounding of per-loop times cannot take away
+                amount = f"{_ms(exclusive)} of its own, {_pct(exclusive / self.execution_ms)} of the execution time"
             else:
-                if self.blocks(node) < HOT_MIN_BLOCKS:
+                if self.blocks(node) < HOT_MIN_BLOCKS or (self.execution_ms or HOT_MIN_MS) * share < HOT_MIN_MS:
                     continue
                 amount = f"{self.blocks(node):,} block accesses of its own, {_pct(share)} of all (timing was off)"
             severity = _grade(share, HOT_SHARES)
@@ -867,6 +898,9 @@ class _Plan:
     def _expected_error(self, node: _Node) -> float:
         """The error a node inherits from its inputs (log10 of actual/planned)."""
         inputs = [c for c in self.children(node) if c.relationship not in ("InitPlan", "SubPlan")]
+        if node.type == "CTE Scan":  # it reads what the CTE's subplan returned
+            name = f"CTE {node.raw.get('CTE Name')}"
+            return next((self._log_error(n) for n in self.nodes if n.subplan_name == name), 0.0)
         if not inputs:
             return 0.0
         if node.type in _JOINS:
@@ -900,6 +934,17 @@ class _Plan:
                 f"PostgreSQL has no statistics for the rows of CTE {node.raw.get('CTE Name')}, so it estimates its "
                 "conditions with default selectivities: move the condition into the CTE, or let the CTE be inlined "
                 "(NOT MATERIALIZED), so that it is estimated from the table's statistics"
+            )
+        if node.type == "Recursive Union":
+            return (
+                "the planner cannot know how deep a recursive CTE goes and guesses; if the plan above it suffers, "
+                "store the result in a temporary table, ANALYZE it, and join that instead"
+            )
+        if node.type == "Function Scan" and node.raw.get("Function Name"):
+            rows = max(1, round(node.number("Actual Rows")))
+            return (
+                f"tell the planner how many rows {node.raw['Function Name']}() returns: ALTER FUNCTION "
+                f"{_ident(str(node.raw['Function Name']))} ROWS {rows} (give its argument types if it is overloaded)"
             )
         if node.type == "Aggregate" or node.type == "Group":
             keys = [str(k) for k in node.raw.get("Group Key") or []]
@@ -938,9 +983,7 @@ class _Plan:
                 continue
             if abs(node.number("Actual Rows") - node.number("Plan Rows")) * (node.loops or 0) < MISESTIMATE_MIN_ROWS:
                 continue
-            scan = node
-            if node.type == "Bitmap Index Scan":
-                scan = next((a for a in self.ancestors(node) if a.type == "Bitmap Heap Scan"), node)
+            scan = self.scanned(node)
             table = self.context_for(scan)
             if table is None or table.relation in seen:
                 continue
@@ -1037,8 +1080,9 @@ class _Plan:
             )
             return Problem(kind, severity, node.id, detail, fix)
         fix = f"CREATE INDEX CONCURRENTLY ON {table} ({column_list})"
-        if kind == "inefficient_index" and node.raw.get("Index Name"):
-            fix += f" (it can replace {node.raw['Index Name']} if nothing else needs that one)"
+        replaced = self._index_columns(node)
+        if kind == "inefficient_index" and replaced and tuple(columns[: len(replaced)]) == replaced:
+            fix += f"; it makes {self._index_name(node)} redundant (DROP INDEX CONCURRENTLY once nothing needs it)"
         return Problem(kind, severity, node.id, detail, fix, self.candidate(node, columns))
 
     def _time_phrase(self, node: _Node) -> str:
@@ -1095,18 +1139,34 @@ class _Plan:
             )
         return found
 
+    def _index_columns(self, node: _Node) -> tuple[str, ...]:
+        """The plain leading columns of the index a scan uses, when ``context`` has its definition."""
+        found = self.context_for(node)
+        index = self._index_name(node)
+        if found is None or index is None:
+            return ()
+        for definition in found.indexes:
+            parsed = _index_definition(definition)
+            if parsed is not None and parsed[0] == index:
+                return parsed[1]
+        return ()
+
+    def _index_name(self, node: _Node) -> str | None:
+        """The index a scan uses (a Bitmap Heap Scan's: that of its single Bitmap Index Scan)."""
+        if node.type == "Bitmap Heap Scan":
+            names = {str(c.raw["Index Name"]) for c in self.descendants(node) if c.raw.get("Index Name")}
+            return names.pop() if len(names) == 1 else None
+        index = node.raw.get("Index Name")
+        return None if index is None else str(index)
+
     def _first_input(self, node: _Node) -> _Node | None:
         return next((c for c in self.children(node) if c.relationship not in ("InitPlan", "SubPlan")), None)
 
     def _order_columns(self, scan: _Node) -> list[str]:
         """The columns the scan's index is ordered by: from its definition (``context``) or the query's ORDER BY."""
-        found = self.context_for(scan)
-        index = scan.raw.get("Index Name")
-        if found is not None and index is not None:
-            for definition in found.indexes:
-                parsed = _index_definition(definition)
-                if parsed is not None and parsed[0] == index and parsed[1]:
-                    return list(parsed[1])
+        indexed = self._index_columns(scan)
+        if indexed:
+            return list(indexed)
         facts = self.query_facts()
         if facts is None:
             return []
@@ -1796,6 +1856,9 @@ _INDEX_DEFINITION = re.compile(
 )
 
 
+_FIRST_IDENTIFIER = re.compile(r'("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)(?:\s|$)')
+
+
 def _index_definition(definition: str) -> tuple[str, tuple[str, ...]] | None:
     """(index name, leading plain columns) of a pg_get_indexdef text; columns stop at the first expression."""
     match = _INDEX_DEFINITION.match(definition.strip())
@@ -1818,10 +1881,10 @@ def _index_definition(definition: str) -> tuple[str, tuple[str, ...]] | None:
     items.append(body[start:])
     columns: list[str] = []
     for item in items:
-        first = item.strip().split(" ")[0] if item.strip() else ""
-        if not first or first.startswith("("):
-            break
-        columns.append(_unquote(first))
+        first = _FIRST_IDENTIFIER.match(item.strip())
+        if first is None:
+            break  # an expression: the columns after it are not plain either
+        columns.append(_unquote(first.group(1)))
     return (name, tuple(columns))
 
 
@@ -1915,6 +1978,7 @@ def _unquote(name: str) -> str:
 
 
 def _create_statistics(table: str, bare: str, columns: Sequence[str], kinds: Sequence[str]) -> str:
+    columns = list(columns)[:8]  # CREATE STATISTICS takes at most 8 columns
     schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
     name = _ident("_".join([bare, *columns, "stats"])[:63])
     listed = ", ".join(_ident(c) for c in columns)
