@@ -776,6 +776,8 @@ class _Plan:
         found += self._stale_statistics()
         for node in self.nodes:
             if not node.executed:
+                if not self.analyzed:  # estimates only: the planner's own row estimates still tell
+                    found += self._filter_problem(node, wrong_order)
                 continue
             found += self._filter_problem(node, wrong_order)
             found += self._spills(node)
@@ -1036,6 +1038,8 @@ class _Plan:
         else:
             return []
         ratio = self._filter_ratio(node)
+        if ratio is None and kind == "seq_scan_filter" and not self.analyzed:
+            return self._estimated_filter_problem(node)
         if ratio is None:
             return []
         removed, returned, fraction = ratio
@@ -1059,6 +1063,25 @@ class _Plan:
         if columns and set(columns) <= set(index_conditions.index_columns()):
             columns = ()  # nothing in the filter a btree could add
         return [self._index_problem(kind, severity, node, detail, columns, filter_text)]
+
+    def _estimated_filter_problem(self, node: _Node) -> list[Problem]:
+        """Without ANALYZE (generic plans of captured $n statements): the planner's own estimate of what the
+        filter keeps, against the table's row count from the database context. Never above a warning: it is
+        an estimate."""
+        context = self.context_for(node)
+        if context is None or context.reltuples < 10 * FILTER_MIN_ROWS or not node.raw.get("Filter"):
+            return []
+        kept = float(node.raw.get("Plan Rows", 0.0))
+        fraction = 1.0 - kept / context.reltuples
+        if fraction <= FILTER_CRITICAL:
+            return []
+        filter_text = str(node.raw["Filter"])
+        detail = (
+            f"{self.label(node)} is estimated to keep {_count(kept)} of {_rows(context.reltuples)} "
+            f"({_pct(1 - fraction)}) with the filter {filter_text} (an estimate: the plan was not executed)."
+        )
+        columns = self.conditions(node, "Filter").index_columns()
+        return [self._index_problem("seq_scan_filter", "warning", node, detail, columns, filter_text)]
 
     def _index_problem(
         self, kind: str, severity: str, node: _Node, detail: str, columns: Sequence[str], filter_text: str
