@@ -120,24 +120,11 @@ def application_statement(query: str) -> bool:
     try:
         if safety.classify(query).kind == "refused":
             return False
-        tables = [n for n in _nodes(parse_sql(query)) if isinstance(n, ast.RangeVar)]
+        tables = [n for n in safety.walk(parse_sql(query)) if isinstance(n, ast.RangeVar)]
     except (safety.SyntaxProblem, ParseError, RecursionError):
         return False
     system = ("pg_catalog", "information_schema")
     return any(t.schemaname not in system and not str(t.relname).startswith("pg_") for t in tables)
-
-
-def _nodes(root: Any) -> Any:
-    from pglast import ast
-
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, (list, tuple)):
-            stack.extend(current)
-        elif isinstance(current, ast.Node):
-            yield current
-            stack.extend(getattr(current, attribute) for attribute in current)
 
 
 def regression(previous: Any, analysis: plan_analysis.PlanAnalysis, factor: float) -> str | None:

@@ -18,7 +18,7 @@ import psycopg
 from dbmaint import actions, collect, db, model
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.analyse import vacuum as vacuum_analysis
-from dbmaint.config import Config, ReindexConfig
+from dbmaint.config import Config, ReindexConfig, VacuumConfig
 from dbmaint.errors import DatabaseError
 from dbmaint.history import History
 from dbmaint.model import Action, JobReport
@@ -127,21 +127,31 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
         planned = _record_skips(history, report)
         if not planned:
             return report
-        executor = actions.Executor(
-            target,
-            config.safety,
-            report,
-            history,
-            window=actions.Window.starting_now(settings.window, settings.grace),
-            retries=settings.retries,
-            retry_delay=settings.retry_delay,
-            jobs=settings.jobs,
-            after=_dead_rows_check(dead_before, kept),
+        executor = _executor(
+            target, config, report, history, settings, jobs=settings.jobs, after=_dead_rows_check(dead_before, kept)
         )
         executor.run(conn, planned)
         if kept:
             report.warnings.append(_xmin_warning(conn, kept))
     return report
+
+
+def _executor(
+    target: db.Target,
+    config: Config,
+    report: JobReport,
+    history: History,
+    settings: VacuumConfig | ReindexConfig,
+    *,
+    jobs: int = 1,
+    after: Callable[[Connection, Action], None],
+) -> actions.Executor:
+    """The job's executor: its window starts now; its retries are the job's own settings."""
+    return actions.Executor(
+        target, config.safety, report, history,
+        window=actions.Window.starting_now(settings.window, settings.grace),
+        retries=settings.retries, retry_delay=settings.retry_delay, jobs=jobs, after=after,
+    )  # fmt: skip
 
 
 def _record_skips(history: History, report: JobReport) -> list[Action]:
@@ -211,16 +221,7 @@ def reindex(target: db.Target, config: Config, history: History, *, dry_run: boo
         planned = _record_skips(history, report)
         if not planned:
             return report
-        executor = actions.Executor(
-            target,
-            config.safety,
-            report,
-            history,
-            window=actions.Window.starting_now(settings.window, settings.grace),
-            retries=settings.retries,
-            retry_delay=settings.retry_delay,
-            after=_record_size_after,
-        )
+        executor = _executor(target, config, report, history, settings, after=_record_size_after)
         executor.run(conn, planned)
         # A REINDEX CONCURRENTLY that failed, was cancelled or gave up on a lock leaves an invalid _ccnew
         # index behind, even when a retry then succeeded: drop those now (if the drop cannot get its lock

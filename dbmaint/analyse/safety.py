@@ -102,7 +102,8 @@ def _describe(name: str) -> str:
     return name.removesuffix("Stmt").replace("Create", "CREATE ").strip().upper() if name.endswith("Stmt") else name
 
 
-def _walk(node: Any) -> Iterator[Any]:
+def walk(node: Any) -> Iterator[Any]:
+    """Every parse node under ``node`` (iterative: deep expressions exceed Python's recursion limit)."""
     stack = [node]
     while stack:
         current = stack.pop()
@@ -116,13 +117,13 @@ def _walk(node: Any) -> Iterator[Any]:
 def _functions(node: Any) -> list[str]:
     return [
         str(n.funcname[-1].sval).lower()
-        for n in _walk(node)
+        for n in walk(node)
         if isinstance(n, ast.FuncCall) and n.funcname and isinstance(n.funcname[-1], ast.String)
     ]
 
 
 def _cte_kinds(node: Any) -> set[str]:
-    return {type(n.ctequery).__name__ for n in _walk(node) if isinstance(n, ast.CommonTableExpr)}
+    return {type(n.ctequery).__name__ for n in walk(node) if isinstance(n, ast.CommonTableExpr)}
 
 
 def _writing_cte(node: Any) -> bool:
@@ -130,4 +131,4 @@ def _writing_cte(node: Any) -> bool:
 
 
 def _locks_rows(node: Any) -> bool:
-    return any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in _walk(node))
+    return any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in walk(node))
