@@ -316,7 +316,20 @@ def _write_migration(recommendations: Any, directory: Any) -> str:
 )
 @click.option("--param", "params", multiple=True, metavar="VALUE", help="Value for $1, $2 ... (repeat, in order).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="statement_timeout, in seconds.")
-@_format_option
+@click.option(
+    "--compare", "compare_with", metavar="OTHER", default=None,
+    help="Compare with OTHER, the baseline ('before'; the statement explained is 'after'): another statement, "
+    "explained with the same options; @FILE or the path of a file of SQL; or queryid:N, the plan the state store "
+    "captured last for that query id (not run again).",
+)  # fmt: skip
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+    help="For people (text), one JSON document (json), or one self-contained HTML page (html).",
+)  # fmt: skip
+@click.option(
+    "-o", "--output", "output_path", type=click.Path(dir_okay=False), default=None,
+    help="Write the output (any format) to this file instead of stdout.",
+)  # fmt: skip
 @_command
 def explain(
     options: GlobalOptions,
@@ -327,12 +340,21 @@ def explain(
     analyze_writes: bool,
     params: tuple[str, ...],
     timeout: float,
+    compare_with: str | None,
     output_format: str,
+    output_path: str | None,
 ) -> None:
     """The plan of one statement, what is wrong with it, and what would fix it (safely: see --help)."""
+    import contextlib
+    import dataclasses
+    import io
+    import json
+    from pathlib import Path
+
     from dbmaint import db, report
     from dbmaint import explain as explaining
     from dbmaint.config import load_config
+    from dbmaint.errors import DbmaintError
 
     config = load_config(options.config_path)
     targets = db.resolve_targets(config, options.database, options.dsn)
@@ -343,6 +365,74 @@ def explain(
         raise UsageError("give the statement once: as an argument, with -f, or with --query-id")
     if not sources and not sys.stdin.isatty():
         file_ = sys.stdin
+
+    # --compare OTHER: queryid:N (a stored plan), @FILE or a file's path, else a statement.
+    other_text: str | None = None
+    baseline: explaining.Result | None = None
+    if compare_with is not None:
+        spec = compare_with.strip()
+        path: str | None = spec[1:] if spec.startswith("@") else None
+        if spec.lower().startswith("queryid:"):
+            import sqlalchemy as sa
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from dbmaint.analyse import explain as plan_analysis
+            from dbmaint.errors import StateStoreError
+            from dbmaint.history import History
+            from dbmaint.history import statements as captured
+
+            try:
+                stored_id = int(spec.split(":", 1)[1].strip())
+            except ValueError:
+                raise UsageError(f"--compare {compare_with}: queryid: takes a query id (queryid:1234567890)") from None
+            name = targets[0].name
+            store = History(config.state.url)
+            try:
+                record = store.latest_plan(name, stored_id)
+                with store.engine.connect() as state:
+                    stored_text = state.execute(
+                        sa.select(captured.c.query).where(captured.c.database == name, captured.c.queryid == stored_id)
+                    ).scalar()
+            except SQLAlchemyError as exc:
+                raise StateStoreError(f"cannot read the state store: {str(exc).splitlines()[0]}") from None
+            finally:
+                store.close()
+            if record is None:
+                raise UsageError(
+                    f"--compare: the state store has no plan of query id {stored_id} in database {name!r} "
+                    "(dbmaint capture stores the plans of slow statements)"
+                )
+            try:
+                plan = json.loads(record.plan)
+                analysis = plan_analysis.analyse(plan, query=stored_text)
+            except ValueError as exc:
+                raise UsageError(f"--compare: the stored plan of query id {stored_id} is unreadable: {exc}") from None
+            how = {
+                "estimate": "estimates: a generic plan, not executed",
+                "analyze": "EXPLAIN ANALYZE",
+                "auto_explain": "auto_explain: a real execution",
+            }.get(record.source, record.source)
+            baseline = explaining.Result(
+                statement=str(stored_text or f"-- query id {stored_id}"),
+                kind="write" if analysis.nodes and analysis.nodes[0].node_type == "ModifyTable" else "read",
+                analyzed=analysis.analyzed,
+                plan=plan,
+                analysis=analysis,
+                notes=[
+                    f"the plan dbmaint captured for query id {stored_id} on {record.captured_at:%Y-%m-%d %H:%M %Z} "
+                    f"({how}), read from the state store: not run again"
+                ],
+            )
+        elif path is None and "\n" not in spec:
+            with contextlib.suppress(OSError, ValueError):  # not a possible path name: a statement
+                path = spec if Path(spec).is_file() else None
+        if path is not None:
+            try:
+                other_text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--compare: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        elif baseline is None:
+            other_text = compare_with
     with db.connection(targets[0], config.safety) as conn:
         if query_id is not None:
             text = explaining.statement_by_query_id(conn, query_id)
@@ -357,10 +447,51 @@ def explain(
             lock_timeout_s=config.safety.lock_timeout,
         )  # fmt: skip
         result = explaining.explain(conn, request)
-    if output_format == "json":
-        report.print_json(result.to_json())
-    else:
-        report.print_explain(result)
+    if other_text is not None:
+        # A session of its own: the proof of index fixes leaves planner settings behind in the first one. Run
+        # second, the baseline gets the warmer cache: a speed-up shown is not flattered by it.
+        try:
+            with db.connection(targets[0], config.safety) as conn:
+                baseline = explaining.explain(conn, dataclasses.replace(request, sql=other_text))
+        except DbmaintError as exc:
+            raise type(exc)(f"--compare statement: {exc}") from None
+
+    def render() -> None:
+        if baseline is not None:
+            from dbmaint.analyse.compare import compare
+
+            comparison = compare(baseline.analysis, result.analysis)
+            if output_format == "json":
+                report.print_json(
+                    {"before": baseline.to_json(), "after": result.to_json(), "comparison": comparison.to_json()}
+                )
+            elif output_format == "html":
+                from dbmaint import html
+
+                sys.stdout.write(html.render_comparison(baseline, result, comparison))
+            else:
+                report.print_explain_comparison(baseline, result, comparison)
+        elif output_format == "json":
+            report.print_json(result.to_json())
+        elif output_format == "html":
+            from dbmaint import html
+
+            sys.stdout.write(html.render(result))
+        else:
+            report.print_explain(result)
+
+    if output_path is None or output_path == "-":
+        render()
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        render()
+    try:
+        Path(output_path).write_text(buffer.getvalue(), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output_path}: {exc.strerror or exc}") from None
+    if not options.quiet:
+        click.echo(f"wrote {output_path}", err=True)
 
 
 @cli.command()

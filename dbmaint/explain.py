@@ -146,6 +146,9 @@ def explain(conn: Connection, request: Request) -> Result:
         notes.append("generic plan (plan_cache_mode = force_generic_plan): estimates that hold for any $n values")
     types = shape.param_types(catalog) if shape and catalog else {}
     plan = _run(conn, statement, verdict.kind, analyze, params, types, values, request)
+    if params:  # dbmaint chose plan_cache_mode itself: not a setting of the user's to report
+        top = plan[0] if isinstance(plan, list) else plan
+        top.get("Settings", {}).pop("plan_cache_mode", None)
     context = table_context(conn, plan)
     analysis = plan_analysis.analyse(plan, context=context, query=statement)
     result = Result(statement, verdict.kind, analyze, plan, analysis, notes, values, context=context)
@@ -404,8 +407,10 @@ def prove_fixes(conn: Connection, result: Result, types: Mapping[int, str]) -> l
                 )
     except PlanError as exc:
         result.notes.append(f"index fixes could not be proven: {exc}")
-    finally:
-        db.set_settings(conn, {"default_transaction_read_only": "off"})
+    finally:  # leave the session as explain found it: WhatIf sets these for its own planning
+        db.set_settings(
+            conn, {"default_transaction_read_only": "off", "plan_cache_mode": "auto", "statement_timeout": "0"}
+        )
     return proven
 
 

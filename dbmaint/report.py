@@ -384,3 +384,103 @@ def _short_index(definition: str) -> str:
     method, _, columns = columns.partition(" ")
     extras = [m for m in (("unique" if "UNIQUE" in head else ""), ("" if method == "btree" else method)) if m]
     return f"{name} {columns}" + (f", {', '.join(extras)}" if extras else "")
+
+
+def print_explain_comparison(before: Any, after: Any, comparison: Any) -> None:
+    """Two explained statements: their summaries side by side, then what differs, with ratios ("2.3x faster")."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from dbmaint.analyse.compare import describe_key, format_figure
+
+    out = console()
+    verdict = comparison.figure("execution_ms")
+    if verdict is None or verdict.change is None:
+        verdict = comparison.figure("total_cost")
+    style = "" if verdict is None or verdict.better is None else ("bold green" if verdict.better else "bold red")
+    out.print(Text.assemble(("comparison", "bold"), ": ", (comparison.summary, style)))
+    sides = Table(show_edge=False, pad_edge=False, expand=False)
+    sides.add_column("before (--compare)", overflow="fold", ratio=1)
+    sides.add_column("after", overflow="fold", ratio=1)
+    sides.add_row(_comparison_side(before), _comparison_side(after))
+    out.print(sides)
+    figures = Table(show_edge=False, pad_edge=False, expand=False, title="differences", title_justify="left")
+    figures.add_column("figure", no_wrap=True)
+    figures.add_column("before", justify="right", no_wrap=True)
+    figures.add_column("after", justify="right", no_wrap=True)
+    figures.add_column("after is", no_wrap=True)
+    for figure in comparison.figures:
+        change_style = "" if figure.better is None else ("green" if figure.better else "red")
+        figures.add_row(
+            figure.title,
+            format_figure(figure.name, figure.before),
+            format_figure(figure.name, figure.after),
+            Text(figure.change or "n/a", style=change_style),
+        )
+    out.print(figures)
+    marks = {"removed": ("-", "red"), "added": ("+", "green"), "changed": ("~", "yellow")}
+    if comparison.nodes:
+        out.print(Text("nodes", style="bold"))
+        for change in comparison.nodes:
+            mark, mark_style = marks[change.change]
+            node = change.after if change.after is not None else change.before
+            name = describe_key((change.node_type, change.relation, change.index))
+            if change.change != "changed":
+                name = node.label
+            out.print(Text.assemble((f"  {mark} {change.change} ", mark_style), name, (f": {change.detail}", "dim")))
+    else:
+        out.print(Text("nodes: the same, with similar figures", style="dim"))
+    for title, changes in (("only before has", comparison.fixed), ("only after has", comparison.new)):
+        if not changes:
+            continue
+        out.print(Text(title, style="bold"))
+        for change in changes:
+            problem = change.problem
+            where = f" at {change.node_label}" if change.node_label else ""
+            out.print(
+                Text.assemble(
+                    "  ", (problem.severity, _SEVERITY_STYLE.get(problem.severity, "")), f" {problem.kind}{where}"
+                )
+            )
+            out.print(Text(f"    {problem.detail}", style="dim"))
+    if comparison.kept:
+        out.print(Text(f"both have: {', '.join(comparison.kept)}", style="dim"))
+
+
+def _comparison_side(result: Any) -> Text:
+    """One statement's summary: its text, timing, figures and problems, for a column of the comparison."""
+    from rich.text import Text
+
+    from dbmaint.analyse.compare import format_figure, format_ms
+
+    analysis = result.analysis
+    text = Text(_one_line(result.statement, 160) + "\n", style="bold")
+    if analysis.execution_ms is not None:
+        text.append(f"execution {format_ms(analysis.execution_ms)}, planning {format_ms(analysis.planning_ms or 0)}\n")
+    else:
+        text.append("not executed: estimates only\n", style="yellow")
+    root = analysis.nodes[0] if analysis.nodes else None
+    figures = [f"cost {format_figure('total_cost', analysis.total_cost)}"]
+    if root is not None:
+        rows = root.actual_rows if root.actual_rows is not None else root.plan_rows
+        estimated = " est" if root.actual_rows is None else ""
+        figures.append(("1 row" if round(rows) == 1 else f"{rows:,.0f} rows") + estimated)
+        if "Shared Hit Blocks" in root.detail:
+            hit, read = int(root.detail.get("Shared Hit Blocks") or 0), int(root.detail.get("Shared Read Blocks") or 0)
+            figures.append(f"buffers hit {hit:,} read {read:,}")
+    figures.append(f"{len(analysis.nodes)} node{'s' if len(analysis.nodes) != 1 else ''}")
+    text.append(", ".join(figures) + "\n", style="dim")
+    hottest = max(analysis.nodes, key=lambda n: n.exclusive_ms or 0.0, default=None)
+    if hottest is not None and hottest.exclusive_ms:
+        share = f" ({hottest.share:.0%})" if hottest.share is not None else ""
+        text.append(f"most time: {hottest.label}, {format_ms(hottest.exclusive_ms)}{share}\n")
+    if analysis.problems:
+        for problem in analysis.problems:
+            text.append(problem.severity, style=_SEVERITY_STYLE.get(problem.severity, ""))
+            text.append(f" {problem.kind}\n")
+    else:
+        text.append("no problems found\n", style="green")
+    for note in result.notes:
+        text.append(f"note: {note}\n", style="yellow")
+    text.rstrip()
+    return text
