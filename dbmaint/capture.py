@@ -24,6 +24,7 @@ import psycopg
 
 from dbmaint import sqlshape, workload
 from dbmaint.analyse import explain as plan_analysis
+from dbmaint.catalog import catalog
 from dbmaint.config import Config
 from dbmaint.errors import DbmaintError
 from dbmaint.history import History
@@ -154,15 +155,18 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
     chosen = slow(deltas(current, previous), settings.min_mean_time * 1000, settings.max_per_pass)
     history.save_counters(
         report.database,
+        previous,
         [
             {"queryid": s.queryid, "query": s.query, "last_calls": s.calls, "last_total_ms": s.total_time_ms,
-             "fingerprint": workload.fingerprint(s.query)}
+             # pglast's fingerprint, computed once: only a statement new to the store needs it
+             "fingerprint": workload.fingerprint(s.query) if s.queryid not in previous else None}
             for s in current
             if s.queryid is not None
         ],
         now(),
     )  # fmt: skip
     assert report.run_id is not None
+    relations = None  # the catalog, read once per pass and only when a plan needs it
     for delta in chosen:
         captured = Captured(
             delta.statement.queryid or 0, delta.statement.query, delta.calls, delta.mean_ms, delta.total_ms
@@ -176,7 +180,9 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
         if time.monotonic() - started > settings.time_budget:
             captured.note = "no plan: the pass's time budget (capture.time_budget) was spent"
             continue
-        _capture_plan(conn, captured, config, history, report)
+        if relations is None:
+            relations = catalog(conn)
+        _capture_plan(conn, captured, config, history, report, relations)
     if settings.auto_explain_log:
         result.auto_explain_plans = _auto_explain(
             Path(settings.auto_explain_log), conn.info.dbname, config, history, report
@@ -185,7 +191,14 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
     return result
 
 
-def _capture_plan(conn: Connection, captured: Captured, config: Config, history: History, report: JobReport) -> None:
+def _capture_plan(
+    conn: Connection,
+    captured: Captured,
+    config: Config,
+    history: History,
+    report: JobReport,
+    relations: sqlshape.Catalog,
+) -> None:
     from dbmaint import explain
 
     settings = config.capture
@@ -195,7 +208,7 @@ def _capture_plan(conn: Connection, captured: Captured, config: Config, history:
         timeout_s=settings.statement_timeout, lock_timeout_s=config.safety.lock_timeout,
     )  # fmt: skip
     try:
-        found = explain.explain(conn, request)
+        found = explain.explain(conn, request, relations=relations)
     except DbmaintError as exc:
         captured.note = f"no plan: {exc}"
         return

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
 from dbmaint import db
+from dbmaint.catalog import (  # the readers explain needs live there, apart: they start fast
+    ColumnStats,
+    IndexDefinition,
+    catalog,
+    column_stats,
+    extension_schema,
+    index_definitions,
+)
 from dbmaint.errors import DatabaseError
-
-if TYPE_CHECKING:
-    from dbmaint import sqlshape
 
 
 @dataclass(frozen=True)
@@ -151,11 +156,6 @@ class IndexPages:
 
 
 @dataclass(frozen=True)
-class _Schema:
-    schema: str
-
-
-@dataclass(frozen=True)
 class _TablespacePath:
     tablespace_oid: int
     path: str | None
@@ -172,11 +172,6 @@ def invalid_indexes(conn: psycopg.Connection[Any], table_oid: int | None = None)
 def index_size(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
     rows = db.fetch(conn, "index_size", _Size, {"schema": schema, "name": name})
     return rows[0].size_bytes if rows else None
-
-
-def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
-    rows = db.fetch(conn, "extension_schema", _Schema, {"name": name})
-    return rows[0].schema if rows else None
 
 
 def index_pages(conn: psycopg.Connection[Any], pgstattuple_schema: str, index_oid: int) -> IndexPages | None:
@@ -296,16 +291,6 @@ class SchemaForeignKey:
 
 
 @dataclass(frozen=True)
-class IndexDefinition:
-    """An index as PostgreSQL prints it (needs a lock on the table, so only fetched when it is free)."""
-
-    index_oid: int
-    definition: str
-    key_columns: list[str]
-    predicate: str | None
-
-
-@dataclass(frozen=True)
 class StatsWindow:
     stats_reset: datetime | None  # None: never reset, counting since the database was created
     database_created: datetime | None  # None: not visible to this role
@@ -325,10 +310,6 @@ class SchemaFacts:
     database_created: datetime | None = None
 
 
-# A pg_get_indexdef() that loses the race with a new ACCESS EXCLUSIVE request gives up after this long.
-_DEFINITION_LOCK_TIMEOUT_MS = "50"
-
-
 def advisor_tables(conn: psycopg.Connection[Any]) -> list[SchemaTable]:
     return db.fetch(conn, "advisor_tables", SchemaTable)
 
@@ -343,33 +324,6 @@ def advisor_foreign_keys(conn: psycopg.Connection[Any]) -> list[SchemaForeignKey
 
 def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
     return db.fetch(conn, "advisor_stats_window", StatsWindow)[0]
-
-
-def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
-    """Printed definitions of these indexes, leaving out any whose table is locked (they are display only).
-
-    Meant for an autocommit connection: the short lock_timeout is local to a transaction of its own.
-    """
-    if not index_oids:
-        return {}
-    try:
-        return _definitions_nowait(conn, index_oids)
-    except psycopg.errors.LockNotAvailable:
-        pass  # a lock request came in after the query looked: try them one by one, losing only that table's
-    found: dict[int, IndexDefinition] = {}
-    for oid in index_oids:
-        try:
-            found.update(_definitions_nowait(conn, [oid]))
-        except psycopg.errors.LockNotAvailable:
-            continue
-    return found
-
-
-def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
-    with conn.transaction():
-        db.set_settings(conn, {"lock_timeout": _DEFINITION_LOCK_TIMEOUT_MS}, local=True)
-        rows = db.fetch(conn, "advisor_index_definitions", IndexDefinition, {"index_oids": index_oids})
-    return {row.index_oid: row for row in rows}
 
 
 def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
@@ -389,38 +343,4 @@ def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
     )
 
 
-# --- relations and column statistics, for reading statements (advisor, explain) ------------------------
-
-
-@dataclass(frozen=True)
-class _RelationRow:
-    schema: str
-    name: str
-    kind: str
-    columns: dict[str, str]
-    view_definition: str | None
-
-
-def catalog(conn: psycopg.Connection[Any]) -> sqlshape.Catalog:
-    """Every relation a statement may name, with columns and view definitions, and the search_path."""
-    from dbmaint import sqlshape  # pglast: only for the callers that read statements
-
-    rows = db.fetch(conn, "advisor_relations", _RelationRow)
-    relations = {
-        (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
-    }
-    search_path = db.fetch_value(conn, "SELECT pg_catalog.current_schemas(false)") or ["public"]
-    return sqlshape.Catalog(relations, tuple(search_path))
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    histogram: list[str] | None
-    most_common: str | None
-    most_common_freq: float
-    least_common: str | None = None
-
-
-def column_stats(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> ColumnStats | None:
-    rows = db.fetch(conn, "advisor_histogram", ColumnStats, {"schema": schema, "table": table, "column": column})
-    return rows[0] if rows else None
+__all__ = ["ColumnStats", "IndexDefinition", "catalog", "column_stats", "extension_schema", "index_definitions"]

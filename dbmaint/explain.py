@@ -17,16 +17,19 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from dbmaint import collect, db, sqlshape
+from dbmaint import catalog as collect  # the light readers only: explain must start fast
+from dbmaint import db
 from dbmaint.analyse import explain as plan_analysis
 from dbmaint.analyse import safety
 from dbmaint.errors import DatabaseError, UsageError
-from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
+
+if TYPE_CHECKING:
+    from dbmaint import sqlshape
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -115,7 +118,8 @@ def classify(text: str) -> safety.Verdict:
     return verdict
 
 
-def explain(conn: Connection, request: Request) -> Result:
+def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog | None = None) -> Result:
+    """``relations``: the catalog, when the caller explains many statements (capture reads it once)."""
     verdict = classify(request.sql)
     statement = verdict.statement
     notes = list(verdict.notes)
@@ -130,7 +134,7 @@ def explain(conn: Connection, request: Request) -> Result:
             "that is rolled back"
         )
     # The catalog (every relation with its columns) is read only when $n need types or values.
-    catalog = collect.catalog(conn) if params else None
+    catalog = (relations or collect.catalog(conn)) if params else None
     shape = _shape(statement, catalog) if catalog is not None else None
     values: dict[int, str] = dict(enumerate(request.params, start=1))
     rare_values: dict[int, str] = {}
@@ -169,6 +173,8 @@ def highest_param(text: str) -> int:
 
 
 def _shape(statement: str, catalog: sqlshape.Catalog) -> sqlshape.Shape | None:
+    from dbmaint import sqlshape
+
     try:
         return sqlshape.analyse(statement, catalog)
     except sqlshape.ShapeError:
@@ -377,6 +383,8 @@ def prove_fixes(conn: Connection, result: Result, types: Mapping[int, str]) -> l
     candidates = [(i, p) for i, p in enumerate(result.analysis.problems) if p.index_candidate is not None]
     if not candidates:
         return []
+    from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
+
     hypopg = collect.extension_schema(conn, "hypopg")
     if hypopg is None:
         result.notes.append(
@@ -426,4 +434,6 @@ def statement_by_query_id(conn: Connection, query_id: int) -> str:
     text = db.fetch_value(conn, query, (query_id,))
     if text is None:
         raise UsageError(f"no statement with query id {query_id} in pg_stat_statements")
+    from dbmaint import sqlshape
+
     return sqlshape.repair_normalized(str(text))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -334,11 +335,19 @@ class History:
                 row.queryid: Counters(row.queryid, row.last_calls, row.last_total_ms) for row in conn.execute(query)
             }
 
-    def save_counters(self, database: str, seen: list[dict[str, Any]], when: datetime) -> None:
-        """Upsert every statement's cumulative counters in one transaction (thousands per pass)."""
-        known = set(self.counters(database))
+    def save_counters(
+        self, database: str, known: Mapping[int, Counters], seen: list[dict[str, Any]], when: datetime
+    ) -> None:
+        """Upsert every statement's cumulative counters in one transaction (thousands per pass); ``known`` is
+        what ``counters`` returned at the start of the pass. Unchanged counters are not rewritten."""
         new = [row for row in seen if row["queryid"] not in known]
-        old = [row for row in seen if row["queryid"] in known]
+        old = [
+            row
+            for row in seen
+            if row["queryid"] in known
+            and (known[row["queryid"]].last_calls, known[row["queryid"]].last_total_ms)
+            != (row["last_calls"], row["last_total_ms"])
+        ]
         with self._lock:
             try:
                 with self.engine.begin() as conn:
