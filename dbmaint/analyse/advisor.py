@@ -178,6 +178,14 @@ class Selection:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+def _serves(candidate: Candidate, item: WorkItem) -> bool:
+    """A btree can only help a statement that uses its leading column: in a predicate, join, sort or group."""
+    return any(
+        (u.schema, u.table, u.column) == (candidate.schema, candidate.table, candidate.columns[0]) and u.role != "read"
+        for u in item.shape.uses
+    )
+
+
 def choose(
     work: Sequence[WorkItem],
     candidates: Iterable[Candidate],
@@ -189,19 +197,29 @@ def choose(
     min_improvement: float = 0.2,
     write_penalty: float = 0.5,
 ) -> Selection:
-    """Greedy: the best saving per byte first, re-planning with the earlier choices in place."""
+    """Greedy: the best saving per byte first, re-planning with the earlier choices in place.
+
+    A candidate is scored against the statements that use its leading column; after a choice only the
+    candidates sharing a statement with that choice's table are scored again (every cost is a function of
+    the statement and the chosen indexes on its tables, so the others' scores have not changed).
+    """
     selection = Selection()
-    affected = {c: [w for w in work if (c.schema, c.table) in w.shape.tables()] for c in candidates}
+    item_tables = {item.key: frozenset(item.shape.tables()) for item in work}
+    affected = {c: [w for w in work if (c.schema, c.table) in item_tables[w.key] and _serves(c, w)] for c in candidates}
     pool = set(affected)
-    chosen: set[Candidate] = set()
+    chosen_on: dict[tuple[str, str], set[Candidate]] = {}
+    contexts: dict[str, frozenset[Candidate]] = {}
+    scores: dict[Candidate, tuple[float, float, int, tuple[tuple[str, float, float], ...]]] = {}
+    dirty = set(pool)
     used = 0
 
     def context(item: WorkItem) -> frozenset[Candidate]:
-        return frozenset(c for c in chosen if (c.schema, c.table) in item.shape.tables())
+        if item.key not in contexts:
+            contexts[item.key] = frozenset().union(*(chosen_on.get(t, set()) for t in item_tables[item.key]))
+        return contexts[item.key]
 
     while pool:
-        scored = []
-        for candidate in sorted(pool, key=repr):
+        for candidate in sorted(dirty & pool, key=repr):
             per_statement = []
             gain = 0.0
             for item in affected[candidate]:
@@ -212,7 +230,7 @@ def choose(
                     gain += item.weight * (before - after)
             best_ratio = max(((b - a) / b for _, b, a in per_statement if b > 0), default=0.0)
             if best_ratio < min_improvement:
-                earlier = [c for c in chosen if (c.schema, c.table) == (candidate.schema, candidate.table)]
+                earlier = chosen_on.get((candidate.schema, candidate.table), set())
                 if earlier:
                     reason = f"adds too little once {_listed(earlier)} chosen"
                 elif not per_statement:
@@ -221,15 +239,17 @@ def choose(
                     reason = f"saves at most {best_ratio:.0%} of a statement's cost (minimum {min_improvement:.0%})"
                 selection.rejected.append(Rejection(candidate, reason))
                 pool.discard(candidate)
+                scores.pop(candidate, None)
                 continue
             facts = tables.get((candidate.schema, candidate.table))
             penalty = 1.0 - write_penalty * (facts.write_share if facts else 0.0)
             bytes_needed = max(size(candidate), 8192)
-            scored.append((gain * penalty / bytes_needed, gain, bytes_needed, candidate, tuple(per_statement)))
-        if not scored:
+            scores[candidate] = (gain * penalty / bytes_needed, gain, bytes_needed, tuple(per_statement))
+        dirty = set()
+        if not scores:
             break
-        scored.sort(key=lambda s: (s[0], -len(s[3].columns), repr(s[3])), reverse=True)
-        _, gain, bytes_needed, candidate, evidence = scored[0]
+        candidate = max(scores, key=lambda c: (scores[c][0], -len(c.columns), repr(c)))
+        _, gain, bytes_needed, evidence = scores.pop(candidate)
         pool.discard(candidate)
         if used + bytes_needed > budget_bytes:
             left = max(0, budget_bytes - used)
@@ -239,21 +259,29 @@ def choose(
             )
             selection.rejected.append(Rejection(candidate, reason))
             continue
-        chosen.add(candidate)
+        table = (candidate.schema, candidate.table)
+        chosen_on.setdefault(table, set()).add(candidate)
         used += bytes_needed
         selection.chosen.append(Choice(candidate, bytes_needed, gain, evidence))
-    return _without_redundant(selection, affected, cost)
+        changed = {key for key, found in item_tables.items() if table in found}
+        for key in changed:
+            contexts.pop(key, None)
+        dirty = {c for c in pool if any(item.key in changed for item in affected[c])}
+    return _without_redundant(selection, affected, cost, item_tables)
 
 
 def _without_redundant(
-    selection: Selection, affected: Mapping[Candidate, Sequence[WorkItem]], cost: CostFn
+    selection: Selection,
+    affected: Mapping[Candidate, Sequence[WorkItem]],
+    cost: CostFn,
+    item_tables: Mapping[str, frozenset[tuple[str, str]]],
 ) -> Selection:
     """Drop what a later, better choice made useless, and restate each survivor's evidence as its saving
     with all the others in place (greedy cannot take back an early, narrower pick)."""
     kept = {c.candidate for c in selection.chosen}
 
     def context(item: WorkItem, indexes: set[Candidate]) -> frozenset[Candidate]:
-        return frozenset(c for c in indexes if (c.schema, c.table) in item.shape.tables())
+        return frozenset(c for c in indexes if (c.schema, c.table) in item_tables[item.key])
 
     for choice_ in sorted(selection.chosen, key=lambda c: c.gain):
         others = kept - {choice_.candidate}
