@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,8 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, /, **kwargs: Any) -> None:
     """dbmaint keeps PostgreSQL healthy: need-based VACUUM ANALYZE, bloat-driven REINDEX CONCURRENTLY,
-    and a history of everything it did."""
+    an index advisor with Alembic migrations, plans explained, slow queries captured, and a history of
+    everything it did."""
     ctx.obj = GlobalOptions(**kwargs)
 
 
@@ -173,9 +175,13 @@ def _print_statements(reports: Sequence[Any]) -> None:
         if r.status == "skipped":
             click.echo(f"-- {r.job} on {r.database}: skipped ({r.reason})")
             continue
-        click.echo(f"-- {r.job} on {r.database}: {len(r.actions)} statement(s)")
+        planned = [a for a in r.actions if a.status == "planned"]
+        click.echo(f"-- {r.job} on {r.database}: {len(planned)} statement(s)")
         for action in r.actions:
-            click.echo(f"{action.sql};  -- {action.reason}")
+            if action.status == "planned":
+                click.echo(f"{action.sql};  -- {action.reason}")
+            else:  # decided against before running: shown, never sent
+                click.echo(f"-- skipped {action.object}: {action.detail}")
 
 
 @cli.command()
@@ -272,8 +278,13 @@ def advise(
     written = []
     if write_migration:
         (advice,) = reports  # one database, checked below before any work
-        if advice.recommendations:
-            written.append(_write_migration(advice.recommendations, Path(versions_dir or config.advisor.versions_dir)))
+        directory = Path(versions_dir or config.advisor.versions_dir)
+        pending = _pending(directory)
+        fresh = [r for r in advice.recommendations if r.name not in pending]
+        for skipped in (r for r in advice.recommendations if r.name in pending):
+            advice.notes.append(f"{skipped.name} is already in a revision in {directory}: not written again")
+        if fresh:
+            written.append(_write_migration(fresh, directory))
     if output_format == "json":
         documents = [r.to_json(rejections=explain_rejections) for r in reports]
         document = documents[0] if len(documents) == 1 else documents
@@ -287,6 +298,12 @@ def advise(
             click.echo(f"wrote {path}")
         if write_migration and not written:
             click.echo("no recommendation: no migration written")
+
+
+def _pending(directory: Any) -> set[str]:
+    from dbmaint import migrations
+
+    return migrations.pending_index_names(directory) if directory.is_dir() else set()
 
 
 def _write_migration(recommendations: Any, directory: Any) -> str:
@@ -344,7 +361,12 @@ def explain(
     output_format: str,
     output_path: str | None,
 ) -> None:
-    """The plan of one statement, what is wrong with it, and what would fix it (safely: see --help)."""
+    """The plan of one statement, what is wrong with it, and what would fix it.
+
+    Safe by construction: queries run in a READ ONLY transaction; INSERT/UPDATE/DELETE/MERGE only with
+    --analyze-writes, inside a transaction that is always rolled back; DDL, COPY, VACUUM, CALL, DO and
+    calls with effects a rollback cannot undo are refused. Every run has a statement_timeout.
+    """
     import contextlib
     import dataclasses
     import io
@@ -513,6 +535,10 @@ def capture(options: GlobalOptions, log_path: str | None, output_format: str) ->
     config, targets, history = _context(options)
     if log_path:
         config = dataclasses.replace(config, capture=dataclasses.replace(config.capture, auto_explain_log=log_path))
+    log = config.capture.auto_explain_log
+    if log and not os.access(log, os.R_OK):
+        history.close()
+        raise UsageError(f"cannot read the server log {log} (capture.auto_explain_log or --log)")
     try:
         results = [jobs.capture(target, config, history) for target in targets]
     finally:
@@ -593,12 +619,14 @@ def history(options: GlobalOptions, job: str | None, limit: int, run_id: int | N
     store = History(config.state.url)
     try:
         if run_id is not None:
+            if not any(r.id == run_id for r in store.recent_runs(limit=1_000_000)):
+                raise UsageError(f"no run {run_id} in the state store (dbmaint history lists them)")
             rows = store.run_actions(run_id)
             if output_format == "json":
-                report.print_json({"run_id": run_id, "actions": rows})
+                report.print_json({"run_id": run_id, "actions": [report.action_row_json(row) for row in rows]})
             else:
                 for row in rows:
-                    click.echo(f"{row['status']:8} {row['object']}: {row['statement']}  ({row['detail'] or ''})")
+                    click.echo(report.action_row_text(row))
             return
         records = store.recent_runs(limit=limit, job=job, database=options.database)
     finally:
@@ -621,4 +649,17 @@ def demo(options: GlobalOptions, keep: bool, output_format: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="dbmaint")
+    """The console script: click's own errors (usage, bad option values, missing files) become one line too."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="dbmaint", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" {exc.ctx.command_path}" if exc.ctx is not None else ""
+        click.echo(f"dbmaint: {exc.format_message()} (see: dbmaint{where.removeprefix(' dbmaint')} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"dbmaint: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("dbmaint: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -323,7 +323,21 @@ def advisor_foreign_keys(conn: psycopg.Connection[Any]) -> list[SchemaForeignKey
 
 
 def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
-    return db.fetch(conn, "advisor_stats_window", StatsWindow)[0]
+    window = db.fetch(conn, "advisor_stats_window", StatsWindow)[0]
+    if window.stats_reset is not None:
+        return window
+    allowed = db.fetch_value(
+        conn, "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')"
+    )
+    if not allowed:
+        return window  # without the privilege the counting start stays unknown: nothing is called unused
+    created = db.fetch(conn, "database_created", _Created)
+    return StatsWindow(window.stats_reset, created[0].created if created else None, window.collected_at)
+
+
+@dataclass(frozen=True)
+class _Created:
+    created: datetime | None
 
 
 def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:

@@ -53,6 +53,10 @@ def mask_dsn(dsn: str) -> str:
 def resolve_targets(config: Config, database: str | None, dsn: str | None) -> list[Target]:
     """The databases a command acts on: --dsn, else the config's, else $DBMAINT_DSN, else libpq's defaults."""
     if dsn is not None:
+        if database is not None and config.databases and database not in {db.name for db in config.databases}:
+            known = ", ".join(db.name for db in config.databases)
+            raise UsageError(f"no database named {database!r} in {config.source} (configured: {known})")
+        # With --dsn, --database names it in history (and must be a configured name when there is a config).
         return [Target(database or _dbname(dsn), dsn)]
     if config.databases:
         chosen = [db for db in config.databases if database in (None, db.name)]
@@ -140,7 +144,7 @@ def set_settings(conn: psycopg.Connection[Any], settings: dict[str, str], *, loc
 
 
 def _connect_message(target: Target, exc: psycopg.OperationalError) -> str:
-    detail = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    detail = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
     detail = detail.removeprefix("connection failed: ")
     return f"could not connect to PostgreSQL database {target.name!r} ({target.display}): {detail}"
 

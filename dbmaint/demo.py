@@ -423,8 +423,9 @@ class ServerInfo:
         return [
             "The demo server is still running (--keep):",
             f"  connect:  psql {shlex.quote(self.dsn)}",
+            f"  state:    export DBMAINT_STATE_URL={shlex.quote(self.state_url)}  # the demo's history, for all below",
             f"  try:      dbmaint --dsn {shlex.quote(self.dsn)} vacuum --dry-run",
-            f"  history:  DBMAINT_STATE_URL={shlex.quote(self.state_url)} dbmaint history",
+            "  history:  dbmaint history",
             f"  stop it:  {self.stop_command}",
         ]
 

@@ -155,6 +155,8 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
         top.get("Settings", {}).pop("plan_cache_mode", None)
     context = table_context(conn, plan)
     analysis = plan_analysis.analyse(plan, context=context, query=statement)
+    if analyze and verdict.kind == "write":
+        notes.append("it ran inside a transaction that was rolled back: no change was kept")
     result = Result(statement, verdict.kind, analyze, plan, analysis, notes, values, context=context)
     if rare_values and len(rare_values) == params:
         result.rare = _rare(conn, statement, verdict.kind, params, types, rare_values, request, analysis)
@@ -266,7 +268,12 @@ def _run(
     except psycopg.Error as exc:
         # Class 42 (syntax error, undefined table or column, insufficient privilege): the statement is at fault.
         if (exc.sqlstate or "").startswith("42"):
-            raise UsageError(db.first_line(str(exc))) from None
+            hint = (
+                " (the type of a $n cannot be inferred here: give values with --param)"
+                if params and exc.sqlstate in ("42725", "42P18", "42883")
+                else ""
+            )
+            raise UsageError(db.first_line(str(exc)) + hint) from None
         raise DatabaseError(db.first_line(str(exc))) from None
     finally:
         if params and not conn.closed:

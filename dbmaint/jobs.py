@@ -108,8 +108,11 @@ def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool
         ]
         for action, table_plan in zip(report.actions, plans, strict=True):
             if not table_plan.table.can_maintain:
-                action.status, action.decided = "skipped", True
-                action.detail = "insufficient privilege: only its owner, the database owner or a superuser may"
+                # Work that is needed and cannot be done: the run says so (partial or skipped), never ok.
+                action.status = "skipped"
+                action.detail = (
+                    "insufficient privilege: only its owner, the database owner or a superuser may vacuum it"
+                )
         database_stats = vacuum_analysis.database_stats_statement(plans, conn.info.server_version)
         if database_stats is not None:
             report.actions.append(

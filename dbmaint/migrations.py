@@ -115,6 +115,18 @@ $downgrades
 ''')
 
 
+def pending_index_names(versions_dir: Path) -> set[str]:
+    """Index names the revisions already in ``versions_dir`` create (by dbmaint's create_index_concurrently)."""
+    names: set[str] = set()
+    for path in versions_dir.glob("*.py"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for chunk in text.split("create_index_concurrently(")[1:]:
+            first = chunk.strip().split(",", 1)[0].strip()
+            if len(first) >= 2 and first[0] == first[-1] and first[0] in "\"'":
+                names.add(first[1:-1])
+    return names
+
+
 def write_revision(
     recommendations: Sequence[IndexRecommendation],
     versions_dir: Path,

@@ -484,3 +484,27 @@ def _comparison_side(result: Any) -> Text:
         text.append(f"note: {note}\n", style="yellow")
     text.rstrip()
     return text
+
+
+def action_row_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An action as the state store has it, with its time in UTC and its duration rounded."""
+    document = dict(row)
+    started = document.get("started_at")
+    if started is not None and getattr(started, "tzinfo", None) is None:
+        document["started_at"] = started.isoformat() + "+00:00"
+    if isinstance(document.get("duration_s"), float):
+        document["duration_s"] = round(document["duration_s"], 3)
+    return document
+
+
+def action_row_text(row: dict[str, Any]) -> str:
+    size = ""
+    if row.get("size_before") is not None:
+        size = f", {format_size(row['size_before'])}"
+        if row.get("size_after") is not None:
+            size += f" -> {format_size(row['size_after'])}"
+    detail = f": {row['detail']}" if row.get("detail") else ""
+    return (
+        f"{row['status']:8} {row['object']} ({format_duration(row.get('duration_s'))}{size}){detail}\n"
+        f"         {row['statement']}\n         why: {row.get('reason') or '-'}"
+    )

@@ -105,8 +105,10 @@ def from_text(sql_text: str, source: str) -> list[Statement]:
 def from_file(path: Path) -> list[Statement]:
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: not UTF-8 text") from None
     return from_text(text, f"file {path}")
 
 

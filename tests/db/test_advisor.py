@@ -191,6 +191,20 @@ def test_recommendations_become_a_migration_that_deploys(
     )
     names = {r["name"] for r in document["recommendations"]}
     assert names and Path(document["migration"]).parent == location / "versions"
+    # Asked again before the deploy: the pending revision already has them, nothing is written twice.
+    again_written = advise(
+        dbmaint,
+        "--config",
+        budget,
+        "--dsn",
+        shop.dsn,
+        "--write-migration",
+        "--versions-dir",
+        str(location / "versions"),
+    )
+    assert again_written["migration"] is None
+    assert sum("already in a revision" in note for note in again_written["notes"]) == len(names)
+    assert len(list((location / "versions").glob("*.py"))) == 1
     config = Config()
     config.set_main_option("script_location", str(location))
     config.cmd_opts = Namespace(x=[f"dsn={shop.dsn}"])

@@ -49,3 +49,12 @@ def test_missing_keys_fail_with_the_evidence(database: Database, dbmaint: Invoke
     assert "public.children (parent_id)" in evidence["foreign_keys_indexed"]
     text = dbmaint("check", "--dsn", database.dsn)
     assert "primary_keys" in text.stdout and text.exit_code == 1
+
+
+def test_an_ordinary_role_can_run_check_and_advise(database: Database, dbmaint: Invoke) -> None:
+    database.execute("CREATE TABLE parents (id int PRIMARY KEY)", "GRANT pg_monitor TO app_user")
+    dsn = database.dsn.replace("user=postgres", "user=app_user")
+    result = dbmaint("check", "--dsn", dsn, "--format", "json")
+    assert result.exit_code in (0, 1), result.stderr
+    assert {item["check"] for item in json_output(result)["items"]} >= {"primary_keys", "slow_queries"}
+    assert dbmaint("advise", "--dsn", dsn, "--format", "json").exit_code == 0
