@@ -1,12 +1,12 @@
 """Run dbmaint's benchmarks, print a summary and write bench/results/latest.json.
 
-    python bench/run.py                  # both benchmarks, full size (a few minutes)
+    python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or --only reindex
+    python bench/run.py --only vacuum    # or --only reindex, --only advisor
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
-(a table left dirty, a rebuild that did not happen), 0 otherwise; a missed speed target is reported, not
-failed on, since timings on a shared machine are noisy.
+(a table left dirty, a rebuild that did not happen, an index the advisor gave the decoy), 0 otherwise; a
+missed speed target is reported, not failed on, since timings on a shared machine are noisy.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ if __package__ in (None, ""):
     # Run as `python bench/run.py`: Python put bench/ itself on sys.path, but the modules are `bench.*`.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench import common, reindex_bench, vacuum_bench  # noqa: E402
+from bench import advisor_bench, common, reindex_bench, vacuum_bench  # noqa: E402
 from dbmaint.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex")
+BENCHMARKS = ("vacuum", "reindex", "advisor")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             reindex = reindex_bench.run(rparams)
             results["reindex"], passed["reindex"] = reindex.to_json(), reindex.passed
             summaries.append(reindex.summary())
+        if "advisor" in chosen:
+            advisor = advisor_bench.run(advisor_bench.QUICK if args.quick else advisor_bench.FULL)
+            results["advisor"], passed["advisor"] = advisor.to_json(), advisor.passed
+            summaries.append(advisor.summary())
     except common.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
