@@ -125,9 +125,22 @@ def from_log(path: Path) -> list[Statement]:
 
 
 def fingerprint(query: str) -> str:
+    """pglast's fingerprint, plus the relations the statement names exactly as written.
+
+    The fingerprint alone ignores schemas and runs of digits in names, so it would merge
+    tenant_a.orders with tenant_b.orders, or orders_2023 with orders_2024: different statements, each
+    wanting its own index.
+    """
+    from pglast import ast, parse_sql
+
+    from dbmaint.analyse.safety import walk
+
     try:
-        return str(pg_parser.fingerprint(query))
-    except pg_parser.ParseError:
+        names = sorted(
+            f"{n.schemaname or ''}.{n.relname}" for n in walk(parse_sql(query)) if isinstance(n, ast.RangeVar)
+        )
+        return f"{pg_parser.fingerprint(query)}:{','.join(names)}"
+    except (pg_parser.ParseError, RecursionError):
         return query
 
 

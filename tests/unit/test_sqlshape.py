@@ -138,3 +138,14 @@ def test_very_long_statements_do_not_exhaust_the_stack() -> None:
         analyse(unions, CATALOG)
     except ShapeError as exc:  # acceptable: one clear reason instead of a crash
         assert "nested too deeply" in str(exc)
+
+
+def test_statements_on_different_tables_are_never_merged() -> None:
+    from dbmaint.workload import Statement, fingerprint, merged
+
+    assert fingerprint("SELECT 1 FROM a.t WHERE x = 1") != fingerprint("SELECT 1 FROM b.t WHERE x = 1")
+    assert fingerprint("SELECT 1 FROM t_2023 WHERE x = 1") != fingerprint("SELECT 1 FROM t_2024 WHERE x = 1")
+    # The same statement seen with literals (a log) and normalized (pg_stat_statements) is one.
+    same = merged([Statement("SELECT 1 FROM t WHERE x = 42", 1, 5.0, "log"),
+                   Statement("SELECT 1 FROM t WHERE x = $1", 10, 50.0, "pg_stat_statements")])  # fmt: skip
+    assert [(s.calls, s.total_time_ms) for s in same] == [(11, 55.0)]
