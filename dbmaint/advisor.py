@@ -20,6 +20,7 @@ from psycopg import sql
 from dbmaint import collect, db, sqlshape, workload
 from dbmaint.analyse import advisor as choice
 from dbmaint.analyse import findings as findings_analysis
+from dbmaint.analyse import safety
 from dbmaint.config import Config, storage_budget_bytes
 from dbmaint.errors import DatabaseError
 from dbmaint.model import Finding, IndexRecommendation, QueryBenefit
@@ -197,7 +198,7 @@ def _analyse(
         plannable = Plannable(
             key=workload.fingerprint(text),
             text=text,
-            params=_highest_param(text),
+            params=safety.highest_param(text),
             param_types=shape.param_types(catalog),
         )
         analysed.append(_Analysed(statement, plannable, shape))
@@ -207,16 +208,6 @@ def _analyse(
 def _skip_reason(skipped: str) -> str:
     _, _, why = skipped.partition(": ")
     return f"only {why}" if why else skipped
-
-
-def _highest_param(text: str) -> int:
-    from pglast.parser import scan
-
-    highest = 0
-    for token in scan(text):
-        if token.name == "PARAM":
-            highest = max(highest, int(text[token.start + 1 : token.end + 1]))
-    return highest
 
 
 def _baselines(whatif: WhatIf, analysed: list[_Analysed], report: AdviceReport) -> list[_Analysed]:

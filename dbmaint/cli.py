@@ -286,8 +286,7 @@ def advise(
         if fresh:
             written.append(_write_migration(fresh, directory))
     if output_format == "json":
-        documents = [r.to_json(rejections=explain_rejections) for r in reports]
-        document = documents[0] if len(documents) == 1 else documents
+        document = report.per_database([r.to_json(rejections=explain_rejections) for r in reports])
         if write_migration and isinstance(document, dict):
             document["migration"] = written[0] if written else None
         report.print_json(document)
@@ -547,8 +546,7 @@ def capture(options: GlobalOptions, log_path: str | None, output_format: str) ->
         if result.job.status == "skipped":
             click.echo(f"dbmaint: capture on {result.job.database} skipped: {result.job.reason}", err=True)
     if output_format == "json":
-        documents = [r.to_json() for r in results]
-        report.print_json(documents[0] if len(documents) == 1 else documents)
+        report.print_json(report.per_database([r.to_json() for r in results]))
     else:
         report.print_capture(results)
     if any(r.job.failed for r in results):
@@ -594,8 +592,7 @@ def check(options: GlobalOptions, output_format: str) -> None:
     finally:
         history.close()
     if output_format == "json":
-        documents = [r.to_json() for r in results]
-        report.print_json(documents[0] if len(documents) == 1 else documents)
+        report.print_json(report.per_database([r.to_json() for r in results]))
     else:
         for result in results:
             report.print_check(result)

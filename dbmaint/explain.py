@@ -123,7 +123,7 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
     verdict = classify(request.sql)
     statement = verdict.statement
     notes = list(verdict.notes)
-    params = highest_param(statement)
+    params = safety.highest_param(statement)
     if request.params and len(request.params) != params:
         raise UsageError(f"the statement has {params} parameter(s) ($1...), --param was given {len(request.params)}")
     analyze = request.analyze
@@ -162,16 +162,6 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
         result.rare = _rare(conn, statement, verdict.kind, params, types, rare_values, request, analysis)
     result.fixes = prove_fixes(conn, result, types)
     return result
-
-
-def highest_param(text: str) -> int:
-    from pglast.parser import scan
-
-    highest = 0
-    for token in scan(text):
-        if token.name == "PARAM":
-            highest = max(highest, int(text[token.start + 1 : token.end + 1]))
-    return highest
 
 
 def _shape(statement: str, catalog: sqlshape.Catalog) -> sqlshape.Shape | None:
@@ -401,7 +391,7 @@ def prove_fixes(conn: Connection, result: Result, types: Mapping[int, str]) -> l
         return []
     whatif = WhatIf(conn, hypopg)
     statement = Plannable(
-        key=result.statement, text=result.statement, params=highest_param(result.statement),
+        key=result.statement, text=result.statement, params=safety.highest_param(result.statement),
         param_types=types, custom_values=result.values,
     )  # fmt: skip
     proven = []

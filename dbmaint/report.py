@@ -39,10 +39,13 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
-def job_reports_json(reports: Sequence[JobReport]) -> Any:
+def per_database(documents: Sequence[Any]) -> Any:
     """One object for one database (the usual case); an array of them for several."""
-    documents = [r.to_json() for r in reports]
-    return documents[0] if len(documents) == 1 else documents
+    return documents[0] if len(documents) == 1 else list(documents)
+
+
+def job_reports_json(reports: Sequence[JobReport]) -> Any:
+    return per_database([r.to_json() for r in reports])
 
 
 def print_job_reports(reports: Sequence[JobReport]) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pglast import ast as _ast
 from pglast import parse_sql
-from pglast.parser import ParseError
+from pglast.parser import ParseError, scan
 from pglast.stream import RawStream
 
 ast: Any = _ast  # pglast annotates every attribute Optional; the grammar guarantees them
@@ -132,3 +132,12 @@ def _writing_cte(node: Any) -> bool:
 
 def _locks_rows(node: Any) -> bool:
     return any(isinstance(n, ast.SelectStmt) and n.lockingClause for n in walk(node))
+
+
+def highest_param(text: str) -> int:
+    """The highest $n in a statement (0 without parameters), found with the parser's scanner."""
+    highest = 0
+    for token in scan(text):
+        if token.name == "PARAM":
+            highest = max(highest, int(text[token.start + 1 : token.end + 1]))
+    return highest
