@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,3 +114,13 @@ def dbmaint(state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def migrations(tmp_path: Path) -> Path:
+    """This repository's Alembic environment, copied, with an empty versions/."""
+    location = tmp_path / "migrations"
+    (location / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        shutil.copy(Path(__file__).resolve().parents[2] / "migrations" / name, location / name)
+    return location

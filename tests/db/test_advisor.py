@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from argparse import Namespace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 from alembic import command
-from alembic.config import Config
 
 from dbmaint.cluster import Cluster
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import in_thread, json_output
+from tests.db.test_migrations import alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,41 +171,18 @@ def test_without_hypopg_the_advice_is_labelled_unverified(database: Database, db
 
 
 def test_recommendations_become_a_migration_that_deploys(
-    shop: Database, dbmaint: Invoke, budget: str, tmp_path: Path
+    shop: Database, dbmaint: Invoke, budget: str, migrations: Path
 ) -> None:
-    location = tmp_path / "migrations"
-    (location / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(ROOT / "migrations" / name, location / name)
-    document = advise(
-        dbmaint,
-        "--config",
-        budget,
-        "--dsn",
-        shop.dsn,
-        "--write-migration",
-        "--versions-dir",
-        str(location / "versions"),
-    )
+    write = ("--config", budget, "--dsn", shop.dsn, "--write-migration", "--versions-dir", str(migrations / "versions"))
+    document = advise(dbmaint, *write)
     names = {r["name"] for r in document["recommendations"]}
-    assert names and Path(document["migration"]).parent == location / "versions"
+    assert names and Path(document["migration"]).parent == migrations / "versions"
     # Asked again before the deploy: the pending revision already has them, nothing is written twice.
-    again_written = advise(
-        dbmaint,
-        "--config",
-        budget,
-        "--dsn",
-        shop.dsn,
-        "--write-migration",
-        "--versions-dir",
-        str(location / "versions"),
-    )
+    again_written = advise(dbmaint, *write)
     assert again_written["migration"] is None
     assert sum("already in a revision" in note for note in again_written["notes"]) == len(names)
-    assert len(list((location / "versions").glob("*.py"))) == 1
-    config = Config()
-    config.set_main_option("script_location", str(location))
-    config.cmd_opts = Namespace(x=[f"dsn={shop.dsn}"])
+    assert len(list((migrations / "versions").glob("*.py"))) == 1
+    config = alembic_config(migrations, shop.dsn)
     try:
         command.upgrade(config, "head")
         assert valid_indexes(shop) >= names

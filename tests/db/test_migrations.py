@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -54,16 +53,6 @@ PARTIAL = IndexRecommendation(
     definition="",
     reason="The pending queue.",
 )
-
-
-@pytest.fixture
-def migrations(tmp_path: Path) -> Path:
-    """This repository's Alembic environment, copied, with an empty versions/."""
-    location = tmp_path / "migrations"
-    (location / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(ROOT / "migrations" / name, location / name)
-    return location
 
 
 @pytest.fixture
