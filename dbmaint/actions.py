@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from dbmaint import collect, db
+from dbmaint import collect, db, stopping
 from dbmaint.config import SafetyConfig
 from dbmaint.history import History
 from dbmaint.model import Action, JobReport
@@ -115,7 +115,8 @@ class Executor:
             if last_try or time.monotonic() + self.retry_delay >= self.window.end:
                 break
             log.info("%d object(s) locked by other sessions; retrying in %.0f s", len(locked), self.retry_delay)
-            time.sleep(self.retry_delay)
+            if stopping.wait(self.retry_delay):
+                break
             pending = locked
         for action in locked:
             action.status = "skipped"
@@ -169,6 +170,8 @@ class Executor:
 
     def _stop(self, conn: Connection) -> str | None:
         """Why nothing more should start: the window closed, or the server is too busy."""
+        if stopping.requested():  # not cached: it is the one reason that can still come after a pass began
+            return f"not started: {stopping.reason()}"
         with self._stop_lock:
             if self._stop_reason is None:
                 if not self.window.open:
@@ -216,12 +219,17 @@ class Executor:
         except pgerrors.LockNotAvailable:
             return _Outcome(locked=True)
         except pgerrors.QueryCanceled as exc:
-            action.status = "failed"
-            action.detail = (
-                "cancelled: the maintenance window closed (statement_timeout)"
-                if "statement timeout" in str(exc)
-                else f"cancelled by another session: {db.first_line(str(exc))}"
-            )
+            if stopping.requested():  # dbmaint cancelled its own statement on the way out
+                action.status, action.detail = "interrupted", f"cancelled: {stopping.reason()}"
+                if action.kind == "reindex":
+                    action.detail += " (the next reindex run drops the invalid _ccnew index this leaves)"
+            else:
+                action.status = "failed"
+                action.detail = (
+                    "cancelled: the maintenance window closed (statement_timeout)"
+                    if "statement timeout" in str(exc)
+                    else f"cancelled by another session: {db.first_line(str(exc))}"
+                )
         except pgerrors.InsufficientPrivilege as exc:
             action.status, action.detail = "skipped", f"insufficient privilege: {db.first_line(str(exc))}"
         except (pgerrors.UndefinedTable, pgerrors.UndefinedObject) as exc:

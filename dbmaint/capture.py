@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from dbmaint import sqlshape, workload
+from dbmaint import sqlshape, stopping, workload
 from dbmaint.analyse import explain as plan_analysis
 from dbmaint.catalog import catalog
 from dbmaint.config import Config
@@ -168,6 +168,7 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
     assert report.run_id is not None
     relations = None  # the catalog, read once per pass and only when a plan needs it
     for delta in chosen:
+        stopping.check()  # a stop (SIGTERM) ends the pass here rather than being taken for a failed EXPLAIN
         captured = Captured(
             delta.statement.queryid or 0, delta.statement.query, delta.calls, delta.mean_ms, delta.total_ms
         )

@@ -601,7 +601,44 @@ def check(options: GlobalOptions, output_format: str) -> None:
 
 
 @cli.command()
-@click.option("--job", type=click.Choice(["vacuum", "reindex", "capture"]), default=None, help="Only this job's runs.")
+@_command
+def run(options: GlobalOptions) -> None:
+    """The scheduler service: every job on its schedule until SIGTERM (SIGHUP reloads the configuration)."""
+    from dbmaint.config import find_config_path
+    from dbmaint.scheduler import Service
+
+    if not options.quiet and not options.verbose:
+        logging.getLogger().setLevel(logging.INFO)  # a service says what it ran, to the journal
+    # The file found now is the one SIGHUP reads again, even if the working directory changes.
+    path = find_config_path(options.config_path)
+    Service(str(path) if path else None, database=options.database, dsn=options.dsn).run()
+
+
+@cli.command()
+@_format_option
+@_command
+def status(options: GlobalOptions, output_format: str) -> None:
+    """Is the service running; per job and database: the last run, the last success, the next run."""
+    import socket
+
+    from dbmaint import report
+    from dbmaint import status as service_status
+
+    config, targets, history = _context(options)
+    try:
+        result = service_status.gather(config, [t.name for t in targets], history, socket.gethostname())
+    finally:
+        history.close()
+    if output_format == "json":
+        report.print_json(result.to_json())
+    else:
+        report.print_status(result)
+
+
+@cli.command()
+@click.option(
+    "--job", type=click.Choice(["vacuum", "reindex", "capture", "advisor"]), default=None, help="Only this job's runs."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
 @click.option("--run", "run_id", type=int, default=None, help="Show the actions of one run.")
 @_format_option

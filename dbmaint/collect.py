@@ -99,6 +99,28 @@ def dead_tuples(conn: psycopg.Connection[Any], relid: int) -> int:
 
 
 @dataclass(frozen=True)
+class DeadTupleLeader:
+    table_name: str
+    n_dead_tup: int
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    xid_age: int
+    multixact_age: int
+    in_recovery: bool
+
+
+def dead_tuple_leaders(conn: psycopg.Connection[Any], top: int) -> list[DeadTupleLeader]:
+    """The ``top`` tables with the most dead rows."""
+    return db.fetch(conn, "health_dead_tuples", DeadTupleLeader, {"top": top})
+
+
+def database_health(conn: psycopg.Connection[Any]) -> DatabaseHealth:
+    return db.fetch(conn, "health_database", DatabaseHealth)[0]
+
+
+@dataclass(frozen=True)
 class IndexStats:
     index_oid: int
     table_oid: int

@@ -146,13 +146,28 @@ class StateConfig:
 
 @dataclass(frozen=True)
 class SentryConfig:
+    # The DSN comes from this environment variable (kept out of config files); unset or empty: Sentry off.
     dsn_env: str = "SENTRY_DSN"
     environment: str = "production"
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    # "host:port" for /metrics (Prometheus text format); unset: no metrics endpoint.
     listen: str | None = None
+    # How often the health figures (dead tuples, transaction-ID age, index bloat) are read per database.
+    refresh: float = _duration("1min")
+    # How many of the worst tables and indexes each database reports.
+    top: int = 10
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    # A run missed by at most this much (host down, service stopped) runs when the service is back;
+    # a later one is recorded as missed. Runs missed several times over are coalesced into one.
+    misfire_grace: float = _duration("1h")
+    # On SIGTERM running statements are cancelled; the service exits within this, whatever happens.
+    stop_timeout: float = _duration("30s")
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     sentry: SentryConfig = SentryConfig()
     metrics: MetricsConfig = MetricsConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     source: str = "defaults"
 
 
@@ -190,8 +206,11 @@ def _convert(where: str, fld: dataclasses.Field[Any], value: object) -> object:
             return float(value) if kind == "duration" else int(value)
         return parse_duration(value) if kind == "duration" else parse_size(value)
     if kind == "cron":
-        if not isinstance(value, str) or len(value.split()) != 5:
-            raise ValueError('expected a cron expression of five fields, e.g. "0 3 * * *"')
+        if not isinstance(value, str):
+            raise ValueError('expected a cron expression such as "0 3 * * *"')
+        from dbmaint.schedule import parse_cron
+
+        parse_cron(value)  # ValueError with the reason
         return value
     if annotation.startswith("tuple"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -246,6 +265,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "state": StateConfig,
     "sentry": SentryConfig,
     "metrics": MetricsConfig,
+    "scheduler": SchedulerConfig,
 }
 
 
@@ -305,10 +325,30 @@ def _check_ranges(config: Config, source: str) -> None:
         ("advisor.storage_budget", _budget_ok(config.advisor.storage_budget), 'a share such as "10%" or a size'),
         ("safety.lock_timeout", config.safety.lock_timeout > 0, "above 0"),
         ("safety.max_active_connections", config.safety.max_active_connections >= 1, "at least 1"),
+        ("metrics.refresh", config.metrics.refresh >= 1, "at least 1s"),
+        ("metrics.top", 1 <= config.metrics.top <= 1000, "between 1 and 1000"),
+        ("metrics.listen", config.metrics.listen is None or _listen_ok(config.metrics.listen), '"host:port"'),
+        ("scheduler.stop_timeout", 1 <= config.scheduler.stop_timeout <= 600, "between 1s and 10min"),
     ]
     for key, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{source}: '{key}' must be {allowed}")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """ "127.0.0.1:9188", "[::1]:9188" or ":9188" (all addresses) -> (host, port); ValueError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)
+
+
+def _listen_ok(text: str) -> bool:
+    try:
+        parse_listen(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _budget_ok(text: str) -> bool:

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row
 
-from dbmaint import queries
+from dbmaint import queries, stopping
 from dbmaint.config import Config, SafetyConfig
 from dbmaint.errors import ConfigError, ConnectError, DatabaseError, UsageError
 
@@ -120,6 +120,7 @@ def connect(
         # A dbmaint transaction left open by a bug must not hold back vacuum for long.
         "idle_in_transaction_session_timeout": "60000",
     }
+    stopping.register(conn)
     if conn.info.server_version >= 140000:
         settings["client_connection_check_interval"] = _ms(safety.connection_check_interval)
     try:
@@ -171,6 +172,7 @@ def fetch(
 
     ``identifiers`` fill ``{name}`` slots in the query text, quoted by psycopg.sql.Identifier.
     """
+    stopping.check()
     statement: sql.SQL | sql.Composed = queries.query(name, conn.info.server_version)
     if identifiers:
         statement = queries.query(name, conn.info.server_version).format(
@@ -192,6 +194,7 @@ def fetch(
 
 
 def fetch_value(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed | str, params: Params = None) -> Any:
+    stopping.check()
     row = conn.execute(statement, params).fetchone()
     return None if row is None else row[0]
 

@@ -47,3 +47,9 @@ class ClusterError(DbmaintError):
     """A throwaway local cluster (demo, tests) could not be set up."""
 
     exit_code = 1
+
+
+class Interrupted(DbmaintError):
+    """dbmaint was asked to stop (SIGTERM) while the work was going."""
+
+    exit_code = 1

@@ -30,7 +30,38 @@ runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("host", sa.String(255)),
     sa.Column("warnings", sa.Text),
+    # The scheduled time a service run answers (NULL for runs by hand): a restart must never run it twice.
+    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
     sa.Index("dbmaint_runs_job_database_started", "job", "database", "started_at"),
+)
+
+# Columns added after the first release: added in place to an older store (create_all only makes tables).
+_ADDED_COLUMNS = {"dbmaint_runs": ["scheduled_for"]}
+
+# The service's schedule, per host: each job's next due time survives a restart, so a run the host was
+# down for is still run (within the misfire grace) or recorded as missed, and never run twice.
+schedules = sa.Table(
+    "dbmaint_schedules",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("job", sa.String(32), primary_key=True),
+    sa.Column("database", sa.String(128), primary_key=True),
+    sa.Column("schedule", sa.String(128), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("next_run_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per host running the service: `dbmaint status` tells a live service from a stopped one.
+services = sa.Table(
+    "dbmaint_services",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
 )
 
 actions = sa.Table(
@@ -138,6 +169,13 @@ class RunRecord:
     done: int
     skipped: int
     failed: int
+    interrupted: int = 0
+    proposed: int = 0
+    scheduled_for: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,9 +186,35 @@ class RunRecord:
             "reason": self.reason,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
             "host": self.host,
-            "actions": {"done": self.done, "skipped": self.skipped, "failed": self.failed},
+            "actions": {
+                "done": self.done,
+                "skipped": self.skipped,
+                "failed": self.failed,
+                "interrupted": self.interrupted,
+                "proposed": self.proposed,
+            },
         }
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    job: str
+    database: str
+    schedule: str
+    timezone: str
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -174,6 +238,7 @@ class History:
                 parsed = parsed.set(drivername="postgresql+psycopg")
             self.engine = sa.create_engine(parsed, future=True)
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except (ArgumentError, ValueError) as exc:
             raise StateStoreError(f"invalid state store URL {_masked(url)}: {exc}") from None
         except (SQLAlchemyError, OSError) as exc:
@@ -195,6 +260,7 @@ class History:
                 status="running",
                 started_at=report.started_at,
                 host=host,
+                scheduled_for=report.scheduled_for,
             )
         )
         report.run_id = int(result.inserted_primary_key[0])
@@ -248,7 +314,7 @@ class History:
         )
 
     def record_skipped(self, report: JobReport, action: Action) -> None:
-        """An action that was never started (window closed, deferred) still leaves its line."""
+        """An action settled without running (window closed, deferred, only proposed) still leaves its line."""
         self.start_action(report, action)
         self.finish_action(action)
 
@@ -267,29 +333,50 @@ class History:
             return {obj: _aware(when) for obj, when in conn.execute(query) if when is not None}  # type: ignore[misc]
 
     def recent_runs(self, *, limit: int = 20, job: str | None = None, database: str | None = None) -> list[RunRecord]:
+        conditions = [runs.c.job == job] if job else []
+        if database:
+            conditions.append(runs.c.database == database)
+        return self._runs(conditions, limit)
+
+    def latest_runs(self) -> dict[tuple[str, str], RunRecord]:
+        """The last run of each (job, database)."""
+        latest = sa.select(sa.func.max(runs.c.id)).group_by(runs.c.job, runs.c.database)
+        return {(r.job, r.database): r for r in self._runs([runs.c.id.in_(latest.scalar_subquery())], None)}
+
+    def last_successes(self) -> dict[tuple[str, str], datetime]:
+        """When each (job, database) last finished a run that did its work (ok, or partial)."""
+        query = (
+            sa.select(runs.c.job, runs.c.database, sa.func.max(runs.c.finished_at))
+            .where(runs.c.status.in_(("ok", "partial")))
+            .group_by(runs.c.job, runs.c.database)
+        )
+        rows = self._read(query)
+        return {(job, database): _aware(when) for job, database, when in rows if when is not None}  # type: ignore[misc]
+
+    def _read(self, query: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(query).all())
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"cannot read the state store {_masked(self.url)}: {_short(exc)}") from None
+
+    def _runs(self, conditions: list[Any], limit: int | None) -> list[RunRecord]:
         counts = (
             sa.select(
                 actions.c.run_id,
                 sa.func.sum(sa.case((actions.c.status == "done", 1), else_=0)).label("done"),
                 sa.func.sum(sa.case((actions.c.status == "skipped", 1), else_=0)).label("skipped"),
                 sa.func.sum(sa.case((actions.c.status == "failed", 1), else_=0)).label("failed"),
+                sa.func.sum(sa.case((actions.c.status == "interrupted", 1), else_=0)).label("interrupted"),
+                sa.func.sum(sa.case((actions.c.status == "proposed", 1), else_=0)).label("proposed"),
             )
             .group_by(actions.c.run_id)
             .subquery()
         )
-        query = sa.select(runs, counts.c.done, counts.c.skipped, counts.c.failed).outerjoin(
-            counts, counts.c.run_id == runs.c.id
-        )
-        if job:
-            query = query.where(runs.c.job == job)
-        if database:
-            query = query.where(runs.c.database == database)
-        query = query.order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
-        try:
-            with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-        except SQLAlchemyError as exc:
-            raise StateStoreError(f"cannot read the state store {_masked(self.url)}: {_short(exc)}") from None
+        query = sa.select(
+            runs, counts.c.done, counts.c.skipped, counts.c.failed, counts.c.interrupted, counts.c.proposed
+        ).outerjoin(counts, counts.c.run_id == runs.c.id)
+        query = query.where(*conditions).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         return [
             RunRecord(
                 id=r.id,
@@ -304,9 +391,128 @@ class History:
                 done=int(r.done or 0),
                 skipped=int(r.skipped or 0),
                 failed=int(r.failed or 0),
+                interrupted=int(r.interrupted or 0),
+                proposed=int(r.proposed or 0),
+                scheduled_for=_aware(r.scheduled_for),
             )
-            for r in rows
+            for r in self._read(query)
         ]
+
+    # --- the service: schedule state, missed and interrupted runs, liveness ---------------------------
+
+    def schedule_states(self, host: str) -> dict[tuple[str, str], ScheduleState]:
+        rows = self._read(sa.select(schedules).where(schedules.c.host == host))
+        return {
+            (r.job, r.database): ScheduleState(r.job, r.database, r.schedule, r.timezone, _aware(r.next_run_at))
+            for r in rows
+        }
+
+    def save_schedule(self, host: str, state: ScheduleState) -> None:
+        """Upsert one job's schedule and next due time (delete + insert: portable across SQLite and PostgreSQL)."""
+        key = (schedules.c.host == host, schedules.c.job == state.job, schedules.c.database == state.database)
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(schedules.delete().where(*key))
+                    conn.execute(
+                        schedules.insert().values(
+                            host=host,
+                            job=state.job,
+                            database=state.database,
+                            schedule=state.schedule,
+                            timezone=state.timezone,
+                            next_run_at=state.next_run_at,
+                            updated_at=now(),
+                        )
+                    )
+            except SQLAlchemyError as exc:
+                raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
+
+    def forget_schedules(self, host: str, keep: set[tuple[str, str]]) -> None:
+        """Drop the schedule rows of jobs no longer configured on this host."""
+        for job, database in set(self.schedule_states(host)) - keep:
+            self._write(
+                schedules.delete().where(
+                    schedules.c.host == host, schedules.c.job == job, schedules.c.database == database
+                )
+            )
+
+    def record_not_run(
+        self, job: str, database: str, status: str, reason: str, scheduled_for: datetime, host: str
+    ) -> int:
+        """A scheduled run that did not happen (missed, or skipped because the last one is still going):
+        a run row of its own, so history and alerts show the gap."""
+        when = now()
+        result = self._write(
+            runs.insert().values(
+                job=job,
+                database=database,
+                status=status,
+                reason=reason,
+                started_at=when,
+                finished_at=when,
+                host=host,
+                scheduled_for=scheduled_for,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def interrupt_running(self, host: str, since: datetime, reason: str) -> int:
+        """Runs this service started that are still marked running when it must exit: say why they ended."""
+        result = self._write(
+            runs.update()
+            .where(runs.c.host == host, runs.c.status == "running", runs.c.started_at >= since)
+            .values(status="interrupted", reason=reason, finished_at=now())
+        )
+        self._write(
+            actions.update()
+            .where(actions.c.status == "started")
+            .where(actions.c.run_id.in_(sa.select(runs.c.id).where(runs.c.host == host, runs.c.started_at >= since)))
+            .values(status="interrupted", detail=reason)
+        )
+        return int(result.rowcount or 0)
+
+    def service_started(self, host: str, pid: int, version: str) -> datetime:
+        started = now()
+        self._write(services.delete().where(services.c.host == host))
+        self._write(
+            services.insert().values(host=host, pid=pid, version=version, started_at=started, heartbeat_at=started)
+        )
+        return started
+
+    def heartbeat(self, host: str) -> None:
+        self._write(services.update().where(services.c.host == host).values(heartbeat_at=now()))
+
+    def service_stopped(self, host: str) -> None:
+        self._write(services.update().where(services.c.host == host).values(stopped_at=now()))
+
+    def services(self) -> list[ServiceRecord]:
+        return [
+            ServiceRecord(
+                r.host,
+                r.pid,
+                r.version,
+                _aware(r.started_at) or now(),
+                _aware(r.heartbeat_at) or now(),
+                _aware(r.stopped_at),
+            )
+            for r in self._read(sa.select(services).order_by(services.c.host))
+        ]
+
+    def slow_counts(self) -> dict[str, int]:
+        """Per database: how many slow statements the last finished capture pass recorded."""
+        last = (
+            sa.select(sa.func.max(runs.c.id))
+            .where(runs.c.job == "capture", runs.c.status.in_(("ok", "partial")))
+            .group_by(runs.c.database)
+        )
+        query = (
+            sa.select(runs.c.database, sa.func.count(samples.c.id))
+            .select_from(runs.outerjoin(samples, samples.c.run_id == runs.c.id))
+            .where(runs.c.id.in_(last.scalar_subquery()))
+            .group_by(runs.c.database)
+        )
+        return {database: int(count) for database, count in self._read(query)}
 
     def run_actions(self, run_id: int) -> list[dict[str, Any]]:
         query = sa.select(actions).where(actions.c.run_id == run_id).order_by(actions.c.id)
@@ -446,6 +652,19 @@ class History:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    inspector = sa.inspect(engine)
+    for table_name, names in _ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table_name)}
+        table = metadata.tables[table_name]
+        for name in names:
+            if name not in present:
+                column = table.c[name]
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
 
 
 def _masked(url: str) -> str:

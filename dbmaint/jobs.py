@@ -11,17 +11,18 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from dbmaint import actions, collect, db, model
+from dbmaint import actions, collect, db, model, stopping
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.analyse import vacuum as vacuum_analysis
 from dbmaint.config import Config, ReindexConfig, VacuumConfig
-from dbmaint.errors import DatabaseError
+from dbmaint.errors import DatabaseError, DbmaintError
 from dbmaint.history import History
-from dbmaint.model import Action, JobReport
+from dbmaint.model import Action, JobReport, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,14 @@ MIN_SERVER_VERSION = 140000
 
 @contextmanager
 def guarded(
-    target: db.Target, config: Config, history: History, job: str, *, dry_run: bool, read_only: bool = False
+    target: db.Target,
+    config: Config,
+    history: History,
+    job: str,
+    *,
+    dry_run: bool,
+    read_only: bool = False,
+    scheduled_for: datetime | None = None,
 ) -> Iterator[tuple[JobReport, Connection | None]]:
     """Open the job's connection and apply the safety rules that come before any action.
 
@@ -39,7 +47,7 @@ def guarded(
     (standby, another runner, overload); the report then already says why. A real run is recorded in
     history before anything else happens, so even a skip leaves a trace.
     """
-    report = JobReport(database=target.name, job=job, dry_run=dry_run)
+    report = JobReport(database=target.name, job=job, dry_run=dry_run, scheduled_for=scheduled_for)
     if not dry_run:
         history.prune(config.state.retention)
         history.start_run(report, host=socket.gethostname())
@@ -52,24 +60,34 @@ def guarded(
             else:
                 yield report, conn
                 report.finish()
-    except (psycopg.OperationalError, DatabaseError) as exc:
-        # Connection lost, or a catalog query failed (privilege, lock_timeout): this database's run
-        # fails with the reason and the next database still gets its turn.
-        report.status = "failed"
-        report.reason = (
-            f"connection lost: {db.first_line(str(exc))}" if isinstance(exc, psycopg.OperationalError) else str(exc)
-        )
-        for action in report.actions:
-            if action.status in ("planned", "started"):
-                action.status, action.detail = "skipped", "not run: the job stopped early"
-                history.finish_action(action)
-        report.finish()
+    except Exception as exc:
+        if stopping.requested():
+            # Our own cancellation (SIGTERM) surfaces wherever the job was: the run was interrupted.
+            _end_early(report, history, "interrupted", stopping.reason())
+        elif isinstance(exc, psycopg.OperationalError | DatabaseError):
+            # Connection lost, or a catalog query failed (privilege, lock_timeout): this database's run
+            # fails with the reason and the next database still gets its turn.
+            lost = isinstance(exc, psycopg.OperationalError)
+            _end_early(report, history, "failed", f"connection lost: {db.first_line(str(exc))}" if lost else str(exc))
+        else:
+            _end_early(report, history, "failed", str(exc) if isinstance(exc, DbmaintError) else None)
+            raise
     except BaseException:
-        report.status = "failed"
-        report.reason = report.reason or "interrupted by an unexpected error"
-        report.finish()
-        history.finish_run(report)
+        _end_early(report, history, "failed", None)
         raise
+    else:
+        history.finish_run(report)
+
+
+def _end_early(report: JobReport, history: History, status: RunStatus, reason: str | None) -> None:
+    """The run ends before its actions did: what had not run is recorded as such, then the run."""
+    report.status = status
+    report.reason = reason or report.reason or "interrupted by an unexpected error"
+    for action in report.actions:
+        if action.status in ("planned", "started"):
+            action.status, action.detail = "skipped", f"not run: the job stopped early ({report.reason})"
+            history.finish_action(action)
+    report.finish()
     history.finish_run(report)
 
 
@@ -87,10 +105,17 @@ def _refusal(conn: Connection, config: Config, job: str, dry_run: bool, read_onl
     return actions.load_reason(conn, config.safety)
 
 
-def vacuum(target: db.Target, config: Config, history: History, *, dry_run: bool = False) -> JobReport:
+def vacuum(
+    target: db.Target,
+    config: Config,
+    history: History,
+    *,
+    dry_run: bool = False,
+    scheduled_for: datetime | None = None,
+) -> JobReport:
     """One need-based VACUUM ANALYZE pass over ``target``."""
     settings = config.vacuum
-    with guarded(target, config, history, "vacuum", dry_run=dry_run) as (report, conn):
+    with guarded(target, config, history, "vacuum", dry_run=dry_run, scheduled_for=scheduled_for) as (report, conn):
         if conn is None:
             return report
         plans = vacuum_analysis.plan(collect.vacuum_tables(conn), collect.autovacuum_settings(conn), settings)
@@ -149,10 +174,12 @@ def _executor(
     jobs: int = 1,
     after: Callable[[Connection, Action], None],
 ) -> actions.Executor:
-    """The job's executor: its window starts now; its retries are the job's own settings."""
+    """The job's executor: its window opened at the scheduled time (now, for a run by hand); its retries
+    are the job's own settings. A scheduled run that starts late keeps only what is left of its window."""
+    late = (model.now() - report.scheduled_for).total_seconds() if report.scheduled_for is not None else 0.0
     return actions.Executor(
         target, config.safety, report, history,
-        window=actions.Window.starting_now(settings.window, settings.grace),
+        window=actions.Window.starting_now(settings.window - max(0.0, late), settings.grace),
         retries=settings.retries, retry_delay=settings.retry_delay, jobs=jobs, after=after,
     )  # fmt: skip
 
@@ -188,10 +215,17 @@ def _xmin_warning(conn: Connection, tables: list[str]) -> str:
     return f"dead rows remain in {names}: the xmin horizon is held back by {holders[0].describe()}"
 
 
-def reindex(target: db.Target, config: Config, history: History, *, dry_run: bool = False) -> JobReport:
+def reindex(
+    target: db.Target,
+    config: Config,
+    history: History,
+    *,
+    dry_run: bool = False,
+    scheduled_for: datetime | None = None,
+) -> JobReport:
     """One REINDEX CONCURRENTLY pass over bloated indexes, after dropping failed-build leftovers."""
     settings = config.reindex
-    with guarded(target, config, history, "reindex", dry_run=dry_run) as (report, conn):
+    with guarded(target, config, history, "reindex", dry_run=dry_run, scheduled_for=scheduled_for) as (report, conn):
         if conn is None:
             return report
         to_drop, report.findings = reindex_analysis.leftovers(collect.invalid_indexes(conn))
@@ -293,11 +327,46 @@ def _free_disk(conn: Connection) -> dict[int, int]:
     return free
 
 
-def capture(target: db.Target, config: Config, history: History) -> Any:
+def capture(target: db.Target, config: Config, history: History, *, scheduled_for: datetime | None = None) -> Any:
     """One slow-query capture pass (read-only: it runs on standbys too, for their own queries)."""
     from dbmaint import capture as capturing
 
-    with guarded(target, config, history, "capture", dry_run=False, read_only=True) as (report, conn):
+    with guarded(target, config, history, "capture", dry_run=False, read_only=True, scheduled_for=scheduled_for) as (
+        report,
+        conn,
+    ):
         if conn is None:
             return capturing.CaptureReport(report)
         return capturing.run(conn, report, config, history)
+
+
+def advisor(target: db.Target, config: Config, history: History, *, scheduled_for: datetime | None = None) -> JobReport:
+    """The periodic index advice from the real workload (pg_stat_statements), kept in history.
+
+    Each recommended index becomes a 'proposed' action holding its CREATE INDEX CONCURRENTLY, and each
+    finding a line of the run's warnings. Nothing is created here: indexes reach production through a
+    reviewed migration (``dbmaint advise --write-migration``). Primary only, like the other jobs: a
+    standby's statistics describe its own read traffic, and one node's advice is enough.
+    """
+    from psycopg import sql
+
+    from dbmaint import advisor as advising
+
+    with guarded(target, config, history, "advisor", dry_run=False, scheduled_for=scheduled_for) as (report, conn):
+        if conn is None:
+            return report
+        advice = advising.advise(conn, target.name, config, advising.Sources())
+        report.warnings = [*advice.notes, *(f"{f.kind.replace('_', ' ')}: {f.detail}" for f in advice.findings)]
+        for recommendation in advice.recommendations:
+            action = Action(
+                object=recommendation.table,
+                statement=sql.Composed([sql.SQL(recommendation.definition)]),
+                reason=recommendation.reason,
+                kind="create_index",
+                status="proposed",
+                detail="proposed: not created by the service (dbmaint advise --write-migration writes it)",
+                size_after=recommendation.estimated_size_bytes,
+            )
+            report.actions.append(action)
+            history.record_skipped(report, action)
+    return report

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-Status = Literal["planned", "started", "done", "skipped", "failed"]
-RunStatus = Literal["running", "ok", "partial", "failed", "skipped", "interrupted"]
+Status = Literal["planned", "started", "done", "skipped", "failed", "interrupted", "proposed"]
+# missed: a scheduled run that did not happen (the service was down past its misfire grace).
+RunStatus = Literal["running", "ok", "partial", "failed", "skipped", "interrupted", "missed"]
 
 
 def now() -> datetime:
@@ -75,11 +76,16 @@ class JobReport:
     warnings: list[str] = field(default_factory=list)
     reason: str | None = None
     run_id: int | None = None
+    scheduled_for: datetime | None = None  # the scheduled time this run answers (service runs only)
 
     def finish(self) -> JobReport:
         if self.status == "running":
             statuses = {a.status for a in self.actions if not a.decided}
-            if "failed" in statuses:
+            if "interrupted" in statuses:
+                self.status = "interrupted"
+                detail = next(a.detail for a in self.actions if a.status == "interrupted")
+                self.reason = self.reason or detail or "dbmaint was stopped while this run was going"
+            elif "failed" in statuses:
                 self.status = "partial" if "done" in statuses else "failed"
             elif "skipped" in statuses:
                 self.status = "partial" if "done" in statuses else "skipped"

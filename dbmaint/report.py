@@ -26,6 +26,8 @@ _STATUS_STYLE = {
     "running": "blue",
     "started": "blue",
     "interrupted": "red",
+    "missed": "red",
+    "proposed": "cyan",
 }
 
 
@@ -108,6 +110,49 @@ def print_history(records: Sequence[RunRecord]) -> None:
             r.reason or "",
         )
     out.print(table)
+
+
+def print_status(status: Any) -> None:
+    """The service's liveness, then one line per job and database: last run, last success, next run."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    if not status.services:
+        out.print("service: never started with this state store (dbmaint run)")
+    for service in status.services:
+        r = service.record
+        if service.running:
+            out.print(
+                Text.assemble(("service: ", "bold"), ("running", "green"), f" on {r.host} (pid {r.pid}, dbmaint "
+                              f"{r.version}) since {_utc(r.started_at)}, last heartbeat {_utc(r.heartbeat_at)}")
+            )  # fmt: skip
+        else:
+            since = r.stopped_at or r.heartbeat_at
+            how = "stopped" if r.stopped_at else "not responding"
+            out.print(Text.assemble(("service: ", "bold"), (how, "red"), f" on {r.host} since {_utc(since)}"))
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("job", "database", "schedule", "last run (UTC)", "status", "took", "last success", "next run"):
+        table.add_column(column, overflow="fold")
+    for job in status.jobs:
+        last = job.last
+        table.add_row(
+            job.job,
+            job.database,
+            f"{job.schedule} {job.timezone}" if job.enabled else "disabled",
+            _utc(last.started_at) if last else "never",
+            Text(last.status, style=_STATUS_STYLE.get(last.status, "")) if last else Text("-"),
+            format_duration(last.duration_s) if last and last.duration_s is not None else "",
+            _utc(job.last_success) if job.last_success else "never",
+            _utc(job.next_run_at) if job.next_run_at else "-",
+        )
+    out.print(table)
+
+
+def _utc(moment: Any) -> str:
+    from datetime import UTC
+
+    return str(moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
 
 
 def print_advice(advice: Any, *, rejections: bool = False) -> None:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from dbmaint import db
+from dbmaint import db, stopping
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -149,6 +149,7 @@ class WhatIf:
         self.conn.execute(self._fn("SELECT {}.hypopg_reset()"))
 
     def _plan(self, statement: Plannable) -> float:
+        stopping.check()  # thousands of plans in a run: a stop must not wait for all of them
         self.plans += 1
         name = sql.Identifier(_PREPARED)
         types = [statement.param_types.get(n, "unknown") for n in range(1, statement.params + 1)]

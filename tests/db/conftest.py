@@ -43,6 +43,14 @@ def pg() -> Iterator[Cluster]:
     cluster.destroy()
 
 
+@pytest.fixture(scope="session")
+def standby(pg: Cluster) -> Iterator[Cluster]:
+    """A streaming standby of the session cluster that logs every statement it receives."""
+    replica = pg.standby(settings={"log_statement": "'all'"})
+    yield replica
+    replica.destroy()
+
+
 @dataclass(frozen=True)
 class Database:
     cluster: Cluster

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from click.testing import Result
+
+from dbmaint.cluster import Cluster
+from dbmaint.history import History, RunRecord
+
+if TYPE_CHECKING:
+    from tests.db.conftest import Database
 
 
 def json_output(result: Result) -> Any:
@@ -66,3 +74,79 @@ def in_thread(target: Callable[[], Any]) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread
+
+
+def database_exists(cluster: Cluster, name: str) -> bool:
+    try:
+        with psycopg.connect(cluster.dsn(name)):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def replayed(primary: Database, replica: Cluster) -> Callable[[], bool]:
+    """A condition: the standby has replayed everything the primary had written when this was called."""
+    lsn = primary.value("SELECT pg_current_wal_lsn()::text")
+    with psycopg.connect(replica.dsn(primary.name), autocommit=True) as conn:
+        conn.execute("SELECT 1")  # the database exists on the standby
+
+    def caught_up() -> bool:
+        with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()
+            return bool(row and row[0])
+
+    return caught_up
+
+
+class ServiceProcess:
+    """`dbmaint run` as a real process, its stderr in a file, its history read from its state store."""
+
+    def __init__(self, config: str, state_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.state_url = state_url
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dbmaint", "run", "--config", config],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env={**os.environ, "DBMAINT_STATE_URL": state_url, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def runs(self, job: str | None = None) -> list[RunRecord]:
+        """Oldest first."""
+        store = History(self.state_url)
+        try:
+            return list(reversed(store.recent_runs(limit=10_000, job=job)))
+        finally:
+            store.close()
+
+    def wait_for_runs(self, count: int, job: str | None = None, timeout: float = 30.0) -> list[RunRecord]:
+        def enough() -> bool:
+            assert self.alive(), f"dbmaint run exited with {self.process.returncode}:\n{self.log}"
+            return len([r for r in self.runs(job) if r.status != "running"]) >= count
+
+        wait_for(enough, timeout)
+        return self.runs(job)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then the exit code (killed after ``timeout``: the test then fails on the code)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+        finally:
+            self._log.close()

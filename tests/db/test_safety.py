@@ -5,35 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from dbmaint.cluster import Cluster, free_port
 from tests.db.conftest import PASSWORD, PASSWORD_USER, Database, Invoke
-from tests.db.helpers import json_output, run_dbmaint_process, wait_for
-
-
-@pytest.fixture(scope="module")
-def standby(pg: Cluster) -> Iterator[Cluster]:
-    replica = pg.standby(settings={"log_statement": "'all'"})
-    yield replica
-    replica.destroy()
-
-
-def replayed(primary: Database, replica: Cluster) -> Callable[[], bool]:
-    lsn = primary.value("SELECT pg_current_wal_lsn()::text")
-    with psycopg.connect(replica.dsn(primary.name), autocommit=True) as conn:
-        conn.execute("SELECT 1")  # the database exists on the standby
-
-    def caught_up() -> bool:
-        with psycopg.connect(replica.dsn(), autocommit=True) as conn:
-            row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()
-            return bool(row and row[0])
-
-    return caught_up
+from tests.db.helpers import database_exists, json_output, replayed, run_dbmaint_process, wait_for
 
 
 @pytest.mark.parametrize("job", ["vacuum", "reindex"])
@@ -45,7 +24,7 @@ def test_on_a_standby_no_maintenance_statement_is_issued(
         "INSERT INTO dirty SELECT generate_series(1, 10000)",
     )
     database.execute("DELETE FROM dirty WHERE id % 2 = 0")
-    wait_for(lambda: _database_exists(standby, database.name))
+    wait_for(lambda: database_exists(standby, database.name))
     wait_for(replayed(database, standby))
     log_start = standby.logfile.stat().st_size
 
@@ -61,16 +40,8 @@ def test_on_a_standby_no_maintenance_statement_is_issued(
     assert not [s for s in statements if any(w in s.upper() for w in ("VACUUM", "ANALYZE ", "REINDEX", "DROP"))]
 
 
-def _database_exists(cluster: Cluster, name: str) -> bool:
-    try:
-        with psycopg.connect(cluster.dsn(name)):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 def test_standby_skip_is_recorded_in_history(database: Database, standby: Cluster, dbmaint: Invoke) -> None:
-    wait_for(lambda: _database_exists(standby, database.name))
+    wait_for(lambda: database_exists(standby, database.name))
     dbmaint("vacuum", "--dsn", standby.dsn(database.name))
     (run,) = json_output(dbmaint("history", "--format", "json"))["runs"]
     assert (run["status"], run["reason"]) == ("skipped", "standby")

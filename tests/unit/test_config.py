@@ -72,7 +72,7 @@ def test_values_are_typed_and_frozen() -> None:
         ({"vacuum": {"jobs": "2"}}, "'vacuum.jobs': expected an integer, got a string"),
         ({"vacuum": {"jobs": 0}}, "'vacuum.jobs' must be between 1 and 16"),
         ({"vacuum": {"enabled": "yes"}}, "'vacuum.enabled': expected true or false"),
-        ({"vacuum": {"schedule": "every day"}}, "'vacuum.schedule': expected a cron expression"),
+        ({"vacuum": {"schedule": "every day"}}, "'vacuum.schedule': expected 5 fields"),
         ({"vacuum": {"trigger_fraction": 2}}, "'vacuum.trigger_fraction' must be above 0 and at most 1"),
         ({"vacuum": {"exclude": "audit.*"}}, "'vacuum.exclude': expected a list of strings"),
         ({"vacuum": 3}, "[vacuum] must be a table"),

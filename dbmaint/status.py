@@ -1,0 +1,110 @@
+"""`dbmaint status`: for each job and database, what ran last, when it last did its work, and what is next;
+and whether the service is running (its heartbeat in the state store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dbmaint.config import Config
+from dbmaint.history import History, RunRecord, ServiceRecord
+from dbmaint.model import now
+from dbmaint.schedule import next_fire_times, parse_cron
+
+JOBS = ("vacuum", "reindex", "capture", "advisor")
+# The service writes its heartbeat every 30 s: three missed beats and it is taken for gone.
+ALIVE_WITHIN = timedelta(seconds=90)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    database: str
+    enabled: bool
+    schedule: str
+    timezone: str
+    last: RunRecord | None
+    last_success: datetime | None
+    next_run_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "database": self.database,
+            "enabled": self.enabled,
+            "schedule": self.schedule,
+            "timezone": self.timezone,
+            "last_run": self.last.to_json() if self.last else None,
+            "last_success": _iso(self.last_success),
+            "next_run": _iso(self.next_run_at),
+        }
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    record: ServiceRecord
+    running: bool
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "host": r.host,
+            "running": self.running,
+            "pid": r.pid,
+            "version": r.version,
+            "started_at": _iso(r.started_at),
+            "heartbeat_at": _iso(r.heartbeat_at),
+            "stopped_at": _iso(r.stopped_at),
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    services: list[ServiceStatus]
+    jobs: list[JobStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"services": [s.to_json() for s in self.services], "jobs": [j.to_json() for j in self.jobs]}
+
+
+def gather(config: Config, databases: list[str], history: History, host: str) -> StatusReport:
+    moment = now()
+    services = [
+        ServiceStatus(record, record.stopped_at is None and moment - record.heartbeat_at <= ALIVE_WITHIN)
+        for record in history.services()
+    ]
+    here_running = any(s.running and s.record.host == host for s in services)
+    latest = history.latest_runs()
+    successes = history.last_successes()
+    states = history.schedule_states(host)
+    jobs = []
+    for job in JOBS:
+        section = getattr(config, job)
+        spec = parse_cron(section.schedule)
+        for database in databases:
+            state = states.get((job, database))
+            if here_running and state is not None and state.schedule == spec.text and state.next_run_at is not None:
+                next_run: datetime | None = state.next_run_at  # the service's own bookkeeping
+            elif section.enabled:
+                upcoming = next_fire_times(spec, config.timezone, moment, 1)
+                next_run = upcoming[0] if upcoming else None
+            else:
+                next_run = None
+            jobs.append(
+                JobStatus(
+                    job,
+                    database,
+                    section.enabled,
+                    spec.text,
+                    config.timezone,
+                    latest.get((job, database)),
+                    successes.get((job, database)),
+                    next_run,
+                )
+            )
+    return StatusReport(services, jobs)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,370 @@
+"""`dbmaint run` as a real process against a real server, with schedules seconds apart."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dbmaint.cluster import Cluster, free_port
+from dbmaint.history import History, ScheduleState
+from dbmaint.model import now
+from tests.db.conftest import Database
+from tests.db.helpers import ServiceProcess, database_exists, replayed, wait_for
+
+pytestmark = pytest.mark.slow
+
+EVERY_2S = "*/2 * * * * *"
+NEVER_TODAY = "0 3 1 1 *"  # 1 January, 03:00: does not fire while a test runs
+JOBS_RUN = ("vacuum", "reindex", "advisor")
+
+
+def service_config(
+    databases: dict[str, str],
+    *,
+    vacuum: str | None = EVERY_2S,
+    reindex: str | None = None,
+    capture: str | None = None,
+    advisor: str | None = None,
+    extra: str = "",
+) -> str:
+    """A config for the service: each job on the schedule given, or switched off (None)."""
+    lines = []
+    for name, dsn in databases.items():
+        lines += ["[[databases]]", f'name = "{name}"', f'dsn = "{dsn}"']
+    for job, schedule in (("vacuum", vacuum), ("reindex", reindex), ("capture", capture), ("advisor", advisor)):
+        lines.append(f"[{job}]")
+        lines.append(f'schedule = "{schedule}"' if schedule else "enabled = false")
+        if job in ("vacuum", "reindex"):
+            lines.append('retry_delay = "1s"')
+    lines += ["[safety]", 'connect_timeout = "2s"', extra]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def start(config: str, *, state: str = "state", env: dict[str, str] | None = None) -> ServiceProcess:
+        service = ServiceProcess(
+            config, f"sqlite:///{tmp_path / (state + '.db')}", tmp_path / f"{state}-{len(started)}.log", env
+        )
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def dirty_table(database: Database, rows: int = 10_000) -> None:
+    """A table "dirty" whose rows are all dead."""
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE dirty (id int PRIMARY KEY, pad text)")
+        conn.execute("INSERT INTO dirty SELECT g, repeat('x', 200) FROM generate_series(1, %s) AS g", (rows,))
+    database.execute("DELETE FROM dirty")
+
+
+def slow_vacuums(database: Database) -> None:
+    """Make every VACUUM in this database crawl: cost-based delay after (nearly) every page."""
+    database.execute(
+        f'ALTER DATABASE "{database.name}" SET vacuum_cost_delay = 50',
+        f'ALTER DATABASE "{database.name}" SET vacuum_cost_limit = 1',
+    )
+
+
+def dbmaint_backends(pg: Cluster) -> list[tuple[int, str]]:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE application_name = 'dbmaint'"
+        ).fetchall()
+    return [(int(pid), str(query)) for pid, query in rows]
+
+
+def test_jobs_run_on_time_and_are_recorded(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    dirty_table(database)
+    config = service_config({"app": database.dsn}, vacuum=EVERY_2S, reindex="1/3 * * * * *", advisor="*/4 * * * * *")
+
+    service = start_service(write_config(config))
+    service.wait_for_runs(3, job="vacuum")
+    service.wait_for_runs(2, job="reindex")
+    service.wait_for_runs(1, job="advisor")
+    assert service.stop() == 0
+
+    runs = [r for r in service.runs() if r.status != "running"]
+    for run in runs:
+        assert run.scheduled_for is not None
+        lateness = (run.started_at - run.scheduled_for).total_seconds()
+        assert -0.1 <= lateness < 1.5, f"{run.job} started {lateness:.2f} s after its time"
+    seconds = {job: {r.scheduled_for.second for r in runs if r.job == job and r.scheduled_for} for job in JOBS_RUN}
+    assert all(s % 2 == 0 for s in seconds["vacuum"])
+    assert all(s % 3 == 1 for s in seconds["reindex"])
+    assert all(s % 4 == 0 for s in seconds["advisor"])
+    assert not any(r.job == "capture" for r in runs), "capture is switched off"
+    # The first vacuum run did the work, on the table that needed it; the later ones found nothing to do.
+    first = next(r for r in runs if r.job == "vacuum")
+    assert (first.status, first.done) == ("ok", 1)
+    assert database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dirty'") == 0
+    assert "vacuum on app: ok" in service.log
+
+
+def test_a_failing_job_does_not_stop_the_others(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    gone = f"host=127.0.0.1 port={free_port()} dbname=nowhere user=postgres"
+    service = start_service(write_config(service_config({"app": database.dsn, "gone": gone})))
+
+    def both_kept_running() -> bool:
+        runs = service.runs("vacuum")
+        return sum(r.database == "gone" for r in runs) >= 2 and sum(r.database == "app" for r in runs) >= 2
+
+    wait_for(both_kept_running, timeout=30)
+    assert service.alive()
+    runs = [r for r in service.runs("vacuum") if r.status != "running"]
+    failed = [r for r in runs if r.database == "gone"]
+    assert {r.status for r in failed} == {"failed"}
+    assert all("could not connect" in (r.reason or "") for r in failed)
+    assert {r.status for r in runs if r.database == "app"} == {"ok"}
+    assert "vacuum on gone failed: could not connect" in service.log
+    assert "Traceback" not in service.log
+
+
+def test_sigterm_during_a_long_vacuum_ends_promptly_and_leaves_no_backend(
+    pg: Cluster,
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    dirty_table(database, rows=20_000)
+    slow_vacuums(database)
+    service = start_service(write_config(service_config({"app": database.dsn})))
+    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+    time.sleep(1)
+
+    signalled = time.monotonic()
+    code = service.stop(timeout=30)
+    took = time.monotonic() - signalled
+
+    assert code == 0, service.log
+    assert took < 8, f"took {took:.1f} s to stop"
+    wait_for(lambda: not dbmaint_backends(pg), timeout=5)
+    (run,) = [r for r in service.runs("vacuum")]
+    assert run.status == "interrupted"
+    assert "SIGTERM" in (run.reason or "")
+    store = History(service.state_url)
+    (action,) = store.run_actions(run.id)
+    store.close()
+    assert action["status"] == "interrupted" and "cancelled" in action["detail"]
+    # The VACUUM really was cancelled, not finished: the dead rows are still there.
+    assert database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dirty'") > 0
+
+
+def test_sighup_with_a_bad_config_keeps_the_running_one(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    path = Path(write_config(service_config({"app": database.dsn}, vacuum=EVERY_2S, capture=EVERY_2S)))
+    service = start_service(str(path))
+    service.wait_for_runs(1, job="capture")
+
+    path.write_text("[vacuum]\nschedule = 'every day at three'\n")
+    service.signal(signal.SIGHUP)
+    wait_for(lambda: "reload rejected" in service.log, timeout=10)
+    assert "'vacuum.schedule'" in service.log
+    before = len(service.runs("capture"))
+    service.wait_for_runs(before + 2, job="capture")  # the old schedule goes on
+    assert service.alive()
+
+    path.write_text(service_config({"app": database.dsn}, vacuum=EVERY_2S, capture=None))
+    service.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in service.log, timeout=10)
+    reloaded = now()
+    time.sleep(5)
+    assert service.alive()
+    assert not [r for r in service.runs("capture") if r.started_at > reloaded + timedelta(seconds=0.5)]
+    assert [r for r in service.runs("vacuum") if r.started_at > reloaded]
+
+
+def test_two_services_never_run_one_job_at_once(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    dirty_table(database, rows=3_000)
+    slow_vacuums(database)  # each VACUUM of the table takes a few seconds: the schedules overlap it
+    config = write_config(service_config({"app": database.dsn}))
+    one = start_service(config, state="one")
+    two = start_service(config, state="two")
+
+    def vacuumed() -> bool:
+        return any(r.done for s in (one, two) for r in s.runs("vacuum"))
+
+    wait_for(vacuumed, timeout=60)
+    time.sleep(2)
+    one.stop()
+    two.stop()
+
+    runs = [r for s in (one, two) for r in s.runs("vacuum")]
+    working = sorted((r for r in runs if r.done or r.failed or r.interrupted), key=lambda r: r.started_at)
+    assert sum(r.done for r in runs) == 1, "the table was vacuumed once, by one of the two"
+    for earlier, later in itertools.pairwise(working):
+        assert earlier.finished_at is not None and earlier.finished_at <= later.started_at
+    locked_out = [r for r in runs if r.status == "skipped" and "holds the lock" in (r.reason or "")]
+    assert locked_out, "the other service must have found the advisory lock taken"
+
+
+def test_on_a_standby_nothing_is_issued(
+    database: Database,
+    standby: Cluster,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    dirty_table(database)
+    wait_for(lambda: database_exists(standby, database.name))
+    wait_for(replayed(database, standby))
+    log_start = standby.logfile.stat().st_size
+    config = service_config({"app": standby.dsn(database.name)}, vacuum=EVERY_2S, reindex=EVERY_2S, advisor=EVERY_2S)
+    service = start_service(write_config(config))
+    for job in JOBS_RUN:
+        service.wait_for_runs(2, job=job)
+    service.stop()
+
+    runs = [r for r in service.runs() if r.status != "running"]
+    assert {(r.status, r.reason) for r in runs} == {("skipped", "standby")}
+    with standby.logfile.open() as log:
+        log.seek(log_start)
+        issued = [line for line in log if "statement:" in line]
+    assert issued, "log_statement = all shows what dbmaint asked the standby"
+    maintenance = ("VACUUM", "ANALYZE", "REINDEX", "CREATE", "DROP", "ALTER", "pg_try_advisory_lock")
+    assert not [line for line in issued if any(word in line for word in maintenance)]
+
+
+def test_a_late_run_runs_within_the_grace_and_a_later_one_is_recorded_missed(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    """As after a host was down at the scheduled time: the due times kept in the state store decide."""
+    config = service_config(
+        {"app": database.dsn}, vacuum=NEVER_TODAY, advisor=NEVER_TODAY, extra='[scheduler]\nmisfire_grace = "1h"'
+    )
+    service = start_service(write_config(config))
+    wait_for(lambda: len(History(service.state_url).schedule_states(socket.gethostname())) == 2)
+    assert service.stop() == 0
+    store = History(service.state_url)
+    host = socket.gethostname()
+    due_vacuum = now() - timedelta(minutes=20)
+    due_advisor = now() - timedelta(hours=2)
+    store.save_schedule(host, ScheduleState("vacuum", "app", NEVER_TODAY, "UTC", due_vacuum))
+    store.save_schedule(host, ScheduleState("advisor", "app", NEVER_TODAY, "UTC", due_advisor))
+    store.close()
+
+    again = start_service(write_config(config))
+    vacuum = again.wait_for_runs(1, job="vacuum")[0]
+    advisor = again.wait_for_runs(1, job="advisor")[0]
+    time.sleep(1)
+    assert again.stop() == 0
+
+    assert vacuum.status == "ok" and vacuum.scheduled_for == due_vacuum
+    assert advisor.status == "missed" and advisor.scheduled_for == due_advisor
+    assert "beyond scheduler.misfire_grace (60 min)" in (advisor.reason or "")
+    assert len(again.runs()) == 2, "each late run is handled once, not once per restart"
+    states = History(again.state_url).schedule_states(host)
+    assert all(state.next_run_at is not None and state.next_run_at > now() for state in states.values())
+
+
+def test_a_restart_neither_loses_nor_repeats_a_run(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    config = write_config(service_config({"app": database.dsn}, vacuum=EVERY_2S))
+    first = start_service(config)
+    first.wait_for_runs(2, job="vacuum")
+    assert first.stop() == 0
+    before = first.runs("vacuum")
+    time.sleep(3)  # at least one due time passes while the service is down
+    second = start_service(config)  # the same state store
+    second.wait_for_runs(len(before) + 2, job="vacuum")
+    assert second.stop() == 0
+
+    runs = second.runs("vacuum")
+    due_times = [r.scheduled_for for r in runs]
+    assert None not in due_times
+    assert len(due_times) == len(set(due_times)), "no due time ran twice"
+    after = runs[len(before) :]
+    assert after and all(r.scheduled_for > before[-1].scheduled_for for r in after)  # type: ignore[operator]
+    assert {r.status for r in runs} == {"ok"}
+    states = History(second.state_url).schedule_states(socket.gethostname())
+    assert list(states) == [("vacuum", "app")]
+
+
+def test_metrics_parse_as_prometheus_text_and_match_history(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    dirty_table(database)
+    database.execute("DELETE FROM dirty")  # nothing left, but the statistics still count dead rows
+    port = free_port()
+    config = service_config(
+        {"app": database.dsn},
+        vacuum=NEVER_TODAY,
+        reindex=EVERY_2S,
+        extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\nrefresh = "1s"',
+    )
+    service = start_service(write_config(config))
+    service.wait_for_runs(2, job="reindex")
+
+    import urllib.request
+
+    def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        families = {}
+        for family in text_string_to_metric_families(text):
+            families[family.name] = [(dict(s.labels), s.value) for s in family.samples]
+        return families
+
+    wait_for(lambda: "dbmaint_table_dead_tuples" in scrape() and bool(scrape()["dbmaint_table_dead_tuples"]))
+    metrics = scrape()
+    latest = [r for r in service.runs("reindex") if r.status != "running"]
+    last_start = {labels["job"]: value for labels, value in metrics["dbmaint_last_run_start_timestamp_seconds"]}
+    assert last_start["reindex"] in {r.started_at.timestamp() for r in latest[-2:]}
+    statuses = {(labels["job"], labels["status"]) for labels, value in metrics["dbmaint_last_run_status"] if value}
+    assert ("reindex", "ok") in statuses
+    success = dict((labels["job"], value) for labels, value in metrics["dbmaint_last_success_timestamp_seconds"])
+    assert success["reindex"] >= latest[-2].finished_at.timestamp()  # type: ignore[union-attr]
+    dead = {labels["table"]: value for labels, value in metrics["dbmaint_table_dead_tuples"]}
+    assert dead["public.dirty"] == database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname='dirty'")
+    (xid_age,) = [value for labels, value in metrics["dbmaint_oldest_xid_age"]]
+    assert xid_age == pytest.approx(
+        database.value("SELECT age(datfrozenxid) FROM pg_database WHERE datname = current_database()"), abs=50
+    )
+    next_run = {labels["job"]: value for labels, value in metrics["dbmaint_next_run_timestamp_seconds"]}
+    assert next_run["reindex"] > time.time() - 2
+    period = {labels["job"]: value for labels, value in metrics["dbmaint_schedule_period_seconds"]}
+    assert period["reindex"] == 2
+    assert [value for labels, value in metrics["dbmaint_database_up"]] == [1.0]
+    assert service.stop() == 0
+
+
+def test_a_state_store_that_fails_stops_the_service_with_a_clear_message(
+    pg: Cluster, database: Database, write_config: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The history lives in a PostgreSQL database that disappears: the service stops, non-zero, one line."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database.name}_state"')
+    state_url = f"postgresql://postgres@127.0.0.1:{pg.port}/{database.name}_state"
+    service = ServiceProcess(write_config(service_config({"app": database.dsn})), state_url, tmp_path / "s.log")
+    try:
+        service.wait_for_runs(1, job="vacuum")
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{database.name}_state" WITH (FORCE)')
+        code = service.process.wait(30)
+    finally:
+        service.stop()
+    assert code == 2
+    last = service.log.strip().splitlines()[-1]
+    assert last.startswith("dbmaint: cannot ") and "state store" in last, service.log
