@@ -53,3 +53,10 @@ class Interrupted(DbmaintError):
     """dbmaint was asked to stop (SIGTERM) while the work was going."""
 
     exit_code = 1
+
+
+class ServiceFailed(DbmaintError):
+    """The running service met a problem it cannot run on (its state store failed): exit 1, so that
+    systemd restarts it (exit 2, a bad configuration at start, is left failed: restarting cannot fix it)."""
+
+    exit_code = 1

@@ -131,7 +131,7 @@ class ServiceMetrics:
             return
         store_up.add_metric([], 1)
         yield store_up
-        labels = ("job", "database")
+        labels = ("task", "database")  # not "job": that is Prometheus's own target label
         start = gauge("dbmaint_last_run_start_timestamp_seconds", "Start of the last run (Unix time).", labels)
         duration = gauge("dbmaint_last_run_duration_seconds", "Duration of the last finished run.", labels)
         status = gauge("dbmaint_last_run_status", "1 for the last run's status, 0 for the others.", (*labels, "status"))
@@ -158,7 +158,7 @@ class ServiceMetrics:
         yield from (start, duration, status, actions, success, slow_family)
 
     def _scheduled(self, gauge: Callable[..., Any]) -> Iterator[Any]:
-        labels = ("job", "database")
+        labels = ("task", "database")
         next_run = gauge("dbmaint_next_run_timestamp_seconds", "When the job runs next (Unix time).", labels)
         period = gauge("dbmaint_schedule_period_seconds", "Longest gap between two scheduled runs of the job.", labels)
         for item in self.schedule():

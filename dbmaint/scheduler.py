@@ -32,7 +32,7 @@ import psycopg
 from dbmaint import __version__, collect, db, jobs, stopping
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.config import Config, load_config
-from dbmaint.errors import DbmaintError, StateStoreError
+from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
 from dbmaint.history import History, ScheduleState
 from dbmaint.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.model import JobReport, now
@@ -128,6 +128,7 @@ class Service:
         self._job_locks = {job: threading.Lock() for job in JOBS}
         self._bloat_read_at: dict[str, float] = {}
         self._last_wall_clock: dict[str, datetime] = {}
+        self._health_down: set[str] = set()
         self.started_at = now()
         self.metrics: ServiceMetrics | None = None
         self._metrics_server: Any = None
@@ -141,12 +142,14 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our own log says what ran and why
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # Sentry's retries: one line per event is plenty
         stopping.reset()
-        self.history.service_started(self.host, os.getpid(), __version__)
-        if self.config.metrics.listen:
+        if self.config.metrics.listen:  # first: a port already taken stops the start before anything is recorded
             self.metrics = ServiceMetrics(self.history, self.scheduled_jobs, self.started_at)
             self._metrics_server = serve(self.config.metrics.listen, self.metrics)
-        self._executor = _recording_executor(max_workers=len(JOBS) * max(1, len(self.targets)) + 1)
+        self.started_at = self.history.service_started(self.host, os.getpid(), __version__)
+        # Threads start only when needed: room for every job of every database, and for databases a reload adds.
+        self._executor = _recording_executor(max_workers=max(16, len(JOBS) * len(self.targets) + 1))
         self._scheduler = BackgroundScheduler(
             timezone=ZoneInfo(self.config.timezone),
             executors={"default": self._executor, "service": _pool(2), "health": _pool(1)},
@@ -166,7 +169,7 @@ class Service:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         if self._fatal is not None:
-            raise self._fatal
+            raise ServiceFailed(f"stopped: {self._fatal}")
 
     def _wait(self) -> None:
         while self._stop_signal is None and self._fatal is None:
@@ -478,13 +481,18 @@ class Service:
                 )
                 leaders = collect.dead_tuple_leaders(conn, config.metrics.top)
                 sample.dead_tuples = [(t.table_name, t.n_dead_tup) for t in leaders]
+                if target.name in self._health_down:
+                    log.info("health figures of %s available again", target.name)
+                    self._health_down.discard(target.name)
                 last_read = self._bloat_read_at.get(target.name)
                 if last_read is None or time.monotonic() - last_read >= _INDEX_BLOAT_EVERY_S:
                     sample.index_bloat = _worst_bloat(collect.index_bloat_inputs(conn), config.metrics.top)
                     self._bloat_read_at[target.name] = time.monotonic()
                 return sample
         except (DbmaintError, psycopg.Error) as exc:
-            log.warning("health figures of %s unavailable: %s", target.name, db.first_line(str(exc)))
+            if target.name not in self._health_down:  # said once when it goes down, not every refresh
+                log.warning("health figures of %s unavailable: %s", target.name, db.first_line(str(exc)))
+            self._health_down.add(target.name)
             return HealthSample(target.name, taken, up=False)
 
     # --- SIGHUP -------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,8 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from dbmaint.cluster import Cluster, free_port
 from dbmaint.history import History, ScheduleState
 from dbmaint.model import now
-from tests.db.conftest import Database
-from tests.db.helpers import ServiceProcess, database_exists, replayed, wait_for
+from tests.db.conftest import Database, Invoke
+from tests.db.helpers import (
+    ServiceProcess,
+    database_exists,
+    json_output,
+    replayed,
+    run_dbmaint_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -330,11 +337,11 @@ def test_metrics_parse_as_prometheus_text_and_match_history(
     wait_for(lambda: "dbmaint_table_dead_tuples" in scrape() and bool(scrape()["dbmaint_table_dead_tuples"]))
     metrics = scrape()
     latest = [r for r in service.runs("reindex") if r.status != "running"]
-    last_start = {labels["job"]: value for labels, value in metrics["dbmaint_last_run_start_timestamp_seconds"]}
+    last_start = {labels["task"]: value for labels, value in metrics["dbmaint_last_run_start_timestamp_seconds"]}
     assert last_start["reindex"] in {r.started_at.timestamp() for r in latest[-2:]}
-    statuses = {(labels["job"], labels["status"]) for labels, value in metrics["dbmaint_last_run_status"] if value}
+    statuses = {(labels["task"], labels["status"]) for labels, value in metrics["dbmaint_last_run_status"] if value}
     assert ("reindex", "ok") in statuses
-    success = dict((labels["job"], value) for labels, value in metrics["dbmaint_last_success_timestamp_seconds"])
+    success = dict((labels["task"], value) for labels, value in metrics["dbmaint_last_success_timestamp_seconds"])
     assert success["reindex"] >= latest[-2].finished_at.timestamp()  # type: ignore[union-attr]
     dead = {labels["table"]: value for labels, value in metrics["dbmaint_table_dead_tuples"]}
     assert dead["public.dirty"] == database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname='dirty'")
@@ -342,9 +349,9 @@ def test_metrics_parse_as_prometheus_text_and_match_history(
     assert xid_age == pytest.approx(
         database.value("SELECT age(datfrozenxid) FROM pg_database WHERE datname = current_database()"), abs=50
     )
-    next_run = {labels["job"]: value for labels, value in metrics["dbmaint_next_run_timestamp_seconds"]}
+    next_run = {labels["task"]: value for labels, value in metrics["dbmaint_next_run_timestamp_seconds"]}
     assert next_run["reindex"] > time.time() - 2
-    period = {labels["job"]: value for labels, value in metrics["dbmaint_schedule_period_seconds"]}
+    period = {labels["task"]: value for labels, value in metrics["dbmaint_schedule_period_seconds"]}
     assert period["reindex"] == 2
     assert [value for labels, value in metrics["dbmaint_database_up"]] == [1.0]
     assert service.stop() == 0
@@ -365,6 +372,59 @@ def test_a_state_store_that_fails_stops_the_service_with_a_clear_message(
         code = service.process.wait(30)
     finally:
         service.stop()
-    assert code == 2
+    assert code == 1, "exit 1: systemd restarts the service (exit 2, a bad configuration, it would not)"
     last = service.log.strip().splitlines()[-1]
-    assert last.startswith("dbmaint: cannot ") and "state store" in last, service.log
+    assert last.startswith("dbmaint: stopped: cannot ") and "state store" in last, service.log
+
+
+def test_status_says_what_ran_and_what_is_next(
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+    dbmaint: Invoke,
+) -> None:
+    config = write_config(service_config({"app": database.dsn}, vacuum=EVERY_2S, reindex=NEVER_TODAY))
+    service = start_service(config)
+    service.wait_for_runs(1, job="vacuum")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBMAINT_STATE_URL", service.state_url)
+        running = json_output(dbmaint("status", "--config", config, "--format", "json"))
+        assert service.stop() == 0
+        stopped = json_output(dbmaint("status", "--config", config, "--format", "json"))
+        text = dbmaint("status", "--config", config)
+
+    (up,) = running["services"]
+    assert up["running"] is True and up["pid"] == service.process.pid
+    jobs = {job["job"]: job for job in running["jobs"]}
+    assert jobs["vacuum"]["last_run"]["status"] == "ok"
+    assert jobs["vacuum"]["last_success"] is not None
+    assert datetime.fromisoformat(jobs["vacuum"]["next_run"]) > now() - timedelta(seconds=3)
+    assert jobs["reindex"]["last_run"] is None
+    assert datetime.fromisoformat(jobs["reindex"]["next_run"]).strftime("%m-%d %H:%M") == "01-01 03:00"
+    assert jobs["capture"]["enabled"] is False and jobs["capture"]["next_run"] is None
+    assert stopped["services"][0]["running"] is False
+    assert "service: stopped" in text.stdout and "vacuum" in text.stdout
+
+
+def test_a_bad_config_or_a_taken_metrics_port_stops_the_start_with_one_line(
+    database: Database, write_config: Callable[[str], str], tmp_path: Path
+) -> None:
+    bad = write_config('[vacuum]\nschedule = "61 3 * * *"\n')
+    result = run_dbmaint_process("run", "--config", bad, env={"DBMAINT_STATE_URL": f"sqlite:///{tmp_path}/s.db"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"dbmaint: {bad}: 'vacuum.schedule': minute 61 is out of range 0-59 in \"61 3 * * *\""
+    ]
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(service_config({"app": database.dsn}, extra=f'[metrics]\nlisten = "127.0.0.1:{port}"'))
+        result = run_dbmaint_process("run", "--config", config, env={"DBMAINT_STATE_URL": f"sqlite:///{tmp_path}/s.db"})
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("dbmaint:")]
+    assert line.startswith(f"dbmaint: metrics.listen 127.0.0.1:{port}: cannot listen there")
+    assert "Traceback" not in result.stderr
+    assert History(f"sqlite:///{tmp_path}/s.db").services() == [], "nothing recorded for a service that never ran"
