@@ -17,8 +17,8 @@ import pytest
 
 from dbmaint.cluster import free_port
 from tests.db.conftest import Database
-from tests.db.test_service import EVERY_2S, service_config
 from tests.db.helpers import ServiceProcess, wait_for
+from tests.db.test_service import EVERY_2S, service_config
 
 pytestmark = pytest.mark.slow
 
