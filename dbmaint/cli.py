@@ -611,7 +611,19 @@ def run(options: GlobalOptions) -> None:
         logging.getLogger().setLevel(logging.INFO)  # a service says what it ran, to the journal
     # The file found now is the one SIGHUP reads again, even if the working directory changes.
     path = find_config_path(options.config_path)
-    Service(str(path) if path else None, database=options.database, dsn=options.dsn).run()
+    service = Service(str(path) if path else None, database=options.database, dsn=options.dsn)
+    code = 0
+    try:
+        service.run()
+    except DbmaintError as exc:
+        click.echo(f"dbmaint: {exc}", err=True)
+        code = exc.exit_code
+    # The stop is done (runs recorded, Sentry flushed). A health read still waiting on a connect to an
+    # unreachable host must not hold the exit past stop_timeout, as a normal interpreter exit would.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @cli.command()

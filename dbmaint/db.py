@@ -45,8 +45,9 @@ def mask_dsn(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
         return "<unparseable DSN>"
-    if "password" in params:
-        params["password"] = "***"
+    for key in params:
+        if key.endswith("password"):  # password, and sslpassword (the client key's passphrase)
+            params[key] = "***"
     return make_conninfo("", **params) or "(libpq defaults)"
 
 
@@ -87,8 +88,14 @@ def _dbname(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error as exc:
-        raise ConfigError(f"invalid DSN: {first_line(str(exc))}") from None
+        raise ConfigError(f"invalid DSN: {_parse_problem(exc)}") from None
     return str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "default")
+
+
+def _parse_problem(exc: psycopg.Error) -> str:
+    """libpq's complaint about a DSN, unless it quotes a piece of it (which may be the password)."""
+    message = first_line(str(exc))
+    return "libpq cannot parse it" if '"' in message or "'" in message else message
 
 
 def first_line(message: str) -> str:
@@ -111,7 +118,7 @@ def connect(
             connect_timeout=max(1, round(safety.connect_timeout)),
         )
     except psycopg.ProgrammingError as exc:  # malformed DSN
-        raise ConfigError(f"invalid DSN for database {target.name!r}: {first_line(str(exc))}") from None
+        raise ConfigError(f"invalid DSN for database {target.name!r}: {_parse_problem(exc)}") from None
     except psycopg.OperationalError as exc:
         raise ConnectError(_connect_message(target, exc)) from None
     settings = {

@@ -32,9 +32,11 @@ class ConnectError(DbmaintError):
 
 
 class StateStoreError(DbmaintError):
-    """The history store cannot be opened or written."""
+    """The history store cannot be opened or written (a malformed URL is a ``ConfigError`` instead).
 
-    exit_code = 2
+    Exit 1, not 2: an unreachable or locked store may come back, so systemd should restart the service."""
+
+    exit_code = 1
 
 
 class DatabaseError(DbmaintError):

@@ -13,8 +13,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dbmaint.errors import StateStoreError
+from dbmaint.errors import ConfigError, StateStoreError
 from dbmaint.model import Action, JobReport, now
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC: SQLite keeps no offset, so a time in another zone (APScheduler hands
+    back times in the configured zone) would otherwise be read back hours off."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("dbmaint stores aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return _aware(value)
+
 
 metadata = sa.MetaData()
 
@@ -26,12 +45,12 @@ runs = sa.Table(
     sa.Column("database", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
     sa.Column("host", sa.String(255)),
     sa.Column("warnings", sa.Text),
     # The scheduled time a service run answers (NULL for runs by hand): a restart must never run it twice.
-    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
+    sa.Column("scheduled_for", UTCDateTime()),
     sa.Index("dbmaint_runs_job_database_started", "job", "database", "started_at"),
 )
 
@@ -48,8 +67,8 @@ schedules = sa.Table(
     sa.Column("database", sa.String(128), primary_key=True),
     sa.Column("schedule", sa.String(128), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=False),
-    sa.Column("next_run_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_run_at", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # One row per host running the service: `dbmaint status` tells a live service from a stopped one.
@@ -59,9 +78,9 @@ services = sa.Table(
     sa.Column("host", sa.String(255), primary_key=True),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("stopped_at", UTCDateTime()),
 )
 
 actions = sa.Table(
@@ -74,7 +93,7 @@ actions = sa.Table(
     sa.Column("statement", sa.Text, nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("duration_s", sa.Float),
     sa.Column("detail", sa.Text),
     sa.Column("size_before", sa.BigInteger),
@@ -93,8 +112,8 @@ statements = sa.Table(
     sa.Column("queryid", sa.BigInteger, nullable=False),
     sa.Column("fingerprint", sa.String(64)),
     sa.Column("query", sa.Text, nullable=False),
-    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
     # pg_stat_statements' cumulative counters at the last pass: the next pass's deltas start here.
     sa.Column("last_calls", sa.BigInteger, nullable=False, default=0),
     sa.Column("last_total_ms", sa.Float, nullable=False, default=0.0),
@@ -108,7 +127,7 @@ samples = sa.Table(
     sa.Column("run_id", sa.Integer, sa.ForeignKey("dbmaint_runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("database", sa.String(128), nullable=False),
     sa.Column("queryid", sa.BigInteger, nullable=False),
-    sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("captured_at", UTCDateTime(), nullable=False),
     sa.Column("calls", sa.BigInteger, nullable=False),  # since the previous pass
     sa.Column("total_ms", sa.Float, nullable=False),
     sa.Column("mean_ms", sa.Float, nullable=False),
@@ -123,7 +142,7 @@ plans = sa.Table(
     sa.Column("run_id", sa.Integer, sa.ForeignKey("dbmaint_runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("database", sa.String(128), nullable=False),
     sa.Column("queryid", sa.BigInteger, nullable=False),
-    sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("captured_at", UTCDateTime(), nullable=False),
     sa.Column("source", sa.String(32), nullable=False),  # generic, analyze, auto_explain
     sa.Column("signature", sa.String(64), nullable=False),
     sa.Column("total_cost", sa.Float, nullable=False),
@@ -236,11 +255,12 @@ class History:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             if parsed.drivername in ("postgresql", "postgres"):
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            self.engine = sa.create_engine(parsed, future=True)
+            # pre_ping: a PostgreSQL store that restarted costs a reconnect, not a failed write.
+            self.engine = sa.create_engine(parsed, future=True, pool_pre_ping=True)
             metadata.create_all(self.engine)
             _add_missing_columns(self.engine)
         except (ArgumentError, ValueError) as exc:
-            raise StateStoreError(f"invalid state store URL {_masked(url)}: {exc}") from None
+            raise ConfigError(f"invalid state store URL {_masked(url)}: {exc}") from None
         except (SQLAlchemyError, OSError) as exc:
             raise StateStoreError(f"cannot open the state store {_masked(url)}: {_short(exc)}") from None
 
@@ -329,8 +349,7 @@ class History:
             .where(actions.c.object.in_(objects))
             .group_by(actions.c.object)
         )
-        with self.engine.connect() as conn:
-            return {obj: _aware(when) for obj, when in conn.execute(query) if when is not None}  # type: ignore[misc]
+        return {obj: _aware(when) for obj, when in self._read(query) if when is not None}  # type: ignore[misc]
 
     def recent_runs(self, *, limit: int = 20, job: str | None = None, database: str | None = None) -> list[RunRecord]:
         conditions = [runs.c.job == job] if job else []
@@ -437,6 +456,15 @@ class History:
                 )
             )
 
+    def has_run(self, job: str, database: str, scheduled_for: datetime) -> bool:
+        """Whether a run already answers this due time (a restart must not run it again)."""
+        query = (
+            sa.select(runs.c.id)
+            .where(runs.c.job == job, runs.c.database == database, runs.c.scheduled_for == scheduled_for)
+            .limit(1)
+        )
+        return bool(self._read(query))
+
     def record_not_run(
         self, job: str, database: str, status: str, reason: str, scheduled_for: datetime, host: str
     ) -> int:
@@ -458,16 +486,18 @@ class History:
         return int(result.inserted_primary_key[0])
 
     def interrupt_running(self, host: str, since: datetime, reason: str) -> int:
-        """Runs this service started that are still marked running when it must exit: say why they ended."""
+        """Runs this service started that are still marked running when it must exit: say why they ended.
+        Service runs are the ones with a due time: a `dbmaint vacuum` by hand on the same host is left alone."""
+        ours = (runs.c.host == host, runs.c.started_at >= since, runs.c.scheduled_for.is_not(None))
         result = self._write(
             runs.update()
-            .where(runs.c.host == host, runs.c.status == "running", runs.c.started_at >= since)
+            .where(*ours, runs.c.status == "running")
             .values(status="interrupted", reason=reason, finished_at=now())
         )
         self._write(
             actions.update()
             .where(actions.c.status == "started")
-            .where(actions.c.run_id.in_(sa.select(runs.c.id).where(runs.c.host == host, runs.c.started_at >= since)))
+            .where(actions.c.run_id.in_(sa.select(runs.c.id).where(*ours)))
             .values(status="interrupted", detail=reason)
         )
         return int(result.rowcount or 0)
@@ -516,8 +546,7 @@ class History:
 
     def run_actions(self, run_id: int) -> list[dict[str, Any]]:
         query = sa.select(actions).where(actions.c.run_id == run_id).order_by(actions.c.id)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        return [dict(row._mapping) for row in self._read(query)]
 
     def prune(self, retention_s: float) -> int:
         """Delete runs (and their actions) older than the retention period; returns how many runs went."""
@@ -536,10 +565,7 @@ class History:
         query = sa.select(statements.c.queryid, statements.c.last_calls, statements.c.last_total_ms).where(
             statements.c.database == database
         )
-        with self.engine.connect() as conn:
-            return {
-                row.queryid: Counters(row.queryid, row.last_calls, row.last_total_ms) for row in conn.execute(query)
-            }
+        return {row.queryid: Counters(row.queryid, row.last_calls, row.last_total_ms) for row in self._read(query)}
 
     def save_counters(
         self, database: str, known: Mapping[int, Counters], seen: list[dict[str, Any]], when: datetime
@@ -663,8 +689,10 @@ def _add_missing_columns(engine: sa.Engine) -> None:
             if name not in present:
                 column = table.c[name]
                 kind = column.type.compile(dialect=engine.dialect)
+                # IF NOT EXISTS (PostgreSQL): two services upgrading one store at once must both start.
+                guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
                 with engine.begin() as conn:
-                    conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+                    conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}"))
 
 
 def _masked(url: str) -> str:

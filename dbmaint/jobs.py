@@ -86,7 +86,8 @@ def _end_early(report: JobReport, history: History, status: RunStatus, reason: s
     for action in report.actions:
         if action.status in ("planned", "started"):
             action.status, action.detail = "skipped", f"not run: the job stopped early ({report.reason})"
-            history.finish_action(action)
+        # Also an action that ended (done, failed) while the error came before its row was updated.
+        history.finish_action(action)
     report.finish()
     history.finish_run(report)
 
@@ -331,13 +332,12 @@ def capture(target: db.Target, config: Config, history: History, *, scheduled_fo
     """One slow-query capture pass (read-only: it runs on standbys too, for their own queries)."""
     from dbmaint import capture as capturing
 
-    with guarded(target, config, history, "capture", dry_run=False, read_only=True, scheduled_for=scheduled_for) as (
-        report,
-        conn,
-    ):
+    guard = guarded(target, config, history, "capture", dry_run=False, read_only=True, scheduled_for=scheduled_for)
+    with guard as (report, conn):
         if conn is None:
             return capturing.CaptureReport(report)
         return capturing.run(conn, report, config, history)
+    return capturing.CaptureReport(report)  # the pass ended early (lost connection, stop): the report says why
 
 
 def advisor(target: db.Target, config: Config, history: History, *, scheduled_for: datetime | None = None) -> JobReport:

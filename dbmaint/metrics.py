@@ -22,7 +22,7 @@ from dbmaint.history import History
 log = logging.getLogger(__name__)
 
 RUN_STATUSES = ("ok", "partial", "failed", "skipped", "interrupted", "missed", "running")
-ACTION_RESULTS = ("done", "skipped", "failed", "interrupted")
+ACTION_RESULTS = ("done", "skipped", "failed", "interrupted", "proposed")
 
 METRIC_NAMES = frozenset(
     {
@@ -75,7 +75,8 @@ class HealthSample:
     xid_age: int | None = None
     multixact_age: int | None = None
     dead_tuples: list[tuple[str, int]] = field(default_factory=list)
-    index_bloat: list[IndexBloat] = field(default_factory=list)
+    # None: not read this time (it is read less often than the rest); [] read, and nothing bloated.
+    index_bloat: list[IndexBloat] | None = None
 
 
 class ServiceMetrics:
@@ -91,8 +92,8 @@ class ServiceMetrics:
     def update_health(self, sample: HealthSample) -> None:
         with self._lock:
             previous = self._health.get(sample.database)
-            if sample.up and not sample.index_bloat and previous is not None:
-                sample.index_bloat = previous.index_bloat  # read less often than the rest: keep the last
+            if sample.up and sample.index_bloat is None and previous is not None:
+                sample.index_bloat = previous.index_bloat  # not read this time: the last reading stands
             self._health[sample.database] = sample
 
     def forget_databases(self, keep: set[str]) -> None:
@@ -145,7 +146,13 @@ class ServiceMetrics:
                 duration.add_metric([job, database], run.duration_s)
             for name in RUN_STATUSES:
                 status.add_metric([job, database, name], 1.0 if run.status == name else 0.0)
-            counts = {"done": run.done, "skipped": run.skipped, "failed": run.failed, "interrupted": run.interrupted}
+            counts = {
+                "done": run.done,
+                "skipped": run.skipped,
+                "failed": run.failed,
+                "interrupted": run.interrupted,
+                "proposed": run.proposed,
+            }
             for result in ACTION_RESULTS:
                 actions.add_metric([job, database, result], counts[result])
         for (job, database), when in sorted(successes.items()):
@@ -193,7 +200,7 @@ class ServiceMetrics:
                 mxid.add_metric([sample.database], sample.multixact_age)
             for table, count in sample.dead_tuples:
                 dead.add_metric([sample.database, table], count)
-            for item in sample.index_bloat:
+            for item in sample.index_bloat or []:
                 bloat.add_metric([sample.database, item.index], item.bytes)
                 ratio.add_metric([sample.database, item.index], item.ratio)
         yield from (up, recovery, taken, xid, mxid, dead, bloat, ratio)

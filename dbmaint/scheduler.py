@@ -147,6 +147,10 @@ class Service:
         if self.config.metrics.listen:  # first: a port already taken stops the start before anything is recorded
             self.metrics = ServiceMetrics(self.history, self.scheduled_jobs, self.started_at)
             self._metrics_server = serve(self.config.metrics.listen, self.metrics)
+        # Runs a previous service process left "running" (killed, crashed, power lost) did not finish.
+        self.history.interrupt_running(
+            self.host, datetime.min.replace(tzinfo=UTC), "the service stopped before this run finished (killed?)"
+        )
         self.started_at = self.history.service_started(self.host, os.getpid(), __version__)
         # Threads start only when needed: room for every job of every database, and for databases a reload adds.
         self._executor = _recording_executor(max_workers=max(16, len(JOBS) * len(self.targets) + 1))
@@ -188,7 +192,7 @@ class Service:
         deadline = time.monotonic() + self.config.scheduler.stop_timeout
         cancelled = 0
         while self._running_jobs() and time.monotonic() < deadline:
-            cancelled += stopping.cancel_all()
+            cancelled += stopping.cancel_all(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
             time.sleep(0.2)
         left = self._running_jobs()
         try:
@@ -355,7 +359,15 @@ class Service:
             config, target, item = self.config, self.targets.get(database), self.planned.get(job_id)
         if target is None or item is None or stopping.requested():
             return
-        if scheduled_for is not None and self._repeated_wall_clock(job_id, scheduled_for, item.timezone):
+        try:
+            if scheduled_for is not None and self.history.has_run(job, database, scheduled_for):
+                log.info("%s on %s: the run due at %s already happened", job, database, _when(scheduled_for))
+                return
+        except StateStoreError as exc:
+            self._fail(exc)
+            return
+        fixed_time = not item.spec.hour.startswith("*") and not item.spec.minute.startswith("*")
+        if fixed_time and scheduled_for is not None and self._repeated_wall_clock(job_id, scheduled_for, item.timezone):
             log.info("%s on %s: %s local time already ran (clocks went back): not again", job, database,
                      scheduled_for.astimezone(ZoneInfo(item.timezone)).strftime("%H:%M"))  # fmt: skip
             return
@@ -387,13 +399,16 @@ class Service:
                 self.sentry.checkin_finished(job, database, check_in, ok, time.monotonic() - started)
 
     def _repeated_wall_clock(self, job_id: str, scheduled_for: datetime, timezone: str) -> bool:
-        """When clocks go back, a daily 02:30 comes twice (APScheduler fires both): cron runs it once."""
+        """When clocks go back, a daily 02:30 comes twice (APScheduler fires both): cron runs such a job once.
+        (Jobs with a wildcard hour or minute, hourly ones say, do run in the repeated hour, as in cron.)"""
         zone = ZoneInfo(timezone)
         wall = scheduled_for.astimezone(zone).replace(tzinfo=None)
         with self._lock:
             previous = self._last_wall_clock.get(job_id)
+            if previous is not None and wall <= previous:
+                return True  # the local clock is back at or before a time already run
             self._last_wall_clock[job_id] = wall
-        return previous == wall
+        return False
 
     @contextmanager
     def _tracked(self, job_id: str) -> Iterator[None]:
@@ -441,9 +456,12 @@ class Service:
             # Fed by a scheduler job: if the scheduler stops dispatching, systemd notices and restarts us.
             self._scheduler.add_job(
                 self.notifier.watchdog, "interval", seconds=self.notifier.watchdog_s, id="watchdog",
-                executor="service", next_run_time=now(),
+                executor="service", next_run_time=now(), misfire_grace_time=None,
             )  # fmt: skip
-        self._scheduler.add_job(self._heartbeat, "interval", seconds=_HEARTBEAT_S, id="heartbeat", executor="service")
+        self._scheduler.add_job(
+            self._heartbeat, "interval", seconds=_HEARTBEAT_S, id="heartbeat", executor="service",
+            misfire_grace_time=None,
+        )  # fmt: skip
         if self.metrics is not None:
             self._scheduler.add_job(
                 self._sample_health, "interval", seconds=self.config.metrics.refresh, id="health",
@@ -513,7 +531,11 @@ class Service:
                 log.warning("[%s] changed: that takes effect when the service restarts", section)
         with self._lock:
             self.config, self.targets = config, targets
-        self._apply_schedule(planned)
+        try:
+            self._apply_schedule(planned)
+        except StateStoreError as exc:
+            self._fail(exc)
+            return False
         log.info("configuration reloaded: %s", self.summary())
         self.notifier.ready(self.summary())
         return True

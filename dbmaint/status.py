@@ -84,13 +84,18 @@ def gather(config: Config, databases: list[str], history: History, host: str) ->
         spec = parse_cron(section.schedule)
         for database in databases:
             state = states.get((job, database))
-            if here_running and state is not None and state.schedule == spec.text and state.next_run_at is not None:
-                next_run: datetime | None = state.next_run_at  # the service's own bookkeeping
-            elif section.enabled:
+            if not section.enabled:
+                next_run: datetime | None = None
+            elif (
+                here_running
+                and state is not None
+                and (state.schedule, state.timezone) == (spec.text, config.timezone)
+                and state.next_run_at is not None
+            ):
+                next_run = state.next_run_at  # the service's own bookkeeping
+            else:
                 upcoming = next_fire_times(spec, config.timezone, moment, 1)
                 next_run = upcoming[0] if upcoming else None
-            else:
-                next_run = None
             jobs.append(
                 JobStatus(
                     job,

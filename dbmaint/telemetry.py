@@ -9,6 +9,7 @@ is not enabled.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -24,12 +25,15 @@ from dbmaint.model import JobReport
 log = logging.getLogger(__name__)
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
-_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# password=, sslpassword=, PGPASSWORD=: any key ending in "password".
+_KEYWORD_PASSWORD = re.compile(r"(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _DETAIL_KEY = re.compile(r"(Key \((?:[^()]|\([^()]*\))*\))=\((?:[^()]|\([^()]*\))*\)")
 _FAILING_ROW = re.compile(r"(Failing row contains )\(.*?\)(?=\.?$|\s)", re.MULTILINE)
 _LOOKS_LIKE_SQL = re.compile(r"\b(select|insert|update|delete|values|where)\b", re.IGNORECASE)
-_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
-_NUMBER_AFTER_OPERATOR = re.compile(r"((?:=|<>|!=|<=|>=|<|>|\bin\s*\(|,)\s*)-?\d+(?:\.\d+)?\b", re.IGNORECASE)
+# E'...' strings may escape a quote with a backslash; plain ones double it.
+_STRING_LITERAL = re.compile(r"[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'")
+# Every standalone number (not $1, not part of a name such as t_2024 or a qualified name).
+_NUMBER = re.compile(r"(?<![\w$.])-?\d+(?:\.\d+)?\b")
 
 
 def scrub(text: str) -> str:
@@ -40,7 +44,7 @@ def scrub(text: str) -> str:
     text = _FAILING_ROW.sub(r"\1(***)", text)
     if _LOOKS_LIKE_SQL.search(text):
         text = _STRING_LITERAL.sub("'***'", text)
-        text = _NUMBER_AFTER_OPERATOR.sub(r"\1?", text)
+        text = _NUMBER.sub("?", text)
     return text
 
 
@@ -56,8 +60,15 @@ def scrub_event(event: Any) -> Any:
 
 
 def monitor_slug(job: str, database: str) -> str:
-    """Sentry's monitor slug: lowercase letters, digits, - and _ (at most 50 characters)."""
-    return re.sub(r"[^a-z0-9_-]+", "-", f"dbmaint-{job}-{database}".lower()).strip("-")[:50]
+    """Sentry's monitor slug: lowercase letters, digits, - and _ (at most 50 characters). When the database
+    name had to change to fit ("App" and "app", "a.b" and "a-b", long names), a short hash of the real
+    name keeps two databases from sharing one monitor."""
+    readable = f"dbmaint-{job}-{database}"
+    slug = re.sub(r"[^a-z0-9_-]+", "-", readable.lower()).strip("-")
+    if slug == readable and len(slug) <= 50:
+        return slug
+    digest = hashlib.sha1(f"{job}:{database}".encode()).hexdigest()[:8]
+    return f"{slug[:41].rstrip('-')}-{digest}"
 
 
 class Sentry:

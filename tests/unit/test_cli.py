@@ -30,5 +30,17 @@ def test_unknown_command_is_a_usage_error() -> None:
 def test_passwords_are_masked_in_every_form() -> None:
     assert "s3cret" not in mask_dsn("postgresql://u:s3cret@db.example/app")
     assert "s3cret" not in mask_dsn("host=db user=u password=s3cret dbname=app")
+    assert "s3cret" not in mask_dsn("host=db sslkey=/k sslpassword=s3cret dbname=app")  # the key's passphrase
+
+
+def test_a_dsn_libpq_cannot_parse_is_not_quoted_back() -> None:
+    """libpq quotes the piece it could not parse, which may be the password: the message leaves it out."""
+    from dbmaint.config import Config
+    from dbmaint.db import Target, connect
+    from dbmaint.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        connect(Target("app", "postgresql://u:s3%zzcret@db.example/app"), Config().safety)
+    assert "zz" not in str(error.value) and "invalid DSN for database 'app'" in str(error.value)
     assert sorted(mask_dsn("host=db dbname=app").split()) == ["dbname=app", "host=db"]
     assert mask_dsn("not a dsn = = =") == "<unparseable DSN>"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from dbmaint.errors import StateStoreError
+from dbmaint.errors import ConfigError, StateStoreError
 from dbmaint.history import History
 from dbmaint.model import Action, JobReport
 
@@ -71,5 +71,5 @@ def test_an_unusable_store_is_one_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StateStoreError, match="cannot open the state store"):
         History(f"sqlite:///{blocker / 'state.db'}")
-    with pytest.raises(StateStoreError, match="invalid state store URL"):
+    with pytest.raises(ConfigError, match="invalid state store URL"):
         History("nonsense://")
