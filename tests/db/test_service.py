@@ -428,3 +428,30 @@ def test_a_bad_config_or_a_taken_metrics_port_stops_the_start_with_one_line(
     assert line.startswith(f"dbmaint: metrics.listen 127.0.0.1:{port}: cannot listen there")
     assert "Traceback" not in result.stderr
     assert History(f"sqlite:///{tmp_path}/s.db").services() == [], "nothing recorded for a service that never ran"
+
+
+def test_a_killed_service_leaves_no_backend_and_its_run_is_closed_at_the_next_start(
+    pg: Cluster,
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """SIGKILL (or the watchdog's SIGABRT, or a power cut): nothing can be cleaned up by dbmaint itself."""
+    dirty_table(database, rows=20_000)
+    slow_vacuums(database)
+    config = write_config(service_config({"app": database.dsn}, extra='connection_check_interval = "1s"'))
+    service = start_service(config)
+    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+
+    service.signal(signal.SIGKILL)
+    service.process.wait(10)
+
+    # client_connection_check_interval: the server notices the vanished client and ends the VACUUM.
+    wait_for(lambda: not dbmaint_backends(pg), timeout=15)
+    (left,) = service.runs("vacuum")
+    assert left.status == "running", "nobody could record the end"
+    again = start_service(config)  # the same state store
+    wait_for(lambda: service.runs("vacuum")[0].status != "running", timeout=20)
+    first = service.runs("vacuum")[0]
+    assert first.status == "interrupted" and "stopped before this run finished" in (first.reason or "")
+    assert again.stop() == 0
