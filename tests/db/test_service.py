@@ -88,6 +88,17 @@ def slow_vacuums(database: Database) -> None:
     )
 
 
+def start_long_vacuum(
+    pg: Cluster, database: Database, config: str, start_service: Callable[..., ServiceProcess]
+) -> ServiceProcess:
+    """The service, once it is in the middle of a VACUUM that will take a long while."""
+    dirty_table(database, rows=20_000)
+    slow_vacuums(database)
+    service = start_service(config)
+    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+    return service
+
+
 def dbmaint_backends(pg: Cluster) -> list[tuple[int, str]]:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         rows = conn.execute(
@@ -152,10 +163,7 @@ def test_sigterm_during_a_long_vacuum_ends_promptly_and_leaves_no_backend(
     write_config: Callable[[str], str],
     start_service: Callable[..., ServiceProcess],
 ) -> None:
-    dirty_table(database, rows=20_000)
-    slow_vacuums(database)
-    service = start_service(write_config(service_config({"app": database.dsn})))
-    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+    service = start_long_vacuum(pg, database, write_config(service_config({"app": database.dsn})), start_service)
     time.sleep(1)
 
     signalled = time.monotonic()
@@ -437,11 +445,8 @@ def test_a_killed_service_leaves_no_backend_and_its_run_is_closed_at_the_next_st
     start_service: Callable[..., ServiceProcess],
 ) -> None:
     """SIGKILL (or the watchdog's SIGABRT, or a power cut): nothing can be cleaned up by dbmaint itself."""
-    dirty_table(database, rows=20_000)
-    slow_vacuums(database)
     config = write_config(service_config({"app": database.dsn}, extra='connection_check_interval = "1s"'))
-    service = start_service(config)
-    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+    service = start_long_vacuum(pg, database, config, start_service)
 
     service.signal(signal.SIGKILL)
     service.process.wait(10)

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 
 from dbmaint import history as history_module
 from dbmaint.history import History, ScheduleState
-from dbmaint.model import Action, JobReport, RunStatus, Status
+from dbmaint.model import JobReport, RunStatus, Status
+from tests.unit.test_history import action
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -22,15 +22,6 @@ T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 @pytest.fixture
 def store(tmp_path: Path) -> History:
     return History(f"sqlite:///{tmp_path / 'state.db'}")
-
-
-def action(name: str) -> Action:
-    return Action(
-        object=f"public.{name}",
-        statement=sql.SQL("VACUUM {}").format(sql.Identifier("public", name)),
-        reason="dead rows",
-        kind="vacuum",
-    )
 
 
 def started_run(
