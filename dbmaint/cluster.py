@@ -144,7 +144,8 @@ class Cluster:
             self._cmd(
                 str(self.bindir / "pg_basebackup"),
                 "-h", "127.0.0.1", "-p", str(self.from_primary.port), "-U", SERVER_USER,
-                "-D", str(self.datadir), "-R", "-X", "stream", "--no-sync",
+                # --checkpoint=fast: the default spread checkpoint made a busy primary's copy wait minutes.
+                "-D", str(self.datadir), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
             )  # fmt: skip
         else:
             self._cmd(

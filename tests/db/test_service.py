@@ -460,3 +460,37 @@ def test_a_killed_service_leaves_no_backend_and_its_run_is_closed_at_the_next_st
     first = service.runs("vacuum")[0]
     assert first.status == "interrupted" and "stopped before this run finished" in (first.reason or "")
     assert again.stop() == 0
+
+
+def test_after_a_failover_the_new_primary_acts_at_its_next_run(
+    pg: Cluster,
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """The service on a standby records skips; once that standby is promoted, its next run does the work.
+
+    Activity statistics are not replicated: the promoted server knows no dead rows and no last ANALYZE, so
+    what its first run does is analyze the tables (their row estimates, in pg_class, did come across)."""
+    dirty_table(database)
+    database.execute("INSERT INTO dirty SELECT g, 'live' FROM generate_series(1, 1000) AS g", "ANALYZE dirty")
+    replica = pg.standby()
+    try:
+        wait_for(replayed(database, replica))
+        service = start_service(write_config(service_config({"app": replica.dsn(database.name)})))
+        skipped = service.wait_for_runs(1, job="vacuum")[0]
+        assert (skipped.status, skipped.reason) == ("skipped", "standby")
+
+        with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT pg_promote()")
+
+        def acted() -> bool:
+            return any(r.status == "ok" and r.done for r in service.runs("vacuum"))
+
+        wait_for(acted, timeout=30)
+        assert service.stop() == 0
+        with psycopg.connect(replica.dsn(database.name), autocommit=True) as conn:
+            analyzed = conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables").fetchone()
+        assert analyzed == (True,), "the promoted server's table was analyzed by dbmaint"
+    finally:
+        replica.destroy()
