@@ -457,13 +457,32 @@ class History:
             )
 
     def has_run(self, job: str, database: str, scheduled_for: datetime) -> bool:
-        """Whether a run already answers this due time (a restart must not run it again)."""
+        """Whether a run already answers this due time (a restart must not run it again). An interrupted run
+        does not count: the service takes it up again when it is back within the misfire grace."""
         query = (
             sa.select(runs.c.id)
             .where(runs.c.job == job, runs.c.database == database, runs.c.scheduled_for == scheduled_for)
+            .where(runs.c.status != "interrupted")
             .limit(1)
         )
         return bool(self._read(query))
+
+    def last_interrupted(self, host: str) -> dict[tuple[str, str], datetime]:
+        """Per (job, database): the due time of this host's latest service run, where that run was interrupted."""
+        latest = (
+            sa.select(runs.c.job, runs.c.database, sa.func.max(runs.c.scheduled_for).label("due"))
+            .where(runs.c.host == host, runs.c.scheduled_for.is_not(None))
+            .group_by(runs.c.job, runs.c.database)
+            .subquery()
+        )
+        query = sa.select(runs.c.job, runs.c.database, runs.c.scheduled_for).join(
+            latest,
+            sa.and_(
+                runs.c.job == latest.c.job, runs.c.database == latest.c.database, runs.c.scheduled_for == latest.c.due
+            ),
+        )
+        query = query.where(runs.c.host == host, runs.c.status == "interrupted")
+        return {(job, database): _aware(due) for job, database, due in self._read(query) if due is not None}  # type: ignore[misc]
 
     def record_not_run(
         self, job: str, database: str, status: str, reason: str, scheduled_for: datetime, host: str

@@ -239,6 +239,7 @@ class Service:
         """Bring APScheduler's jobs in line with ``planned``; unchanged jobs keep their next run time."""
         desired = {p.id: p for p in planned}
         states = self.history.schedule_states(self.host)
+        interrupted = self.history.last_interrupted(self.host) if not self.planned else {}
         for job_id in set(self.planned) - set(desired):
             self._scheduler.remove_job(job_id)
             log.info("unscheduled %s", job_id)
@@ -248,7 +249,10 @@ class Service:
                 continue
             if old is not None:
                 self._scheduler.remove_job(item.id)
-            first = self._first_run_time(item, None if old is not None else states.get((item.job, item.database)))
+            key = (item.job, item.database)
+            first = self._first_run_time(item, states.get(key), interrupted.get(key)) if old is None else None
+            if first is None:
+                first = self._first_run_time(item, None)
             self._scheduler.add_job(
                 self._fire,
                 trigger=build_trigger(item.spec, item.timezone),
@@ -267,15 +271,20 @@ class Service:
             self._save_state(item.id)
         self.history.forget_schedules(self.host, {(p.job, p.database) for p in planned})
 
-    def _first_run_time(self, item: Planned, state: ScheduleState | None) -> datetime | None:
+    def _first_run_time(
+        self, item: Planned, state: ScheduleState | None, interrupted: datetime | None = None
+    ) -> datetime | None:
         """The stored next due time when the schedule is unchanged, even if it is past: APScheduler then
-        runs it (within the misfire grace) or reports it missed. Otherwise the next time from now."""
-        if (
-            state is not None
-            and state.schedule == item.spec.text
-            and state.timezone == item.timezone
-            and state.next_run_at is not None
-        ):
+        runs it (within the misfire grace) or reports it missed. Otherwise the next time from now.
+
+        A run the last stop interrupted (a restart in the middle of the nightly vacuum) is due again: the
+        new run plans afresh, so it does what is still needed and nothing twice."""
+        unchanged = state is not None and (state.schedule, state.timezone) == (item.spec.text, item.timezone)
+        if unchanged and interrupted is not None and now() - interrupted <= timedelta(seconds=item.misfire_grace):
+            log.info("%s on %s: taking up the run due at %s, interrupted by the last stop", item.job,
+                     item.database, _when(interrupted))  # fmt: skip
+            return interrupted
+        if unchanged and state is not None and state.next_run_at is not None:
             return state.next_run_at
         upcoming = next_fire_times(item.spec, item.timezone, now(), 1)
         return upcoming[0] if upcoming else None

@@ -494,3 +494,29 @@ def test_after_a_failover_the_new_primary_acts_at_its_next_run(
         assert analyzed == (True,), "the promoted server's table was analyzed by dbmaint"
     finally:
         replica.destroy()
+
+
+def test_a_run_a_restart_interrupted_is_taken_up_again(
+    pg: Cluster,
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """A package upgrade restarts the service in the middle of the nightly vacuum: the run is done after all."""
+    config = write_config(service_config({"app": database.dsn}, vacuum=NEVER_TODAY))
+    due = now() - timedelta(minutes=5)
+    store = History(f"sqlite:///{Path(config).parent / 'state.db'}")
+    store.save_schedule(socket.gethostname(), ScheduleState("vacuum", "app", NEVER_TODAY, "UTC", due))
+    store.close()
+    service = start_long_vacuum(pg, database, config, start_service)
+    assert service.stop() == 0
+    database.execute(f'ALTER DATABASE "{database.name}" RESET vacuum_cost_delay')  # the next one is quick
+
+    again = start_service(config)
+    wait_for(lambda: len([r for r in again.runs("vacuum") if r.status != "running"]) == 2)
+    assert again.stop() == 0
+
+    first, second = again.runs("vacuum")
+    assert (first.status, first.scheduled_for) == ("interrupted", due)
+    assert (second.status, second.scheduled_for, second.done) == ("ok", due, 1)
+    assert database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dirty'") == 0

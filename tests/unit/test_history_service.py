@@ -334,3 +334,13 @@ def test_has_run_knows_a_due_time_already_answered(store: History) -> None:
     assert store.has_run("vacuum", "app", T0)
     assert not store.has_run("vacuum", "app", T0 + timedelta(seconds=2))
     assert not store.has_run("reindex", "app", T0)
+
+
+def test_last_interrupted_is_the_latest_due_time_only_when_that_run_was_interrupted(store: History) -> None:
+    store.record_not_run("vacuum", "app", "interrupted", "stopped", T0, "db1")
+    store.record_not_run("vacuum", "app", "interrupted", "stopped", T0 + timedelta(days=1), "db1")
+    store.record_not_run("reindex", "app", "interrupted", "stopped", T0, "db1")
+    store.record_not_run("reindex", "app", "ok", "", T0 + timedelta(days=1), "db1")  # done since
+    store.record_not_run("capture", "app", "interrupted", "stopped", T0, "db2")  # another host
+    assert store.last_interrupted("db1") == {("vacuum", "app"): T0 + timedelta(days=1)}
+    assert not store.has_run("vacuum", "app", T0 + timedelta(days=1)), "an interrupted run may be taken up"
