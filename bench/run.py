@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or --only reindex, --only advisor
+    python bench/run.py --only vacuum    # or --only reindex, --only advisor, --only service
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
 (a table left dirty, a rebuild that did not happen, an index the advisor gave the decoy), 0 otherwise; a
@@ -28,11 +28,11 @@ if __package__ in (None, ""):
     # Run as `python bench/run.py`: Python put bench/ itself on sys.path, but the modules are `bench.*`.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench import advisor_bench, common, reindex_bench, vacuum_bench  # noqa: E402
+from bench import advisor_bench, common, reindex_bench, service_bench, vacuum_bench  # noqa: E402
 from dbmaint.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex", "advisor")
+BENCHMARKS = ("vacuum", "reindex", "advisor", "service")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             advisor = advisor_bench.run(advisor_bench.QUICK if args.quick else advisor_bench.FULL)
             results["advisor"], passed["advisor"] = advisor.to_json(), advisor.passed
             summaries.append(advisor.summary())
+        if "service" in chosen:
+            service = service_bench.run(service_bench.QUICK if args.quick else service_bench.FULL)
+            results["service"], passed["service"] = service.to_json(), service.passed
+            summaries.append(service.summary())
     except common.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

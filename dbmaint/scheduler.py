@@ -125,6 +125,7 @@ class Service:
         self._reload_requested = False
         self._fatal: DbmaintError | None = None
         self._running: set[str] = set()
+        self._idle = threading.Event()
         self._job_locks = {job: threading.Lock() for job in JOBS}
         self._bloat_read_at: dict[str, float] = {}
         self._last_wall_clock: dict[str, datetime] = {}
@@ -193,7 +194,7 @@ class Service:
         cancelled = 0
         while self._running_jobs() and time.monotonic() < deadline:
             cancelled += stopping.cancel_all(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-            time.sleep(0.2)
+            self._idle.wait(0.2)  # set the moment the last job ends; else cancel again (a statement may start late)
         left = self._running_jobs()
         try:
             if left:
@@ -423,11 +424,14 @@ class Service:
     def _tracked(self, job_id: str) -> Iterator[None]:
         with self._lock:
             self._running.add(job_id)
+            self._idle.clear()
         try:
             yield
         finally:
             with self._lock:
                 self._running.discard(job_id)
+                if not self._running:
+                    self._idle.set()
 
     @contextmanager
     def _one_at_a_time(self, job: str) -> Iterator[bool]:
