@@ -201,7 +201,9 @@ class Executor:
         if self.after is not None:
             self.after(conn, action)
         self.history.finish_action(action)
-        log.info("%s: %s %s (%s)", action.object, action.status, action.sql, action.detail or "")
+        level = logging.INFO if action.status == "done" else logging.WARNING
+        detail = f" ({action.detail})" if action.detail else ""
+        log.log(level, "%s: %s %s%s", action.object, action.status, action.sql, detail)
         return outcome
 
     def _execute(self, conn: Connection, action: Action) -> _Outcome:

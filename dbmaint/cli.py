@@ -609,6 +609,8 @@ def run(options: GlobalOptions) -> None:
 
     if not options.quiet and not options.verbose:
         logging.getLogger().setLevel(logging.INFO)  # a service says what it ran, to the journal
+    for handler in logging.getLogger().handlers:  # a service's log spans days: dates, not just times
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     # The file found now is the one SIGHUP reads again, even if the working directory changes.
     path = find_config_path(options.config_path)
     service = Service(str(path) if path else None, database=options.database, dsn=options.dsn)
@@ -644,7 +646,11 @@ def status(options: GlobalOptions, output_format: str) -> None:
     if output_format == "json":
         report.print_json(result.to_json())
     else:
-        report.print_status(result)
+        from dbmaint.history import masked_url
+
+        report.print_status(
+            result, config_source=config.source, state_url=masked_url(config.state.url), timezone=config.timezone
+        )
 
 
 @cli.command()
@@ -665,14 +671,27 @@ def history(options: GlobalOptions, job: str | None, limit: int, run_id: int | N
     store = History(config.state.url)
     try:
         if run_id is not None:
-            if not any(r.id == run_id for r in store.recent_runs(limit=1_000_000)):
+            run = store.run(run_id)
+            if run is None:
                 raise UsageError(f"no run {run_id} in the state store (dbmaint history lists them)")
             rows = store.run_actions(run_id)
+            warnings = run.warnings.splitlines() if run.warnings else []
             if output_format == "json":
-                report.print_json({"run_id": run_id, "actions": [report.action_row_json(row) for row in rows]})
+                report.print_json(
+                    {
+                        "run_id": run_id,
+                        "run": {**run.to_json(), "warnings": warnings},
+                        "actions": [report.action_row_json(row) for row in rows],
+                    }
+                )
             else:
+                click.echo(report.run_header_text(run))
+                for line in warnings:  # the advisor's findings and notes, an xmin horizon holder, ...
+                    click.echo(f"  note: {line}")
                 for row in rows:
                     click.echo(report.action_row_text(row))
+                if not rows:
+                    click.echo("  no actions")
             return
         records = store.recent_runs(limit=limit, job=job, database=options.database)
     finally:

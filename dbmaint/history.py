@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dbmaint.errors import ConfigError, StateStoreError
 from dbmaint.model import Action, JobReport, now
@@ -261,6 +261,10 @@ class History:
             _add_missing_columns(self.engine)
         except (ArgumentError, ValueError) as exc:
             raise ConfigError(f"invalid state store URL {_masked(url)}: {exc}") from None
+        except (ImportError, NoSuchModuleError):  # mysql://, oracle://: no driver, and not supported anyway
+            raise ConfigError(
+                f"unsupported state store URL {_masked(url)}: use sqlite:///PATH or postgresql://..."
+            ) from None
         except (SQLAlchemyError, OSError) as exc:
             raise StateStoreError(f"cannot open the state store {_masked(url)}: {_short(exc)}") from None
 
@@ -529,11 +533,11 @@ class History:
         )
         return started
 
-    def heartbeat(self, host: str) -> None:
-        self._write(services.update().where(services.c.host == host).values(heartbeat_at=now()))
+    def heartbeat(self, host: str, pid: int) -> None:
+        self._write(services.update().where(services.c.host == host, services.c.pid == pid).values(heartbeat_at=now()))
 
-    def service_stopped(self, host: str) -> None:
-        self._write(services.update().where(services.c.host == host).values(stopped_at=now()))
+    def service_stopped(self, host: str, pid: int) -> None:
+        self._write(services.update().where(services.c.host == host, services.c.pid == pid).values(stopped_at=now()))
 
     def services(self) -> list[ServiceRecord]:
         return [
@@ -562,6 +566,10 @@ class History:
             .group_by(runs.c.database)
         )
         return {database: int(count) for database, count in self._read(query)}
+
+    def run(self, run_id: int) -> RunRecord | None:
+        found = self._runs([runs.c.id == run_id], 1)
+        return found[0] if found else None
 
     def run_actions(self, run_id: int) -> list[dict[str, Any]]:
         query = sa.select(actions).where(actions.c.run_id == run_id).order_by(actions.c.id)
@@ -712,6 +720,11 @@ def _add_missing_columns(engine: sa.Engine) -> None:
                 guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
                 with engine.begin() as conn:
                     conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}"))
+
+
+def masked_url(url: str) -> str:
+    """The state store URL with its password hidden."""
+    return _masked(url)
 
 
 def _masked(url: str) -> str:

@@ -105,19 +105,24 @@ def print_history(records: Sequence[RunRecord]) -> None:
             r.job,
             r.database,
             Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
-            f"{r.done}/{r.skipped}/{r.failed}",
+            f"{r.done}/{r.skipped}/{r.failed}"
+            + (f" +{r.interrupted} interrupted" if r.interrupted else "")
+            + (f" +{r.proposed} proposed" if r.proposed else ""),
             format_duration(took),
             r.reason or "",
         )
     out.print(table)
 
 
-def print_status(status: Any) -> None:
-    """The service's liveness, then one line per job and database: last run, last success, next run."""
+def print_status(status: Any, *, config_source: str, state_url: str, timezone: str) -> None:
+    """Where it looked, the service's liveness, then one line per job and database: last run, last success,
+    next run. Times are UTC, month-day hour:minute, to fit a terminal of about 100 columns."""
     from rich.table import Table
     from rich.text import Text
 
     out = console()
+    out.print(f"config: {config_source}; state store: {state_url}; schedules in {timezone}", style="dim")
+    running = any(s.running for s in status.services)
     if not status.services:
         out.print("service: never started with this state store (dbmaint run)")
     for service in status.services:
@@ -125,34 +130,52 @@ def print_status(status: Any) -> None:
         if service.running:
             out.print(
                 Text.assemble(("service: ", "bold"), ("running", "green"), f" on {r.host} (pid {r.pid}, dbmaint "
-                              f"{r.version}) since {_utc(r.started_at)}, last heartbeat {_utc(r.heartbeat_at)}")
+                              f"{r.version}) since {_utc(r.started_at)} UTC, last heartbeat {_utc(r.heartbeat_at)}")
             )  # fmt: skip
         else:
             since = r.stopped_at or r.heartbeat_at
-            how = "stopped" if r.stopped_at else "not responding"
-            out.print(Text.assemble(("service: ", "bold"), (how, "red"), f" on {r.host} since {_utc(since)}"))
+            how = "stopped" if r.stopped_at else "not running (no clean stop)"
+            out.print(Text.assemble(("service: ", "bold"), (how, "red"), f" on {r.host} since {_utc(since)} UTC"))
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("job", "database", "schedule", "last run (UTC)", "status", "took", "last success", "next run"):
-        table.add_column(column, overflow="fold")
+    columns = ["job", "database", "schedule", "last run", "status", "took", "last success", "next run"]
+    if not running:
+        columns[-1] = "next due"
+    if out.width < 100:  # a narrow terminal keeps the answers (when, how, what next), not the details
+        columns = [c for c in columns if c not in ("schedule", "took")]
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("database", "schedule"), overflow="fold")
+    reasons = []
     for job in status.jobs:
         last = job.last
-        table.add_row(
-            job.job,
-            job.database,
-            f"{job.schedule} {job.timezone}" if job.enabled else "disabled",
-            _utc(last.started_at) if last else "never",
-            Text(last.status, style=_STATUS_STYLE.get(last.status, "")) if last else Text("-"),
-            format_duration(last.duration_s) if last and last.duration_s is not None else "",
-            _utc(job.last_success) if job.last_success else "never",
-            _utc(job.next_run_at) if job.next_run_at else "-",
-        )
+        state = Text("-")
+        if last is not None:
+            state = Text(last.status, style=_STATUS_STYLE.get(last.status, ""))
+            if last.reason and last.status in ("skipped", "failed", "missed", "interrupted"):
+                reasons.append(f"{job.job} on {job.database}, {last.status}: {last.reason}")
+                state.append(f" [{len(reasons)}]")
+        cells: dict[str, Text | str] = {
+            "job": job.job,
+            "database": job.database,
+            "schedule": job.schedule if job.enabled else "disabled",
+            "last run": _utc(last.started_at, short=True) if last else "never",
+            "status": state,
+            "took": format_duration(last.duration_s) if last and last.duration_s is not None else "",
+            "last success": _utc(job.last_success, short=True) if job.last_success else "never",
+            "next run": _utc(job.next_run_at, short=True) if job.next_run_at else "-",
+        }
+        cells["next due"] = cells["next run"]
+        table.add_row(*(cells[c] for c in columns))
     out.print(table)
+    for number, reason in enumerate(reasons, 1):
+        out.print(f"[{number}] {reason}", soft_wrap=True)
+    if not running and status.jobs:
+        out.print("(no service is running: the due times above run only once `dbmaint run` does)", style="dim")
 
 
-def _utc(moment: Any) -> str:
+def _utc(moment: Any, *, short: bool = False) -> str:
     from datetime import UTC
 
-    return str(moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
+    return str(moment.astimezone(UTC).strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M"))
 
 
 def print_advice(advice: Any, *, rejections: bool = False) -> None:
@@ -543,6 +566,17 @@ def action_row_json(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(document.get("duration_s"), float):
         document["duration_s"] = round(document["duration_s"], 3)
     return document
+
+
+def run_header_text(run: RunRecord) -> str:
+    """One run's line above its actions: what, where, when, how it ended and why."""
+    took = f", took {format_duration(run.duration_s)}" if run.duration_s is not None else ""
+    due = f", due {_utc(run.scheduled_for)}" if run.scheduled_for else ""
+    reason = f": {run.reason}" if run.reason else ""
+    return (
+        f"run {run.id}: {run.job} on {run.database} ({run.host or '-'}), started {_utc(run.started_at)} UTC"
+        f"{due}{took}: {run.status}{reason}"
+    )
 
 
 def action_row_text(row: dict[str, Any]) -> str:

@@ -32,11 +32,12 @@ import psycopg
 from dbmaint import __version__, collect, db, jobs, stopping
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.config import Config, load_config
-from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
+from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError, UsageError
 from dbmaint.history import History, ScheduleState
 from dbmaint.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.model import JobReport, now
 from dbmaint.schedule import CronSpec, build_trigger, next_fire_times, parse_cron, period_seconds
+from dbmaint.status import service_running
 from dbmaint.systemd import Notifier
 from dbmaint.telemetry import Sentry, monitor_config
 
@@ -142,16 +143,19 @@ class Service:
         """Until SIGTERM/SIGINT. A fatal problem (state store unusable) raises its error after a clean stop."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our own log says what ran and why
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)  # our own log says what ran, skipped and why
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # Sentry's retries: one line per event is plenty
         stopping.reset()
+        self._refuse_a_second_service()
         if self.config.metrics.listen:  # first: a port already taken stops the start before anything is recorded
             self.metrics = ServiceMetrics(self.history, self.scheduled_jobs, self.started_at)
             self._metrics_server = serve(self.config.metrics.listen, self.metrics)
         # Runs a previous service process left "running" (killed, crashed, power lost) did not finish.
-        self.history.interrupt_running(
+        closed = self.history.interrupt_running(
             self.host, datetime.min.replace(tzinfo=UTC), "the service stopped before this run finished (killed?)"
         )
+        if closed:
+            log.warning("%d run(s) the previous service process left running recorded as interrupted", closed)
         self.started_at = self.history.service_started(self.host, os.getpid(), __version__)
         # Threads start only when needed: room for every job of every database, and for databases a reload adds.
         self._executor = _recording_executor(max_workers=max(16, len(JOBS) * len(self.targets) + 1))
@@ -175,6 +179,15 @@ class Service:
                 signal.signal(signum, handler)
         if self._fatal is not None:
             raise ServiceFailed(f"stopped: {self._fatal}")
+
+    def _refuse_a_second_service(self) -> None:
+        """Two services on one host and state store would share (and garble) one schedule and liveness row."""
+        for record in self.history.services():
+            if record.host == self.host and record.pid != os.getpid() and service_running(record, self.host, now()):
+                raise UsageError(
+                    f"another dbmaint run (pid {record.pid}) already uses this state store on this host: "
+                    "stop it first (systemctl stop dbmaint), or give this one its own DBMAINT_STATE_URL"
+                )
 
     def _wait(self) -> None:
         while self._stop_signal is None and self._fatal is None:
@@ -200,7 +213,7 @@ class Service:
             if left:
                 log.error("stop_timeout reached with %s still running: exiting anyway", ", ".join(sorted(left)))
                 self.history.interrupt_running(self.host, self.started_at, f"{why}; stop_timeout reached")
-            self.history.service_stopped(self.host)
+            self.history.service_stopped(self.host, os.getpid())
         except StateStoreError as exc:
             log.error("%s", exc)
         if self._metrics_server is not None:
@@ -345,12 +358,15 @@ class Service:
         self._save_state(event.job_id)
 
     def _on_overlap(self, event: Any) -> None:
+        """A job due while its previous run still goes: not started twice. Logged, not recorded as a run:
+        the run still going is the last run (status and metrics say "running")."""
         item = self.planned.get(event.job_id)
         if item is None:
             return
-        reason = "skipped: the previous run of this job is still going (runs never overlap)"
-        log.warning("%s on %s %s", item.job, item.database, reason)
-        self._record_not_run(item, "skipped", reason, event.scheduled_run_times[-1])
+        log.warning(
+            "%s on %s: the run due at %s is not started: the previous run is still going (runs never overlap)",
+            item.job, item.database, _when(event.scheduled_run_times[-1]),
+        )  # fmt: skip
         self._save_state(event.job_id)
 
     def _record_not_run(self, item: Planned, status: str, reason: str, scheduled_for: datetime) -> None:
@@ -391,6 +407,7 @@ class Service:
             )
             started = time.monotonic()
             ok = False
+            log.info("%s on %s: started (due %s)", job, database, _when(scheduled_for))
             try:
                 result = _use_case(job)(target, config, self.history, scheduled_for=scheduled_for)
                 report: JobReport = result if isinstance(result, JobReport) else result.job  # capture wraps it
@@ -407,6 +424,7 @@ class Service:
                 self.sentry.report_failure(job, database, str(exc), exc)
             finally:
                 self.sentry.checkin_finished(job, database, check_in, ok, time.monotonic() - started)
+                self.notifier.status(self.summary())  # `systemctl status` shows what is next, kept current
 
     def _repeated_wall_clock(self, job_id: str, scheduled_for: datetime, timezone: str) -> bool:
         """When clocks go back, a daily 02:30 comes twice (APScheduler fires both): cron runs such a job once.
@@ -483,7 +501,7 @@ class Service:
 
     def _heartbeat(self) -> None:
         try:
-            self.history.heartbeat(self.host)
+            self.history.heartbeat(self.host, os.getpid())
         except StateStoreError as exc:
             self._fail(exc)
 
@@ -537,7 +555,7 @@ class Service:
             planned = planned_jobs(config, list(targets))
         except DbmaintError as exc:
             log.error("configuration reload rejected, the running configuration stays: %s", exc)
-            self.notifier.ready(self.summary())
+            self.notifier.ready(f"configuration reload rejected ({exc}); running on the previous one")
             return False
         for section in ("state", "metrics", "sentry"):
             if getattr(config, section) != getattr(self.config, section):
@@ -563,6 +581,8 @@ def _pool(workers: int) -> Any:
 def _worst_bloat(indexes: list[collect.IndexStats], top: int) -> list[IndexBloat]:
     estimates = []
     for index in indexes:
+        if index.is_catalog:  # dbmaint never rebuilds those: they would only crowd out the tables' indexes
+            continue
         bloat = reindex_analysis.estimate_bloat(index)
         if bloat is not None and bloat.bytes > 0:
             estimates.append(IndexBloat(index.qualified_name, bloat.bytes, bloat.ratio))

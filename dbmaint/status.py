@@ -3,6 +3,7 @@ and whether the service is running (its heartbeat in the state store)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,12 +69,26 @@ class StatusReport:
         return {"services": [s.to_json() for s in self.services], "jobs": [j.to_json() for j in self.jobs]}
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user (the service runs as postgres)
+    return True
+
+
+def service_running(record: ServiceRecord, host: str, moment: datetime) -> bool:
+    """Not stopped, heartbeat recent, and (on this host, where it can be checked) the process alive."""
+    if record.stopped_at is not None or moment - record.heartbeat_at > ALIVE_WITHIN:
+        return False
+    return record.host != host or process_alive(record.pid)
+
+
 def gather(config: Config, databases: list[str], history: History, host: str) -> StatusReport:
     moment = now()
-    services = [
-        ServiceStatus(record, record.stopped_at is None and moment - record.heartbeat_at <= ALIVE_WITHIN)
-        for record in history.services()
-    ]
+    services = [ServiceStatus(record, service_running(record, host, moment)) for record in history.services()]
     here_running = any(s.running and s.record.host == host for s in services)
     latest = history.latest_runs()
     successes = history.last_successes()

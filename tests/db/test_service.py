@@ -520,3 +520,17 @@ def test_a_run_a_restart_interrupted_is_taken_up_again(
     assert (first.status, first.scheduled_for) == ("interrupted", due)
     assert (second.status, second.scheduled_for, second.done) == ("ok", due, 1)
     assert database.value("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dirty'") == 0
+
+
+def test_a_second_service_on_the_same_state_store_is_refused(
+    database: Database, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    config = write_config(service_config({"app": database.dsn}))
+    first = start_service(config)
+    first.wait_for_runs(1, job="vacuum")
+    second = start_service(config)  # the same state store, the same host: as if run by hand beside systemd
+    assert second.process.wait(30) == 2
+    (line,) = [line for line in second.log.splitlines() if line.startswith("dbmaint:")]
+    assert f"another dbmaint run (pid {first.process.pid}) already uses this state store" in line
+    assert first.alive()
+    assert first.stop() == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,3 +47,33 @@ def test_a_dsn_libpq_cannot_parse_is_not_quoted_back() -> None:
     assert "zz" not in str(error.value) and "invalid DSN for database 'app'" in str(error.value)
     assert sorted(mask_dsn("host=db dbname=app").split()) == ["dbname=app", "host=db"]
     assert mask_dsn("not a dsn = = =") == "<unparseable DSN>"
+
+
+def test_history_of_one_run_shows_its_header_and_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from click.testing import CliRunner
+
+    from dbmaint.cli import cli
+    from dbmaint.history import History
+    from dbmaint.model import JobReport
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("DBMAINT_STATE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    store = History(url)
+    report = JobReport(database="app", job="advisor", scheduled_for=datetime(2026, 11, 22, 5, tzinfo=UTC))
+    store.start_run(report, host="db1")
+    report.warnings = ["unindexed foreign key: public.orders (customer_id) references public.customers"]
+    store.finish_run(report.finish())
+    store.close()
+
+    result = CliRunner().invoke(cli, ["history", "--run", str(report.run_id)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"run {report.run_id}: advisor on app (db1), started ")
+    assert "due 2026-11-22 05:00" in lines[0] and lines[0].endswith(": ok")
+    assert lines[1] == "  note: unindexed foreign key: public.orders (customer_id) references public.customers"
+    assert lines[2] == "  no actions"
+    document = json.loads(CliRunner().invoke(cli, ["history", "--run", str(report.run_id), "--format", "json"]).output)
+    assert document["run"]["warnings"] == [report.warnings[0]] and document["actions"] == []

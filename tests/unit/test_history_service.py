@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from dbmaint import history as history_module
+from dbmaint.errors import ConfigError
 from dbmaint.history import History, ScheduleState
 from dbmaint.model import JobReport, RunStatus, Status
 from tests.unit.test_history import action
@@ -344,3 +345,8 @@ def test_last_interrupted_is_the_latest_due_time_only_when_that_run_was_interrup
     store.record_not_run("capture", "app", "interrupted", "stopped", T0, "db2")  # another host
     assert store.last_interrupted("db1") == {("vacuum", "app"): T0 + timedelta(days=1)}
     assert not store.has_run("vacuum", "app", T0 + timedelta(days=1)), "an interrupted run may be taken up"
+
+
+def test_an_unsupported_state_store_url_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unsupported state store URL mysql://u:\*\*\*@h/db: use sqlite"):
+        History("mysql://u:secret@h/db")

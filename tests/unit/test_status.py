@@ -3,6 +3,7 @@ the last run, the last success and the next run."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dbmaint.schedule import next_fire_times, parse_cron
 from dbmaint.status import JOBS, JobStatus, StatusReport, gather
 
 HOST = "db1"
+PID = os.getpid()  # a live process: on its own host, status checks that the service process exists
 BERLIN = ZoneInfo("Europe/Berlin")
 # Far ahead of any test run: a stored next run the cron would never give as "the next one from now".
 STORED_NEXT = datetime(2099, 1, 1, 3, 0, tzinfo=UTC)
@@ -53,11 +55,11 @@ def test_no_service_row_no_services(history: History) -> None:
 
 
 def test_a_started_service_with_a_heartbeat_is_running(history: History) -> None:
-    started = history.service_started(HOST, 4242, "0.1.0")
-    history.heartbeat(HOST)
+    started = history.service_started(HOST, PID, "0.1.0")
+    history.heartbeat(HOST, PID)
     (service,) = gather(config(), ["app"], history, HOST).services
     assert service.running is True
-    assert (service.record.host, service.record.pid, service.record.version) == (HOST, 4242, "0.1.0")
+    assert (service.record.host, service.record.pid, service.record.version) == (HOST, PID, "0.1.0")
     assert service.record.started_at == started
     assert service.record.heartbeat_at >= started
     assert service.record.stopped_at is None
@@ -65,9 +67,9 @@ def test_a_started_service_with_a_heartbeat_is_running(history: History) -> None
 
 
 def test_a_stopped_service_is_not_running(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
-    history.heartbeat(HOST)
-    history.service_stopped(HOST)
+    history.service_started(HOST, PID, "0.1.0")
+    history.heartbeat(HOST, PID)
+    history.service_stopped(HOST, PID)
     (service,) = gather(config(), ["app"], history, HOST).services
     assert service.running is False
     assert service.record.stopped_at is not None
@@ -75,7 +77,7 @@ def test_a_stopped_service_is_not_running(history: History) -> None:
 
 
 def test_a_service_without_a_heartbeat_for_90_s_is_not_running(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     set_heartbeat(history, HOST, now() - timedelta(seconds=91))
     (service,) = gather(config(), ["app"], history, HOST).services
     assert service.running is False
@@ -88,7 +90,7 @@ def test_a_service_without_a_heartbeat_for_90_s_is_not_running(history: History)
 def test_services_of_every_host_are_listed(history: History) -> None:
     history.service_started("db1", 1, "0.1.0")
     history.service_started("db2", 2, "0.1.0")
-    history.service_stopped("db2")
+    history.service_stopped("db2", 2)
     services = gather(config(), ["app"], history, HOST).services
     assert [(s.record.host, s.running) for s in services] == [("db1", True), ("db2", False)]
 
@@ -158,7 +160,7 @@ def test_a_disabled_job_has_no_next_run(history: History) -> None:
 
 
 def test_next_run_from_the_stored_schedule_while_the_service_here_runs(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     history.save_schedule(HOST, ScheduleState("vacuum", "app", "0 3 * * *", "Europe/Berlin", STORED_NEXT))
     report = gather(config(vacuum={"schedule": "0 3 * * *"}), ["app"], history, HOST)
     assert job_status(report, "vacuum", "app").next_run_at == STORED_NEXT
@@ -166,7 +168,7 @@ def test_next_run_from_the_stored_schedule_while_the_service_here_runs(history: 
 
 
 def test_the_stored_schedule_is_ignored_when_its_text_differs(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     history.save_schedule(HOST, ScheduleState("vacuum", "app", "0 2 * * *", "Europe/Berlin", STORED_NEXT))
     report = gather(config(vacuum={"schedule": "0 3 * * *"}), ["app"], history, HOST)
     next_run = job_status(report, "vacuum", "app").next_run_at
@@ -179,11 +181,11 @@ def test_the_stored_schedule_is_ignored_when_no_service_runs_here(history: Histo
     # No service row at all.
     assert job_status(gather(config(), ["app"], history, HOST), "vacuum", "app").next_run_at != STORED_NEXT
     # A stopped service.
-    history.service_started(HOST, 4242, "0.1.0")
-    history.service_stopped(HOST)
+    history.service_started(HOST, PID, "0.1.0")
+    history.service_stopped(HOST, PID)
     assert job_status(gather(config(), ["app"], history, HOST), "vacuum", "app").next_run_at != STORED_NEXT
     # A service that stopped beating.
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     set_heartbeat(history, HOST, now() - timedelta(minutes=5))
     assert job_status(gather(config(), ["app"], history, HOST), "vacuum", "app").next_run_at != STORED_NEXT
     # A service that runs, but on another host.
@@ -194,7 +196,7 @@ def test_the_stored_schedule_is_ignored_when_no_service_runs_here(history: Histo
 
 
 def test_the_stored_schedule_of_another_host_is_not_used(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     history.service_started("db2", 7, "0.1.0")
     history.save_schedule("db2", ScheduleState("vacuum", "app", "0 3 * * *", "Europe/Berlin", STORED_NEXT))
     report = gather(config(), ["app"], history, HOST)
@@ -204,7 +206,16 @@ def test_the_stored_schedule_of_another_host_is_not_used(history: History) -> No
 
 
 def test_report_as_json(history: History) -> None:
-    history.service_started(HOST, 4242, "0.1.0")
+    history.service_started(HOST, PID, "0.1.0")
     as_json = gather(config(), ["app"], history, HOST).to_json()
     assert [s["host"] for s in as_json["services"]] == [HOST]
     assert [(j["job"], j["database"]) for j in as_json["jobs"]] == [(job, "app") for job in JOBS]
+
+
+def test_a_service_whose_process_is_gone_is_not_running_even_with_a_fresh_heartbeat(history: History) -> None:
+    """SIGKILL leaves a fresh heartbeat behind for up to 90 s; on its own host the process can be checked."""
+    history.service_started(HOST, 999_999_999, "0.1.0")  # above any pid_max: no such process
+    (service,) = gather(config(), ["app"], history, HOST).services
+    assert service.running is False
+    (elsewhere,) = gather(config(), ["app"], history, "another-host").services
+    assert elsewhere.running is True, "another host's process cannot be checked: the heartbeat decides"
