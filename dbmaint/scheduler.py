@@ -37,13 +37,12 @@ from dbmaint.history import History, ScheduleState
 from dbmaint.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.model import JobReport, now
 from dbmaint.schedule import CronSpec, build_trigger, next_fire_times, parse_cron, period_seconds
-from dbmaint.status import service_running
+from dbmaint.status import JOBS, service_running
 from dbmaint.systemd import Notifier
 from dbmaint.telemetry import Sentry, monitor_config
 
 log = logging.getLogger(__name__)
 
-JOBS = ("vacuum", "reindex", "capture", "advisor")
 _HEARTBEAT_S = 30.0
 _INDEX_BLOAT_EVERY_S = 900.0  # the index estimate reads pg_stats for every index: not every minute
 

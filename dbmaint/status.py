@@ -13,7 +13,7 @@ from dbmaint.history import History, RunRecord, ServiceRecord
 from dbmaint.model import now
 from dbmaint.schedule import next_fire_times, parse_cron
 
-JOBS = ("vacuum", "reindex", "capture", "advisor")
+JOBS = ("vacuum", "reindex", "capture", "advisor")  # the jobs the service schedules, in this order
 # The service writes its heartbeat every 30 s: three missed beats and it is taken for gone.
 ALIVE_WITHIN = timedelta(seconds=90)
 
