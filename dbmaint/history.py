@@ -460,13 +460,14 @@ class History:
                 )
             )
 
-    def has_run(self, job: str, database: str, scheduled_for: datetime) -> bool:
-        """Whether a run already answers this due time (a restart must not run it again). An interrupted run
-        does not count: the service takes it up again when it is back within the misfire grace."""
+    def has_run(self, host: str, job: str, database: str, scheduled_for: datetime) -> bool:
+        """Whether this host already answered this due time (a restart must not run it again); another host's
+        run (a standby's skip, in a shared store) does not count. Nor does an interrupted run: the service
+        takes it up again when it is back within the misfire grace."""
         query = (
             sa.select(runs.c.id)
-            .where(runs.c.job == job, runs.c.database == database, runs.c.scheduled_for == scheduled_for)
-            .where(runs.c.status != "interrupted")
+            .where(runs.c.host == host, runs.c.job == job, runs.c.database == database)
+            .where(runs.c.scheduled_for == scheduled_for, runs.c.status != "interrupted")
             .limit(1)
         )
         return bool(self._read(query))
@@ -485,7 +486,16 @@ class History:
                 runs.c.job == latest.c.job, runs.c.database == latest.c.database, runs.c.scheduled_for == latest.c.due
             ),
         )
-        query = query.where(runs.c.host == host, runs.c.status == "interrupted")
+        other = runs.alias("answered")
+        answered = sa.select(other.c.id).where(
+            other.c.host == host,
+            other.c.job == runs.c.job,
+            other.c.database == runs.c.database,
+            other.c.scheduled_for == runs.c.scheduled_for,
+            other.c.status != "interrupted",
+        )
+        # Interrupted, and not taken up since (a resumed run shares the due time).
+        query = query.where(runs.c.host == host, runs.c.status == "interrupted", ~answered.exists())
         return {(job, database): _aware(due) for job, database, due in self._read(query) if due is not None}  # type: ignore[misc]
 
     def record_not_run(

@@ -103,13 +103,13 @@ def print_history(records: Sequence[RunRecord]) -> None:
             str(r.id),
             r.started_at.strftime("%Y-%m-%d %H:%M"),
             r.job,
-            r.database,
+            Text(r.database),  # Text, not str: names and reasons are never read as rich markup
             Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
             f"{r.done}/{r.skipped}/{r.failed}"
             + (f" +{r.interrupted} interrupted" if r.interrupted else "")
             + (f" +{r.proposed} proposed" if r.proposed else ""),
             format_duration(took),
-            r.reason or "",
+            Text(r.reason or ""),
         )
     out.print(table)
 
@@ -121,8 +121,8 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
     from rich.text import Text
 
     out = console()
-    out.print(f"config: {config_source}; state store: {state_url}; schedules in {timezone}", style="dim")
-    running = any(s.running for s in status.services)
+    out.print(f"config: {config_source}; state store: {state_url}; schedules in {timezone}", style="dim", markup=False)
+    running = status.scheduling_here
     if not status.services:
         out.print("service: never started with this state store (dbmaint run)")
     for service in status.services:
@@ -155,8 +155,8 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
                 state.append(f" [{len(reasons)}]")
         cells: dict[str, Text | str] = {
             "job": job.job,
-            "database": job.database,
-            "schedule": job.schedule if job.enabled else "disabled",
+            "database": Text(job.database),  # Text: a name is never read as rich markup
+            "schedule": Text(job.schedule) if job.enabled else "disabled",
             "last run": _utc(last.started_at, short=True) if last else "never",
             "status": state,
             "took": format_duration(last.duration_s) if last and last.duration_s is not None else "",
@@ -167,9 +167,9 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
         table.add_row(*(cells[c] for c in columns))
     out.print(table)
     for number, reason in enumerate(reasons, 1):
-        out.print(f"[{number}] {reason}", soft_wrap=True)
+        out.print(f"[{number}] {reason}", soft_wrap=True, markup=False)  # reasons quote PostgreSQL: brackets
     if not running and status.jobs:
-        out.print("(no service is running: the due times above run only once `dbmaint run` does)", style="dim")
+        out.print("(no service runs on this host: the due times above run only once `dbmaint run` does)", style="dim")
 
 
 def _utc(moment: Any, *, short: bool = False) -> str:

@@ -32,7 +32,7 @@ import psycopg
 from dbmaint import __version__, collect, db, jobs, stopping
 from dbmaint.analyse import reindex as reindex_analysis
 from dbmaint.config import Config, load_config
-from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError, UsageError
+from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
 from dbmaint.history import History, ScheduleState
 from dbmaint.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.model import JobReport, now
@@ -183,7 +183,9 @@ class Service:
         """Two services on one host and state store would share (and garble) one schedule and liveness row."""
         for record in self.history.services():
             if record.host == self.host and record.pid != os.getpid() and service_running(record, self.host, now()):
-                raise UsageError(
+                # Exit 1, not 2 (which the unit does not restart): were the other one a stale record after
+                # all, a later restart succeeds once its heartbeat has aged.
+                raise ServiceFailed(
                     f"another dbmaint run (pid {record.pid}) already uses this state store on this host: "
                     "stop it first (systemctl stop dbmaint), or give this one its own DBMAINT_STATE_URL"
                 )
@@ -293,7 +295,9 @@ class Service:
         A run the last stop interrupted (a restart in the middle of the nightly vacuum) is due again: the
         new run plans afresh, so it does what is still needed and nothing twice."""
         unchanged = state is not None and (state.schedule, state.timezone) == (item.spec.text, item.timezone)
-        if unchanged and interrupted is not None and now() - interrupted <= timedelta(seconds=item.misfire_grace):
+        # A margin below the grace: APScheduler judges lateness itself, a moment later, in whole seconds.
+        within = interrupted is not None and now() - interrupted <= timedelta(seconds=item.misfire_grace - 30)
+        if unchanged and within and interrupted is not None:
             log.info("%s on %s: taking up the run due at %s, interrupted by the last stop", item.job,
                      item.database, _when(interrupted))  # fmt: skip
             return interrupted
@@ -382,22 +386,11 @@ class Service:
         scheduled_for = self._executor.scheduled.get(job_id)
         with self._lock:
             config, target, item = self.config, self.targets.get(database), self.planned.get(job_id)
-        if target is None or item is None or stopping.requested():
+        if target is None or item is None:
             return
-        try:
-            if scheduled_for is not None and self.history.has_run(job, database, scheduled_for):
-                log.info("%s on %s: the run due at %s already happened", job, database, _when(scheduled_for))
-                return
-        except StateStoreError as exc:
-            self._fail(exc)
-            return
-        fixed_time = not item.spec.hour.startswith("*") and not item.spec.minute.startswith("*")
-        if fixed_time and scheduled_for is not None and self._repeated_wall_clock(job_id, scheduled_for, item.timezone):
-            log.info("%s on %s: %s local time already ran (clocks went back): not again", job, database,
-                     scheduled_for.astimezone(ZoneInfo(item.timezone)).strftime("%H:%M"))  # fmt: skip
-            return
+        # Tracked before anything else, so that a stop arriving now waits for this run or sees it never start.
         with self._tracked(job_id), self._one_at_a_time(job) as go:
-            if not go:
+            if not go or not self._due(item, scheduled_for):
                 return
             check_in = self.sentry.checkin_started(
                 job,
@@ -424,6 +417,28 @@ class Service:
             finally:
                 self.sentry.checkin_finished(job, database, check_in, ok, time.monotonic() - started)
                 self.notifier.status(self.summary())  # `systemctl status` shows what is next, kept current
+
+    def _due(self, item: Planned, scheduled_for: datetime | None) -> bool:
+        """Whether this submission should run: not stopping, not already answered, not a DST repeat."""
+        if stopping.requested():
+            return False
+        if scheduled_for is None:
+            return True
+        try:
+            if self.history.has_run(self.host, item.job, item.database, scheduled_for):
+                log.info("%s on %s: the run due at %s already happened", item.job, item.database, _when(scheduled_for))
+                return False
+        except StateStoreError as exc:
+            self._fail(exc)
+            return False
+        fixed_time = not item.spec.hour.startswith("*") and not item.spec.minute.startswith("*")
+        if fixed_time and self._repeated_wall_clock(item.id, scheduled_for, item.timezone):
+            local = scheduled_for.astimezone(ZoneInfo(item.timezone)).strftime("%H:%M")
+            log.info(
+                "%s on %s: %s local time already ran (clocks went back): not again", item.job, item.database, local
+            )
+            return False
+        return True
 
     def _repeated_wall_clock(self, job_id: str, scheduled_for: datetime, timezone: str) -> bool:
         """When clocks go back, a daily 02:30 comes twice (APScheduler fires both): cron runs such a job once.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dbmaint.config import Config
@@ -64,19 +65,26 @@ class ServiceStatus:
 class StatusReport:
     services: list[ServiceStatus]
     jobs: list[JobStatus]
+    scheduling_here: bool = False  # a service on this host runs: the next times are its own
 
     def to_json(self) -> dict[str, Any]:
         return {"services": [s.to_json() for s in self.services], "jobs": [j.to_json() for j in self.jobs]}
 
 
 def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a dbmaint process on this host (after a crash the pid may belong to another one)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return b"dbmaint" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True  # it exists, as another user (the service runs as postgres)
-    return True
+    except OSError:  # no /proc, or not readable: existence is what can be known
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def service_running(record: ServiceRecord, host: str, moment: datetime) -> bool:
@@ -123,7 +131,7 @@ def gather(config: Config, databases: list[str], history: History, host: str) ->
                     next_run,
                 )
             )
-    return StatusReport(services, jobs)
+    return StatusReport(services, jobs, here_running)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -529,7 +529,7 @@ def test_a_second_service_on_the_same_state_store_is_refused(
     first = start_service(config)
     first.wait_for_runs(1, job="vacuum")
     second = start_service(config)  # the same state store, the same host: as if run by hand beside systemd
-    assert second.process.wait(30) == 2
+    assert second.process.wait(30) == 1, "1, not 2: systemd may retry (a stale record ages out)"
     (line,) = [line for line in second.log.splitlines() if line.startswith("dbmaint:")]
     assert f"another dbmaint run (pid {first.process.pid}) already uses this state store" in line
     assert first.alive()

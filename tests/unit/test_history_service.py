@@ -332,9 +332,10 @@ def test_interrupt_running_leaves_a_run_by_hand_on_the_same_host_alone(store: Hi
 def test_has_run_knows_a_due_time_already_answered(store: History) -> None:
     report = JobReport(database="app", job="vacuum", scheduled_for=T0)
     store.start_run(report, host="db1")
-    assert store.has_run("vacuum", "app", T0)
-    assert not store.has_run("vacuum", "app", T0 + timedelta(seconds=2))
-    assert not store.has_run("reindex", "app", T0)
+    assert store.has_run("db1", "vacuum", "app", T0)
+    assert not store.has_run("db1", "vacuum", "app", T0 + timedelta(seconds=2))
+    assert not store.has_run("db1", "reindex", "app", T0)
+    assert not store.has_run("db2", "vacuum", "app", T0), "another host's run (a standby's skip) does not count"
 
 
 def test_last_interrupted_is_the_latest_due_time_only_when_that_run_was_interrupted(store: History) -> None:
@@ -344,7 +345,9 @@ def test_last_interrupted_is_the_latest_due_time_only_when_that_run_was_interrup
     store.record_not_run("reindex", "app", "ok", "", T0 + timedelta(days=1), "db1")  # done since
     store.record_not_run("capture", "app", "interrupted", "stopped", T0, "db2")  # another host
     assert store.last_interrupted("db1") == {("vacuum", "app"): T0 + timedelta(days=1)}
-    assert not store.has_run("vacuum", "app", T0 + timedelta(days=1)), "an interrupted run may be taken up"
+    assert not store.has_run("db1", "vacuum", "app", T0 + timedelta(days=1)), "an interrupted run may be taken up"
+    store.record_not_run("vacuum", "app", "ok", "", T0 + timedelta(days=1), "db1")  # taken up, and done
+    assert store.last_interrupted("db1") == {}
 
 
 def test_an_unsupported_state_store_url_is_a_configuration_error(tmp_path: Path) -> None:

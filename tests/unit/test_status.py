@@ -3,7 +3,9 @@ the last run, the last success and the next run."""
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,21 @@ from dbmaint.schedule import next_fire_times, parse_cron
 from dbmaint.status import JOBS, JobStatus, StatusReport, gather
 
 HOST = "db1"
-PID = os.getpid()  # a live process: on its own host, status checks that the service process exists
+# A live process whose command line names dbmaint: on its own host, status checks the service process.
+_STAND_IN = subprocess.Popen(
+    [sys.executable, "-c", "import sys; sys.stdin.read()", "dbmaint-stand-in"], stdin=subprocess.PIPE
+)
+PID = _STAND_IN.pid
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stand_in_ends() -> Iterator[None]:
+    yield
+    assert _STAND_IN.stdin is not None
+    _STAND_IN.stdin.close()
+    _STAND_IN.wait(10)
+
+
 BERLIN = ZoneInfo("Europe/Berlin")
 # Far ahead of any test run: a stored next run the cron would never give as "the next one from now".
 STORED_NEXT = datetime(2099, 1, 1, 3, 0, tzinfo=UTC)
@@ -88,7 +104,7 @@ def test_a_service_without_a_heartbeat_for_90_s_is_not_running(history: History)
 
 
 def test_services_of_every_host_are_listed(history: History) -> None:
-    history.service_started("db1", 1, "0.1.0")
+    history.service_started("db1", PID, "0.1.0")
     history.service_started("db2", 2, "0.1.0")
     history.service_stopped("db2", 2)
     services = gather(config(), ["app"], history, HOST).services
@@ -197,7 +213,7 @@ def test_the_stored_schedule_is_ignored_when_no_service_runs_here(history: Histo
 
 def test_the_stored_schedule_of_another_host_is_not_used(history: History) -> None:
     history.service_started(HOST, PID, "0.1.0")
-    history.service_started("db2", 7, "0.1.0")
+    history.service_started("db2", PID, "0.1.0")
     history.save_schedule("db2", ScheduleState("vacuum", "app", "0 3 * * *", "Europe/Berlin", STORED_NEXT))
     report = gather(config(), ["app"], history, HOST)
     assert job_status(report, "vacuum", "app").next_run_at != STORED_NEXT
@@ -219,3 +235,16 @@ def test_a_service_whose_process_is_gone_is_not_running_even_with_a_fresh_heartb
     assert service.running is False
     (elsewhere,) = gather(config(), ["app"], history, "another-host").services
     assert elsewhere.running is True, "another host's process cannot be checked: the heartbeat decides"
+
+
+def test_status_text_shows_reasons_as_footnotes_verbatim(history: History, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reasons quote PostgreSQL, brackets included: printed as they are, never read as rich markup."""
+    from dbmaint.report import print_status
+
+    reason = "could not read [vacuum] tables: ERROR [/x] at character 3"
+    history.record_not_run("vacuum", "app", "missed", reason, now(), HOST)
+    print_status(gather(config(), ["app"], history, HOST), config_source="test", state_url="sqlite://", timezone="UTC")
+    out = capsys.readouterr().out
+    assert "missed [1]" in out
+    assert f"[1] vacuum on app, missed: {reason}" in out
+    assert "(no service runs on this host" in out
