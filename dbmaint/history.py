@@ -193,6 +193,17 @@ class RunRecord:
     scheduled_for: datetime | None = None
 
     @property
+    def action_counts(self) -> dict[str, int]:
+        """The run's actions by how they ended."""
+        return {
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "interrupted": self.interrupted,
+            "proposed": self.proposed,
+        }
+
+    @property
     def duration_s(self) -> float | None:
         return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
 
@@ -207,13 +218,7 @@ class RunRecord:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
             "host": self.host,
-            "actions": {
-                "done": self.done,
-                "skipped": self.skipped,
-                "failed": self.failed,
-                "interrupted": self.interrupted,
-                "proposed": self.proposed,
-            },
+            "actions": self.action_counts,
         }
 
 

@@ -146,13 +146,7 @@ class ServiceMetrics:
                 duration.add_metric([job, database], run.duration_s)
             for name in RUN_STATUSES:
                 status.add_metric([job, database, name], 1.0 if run.status == name else 0.0)
-            counts = {
-                "done": run.done,
-                "skipped": run.skipped,
-                "failed": run.failed,
-                "interrupted": run.interrupted,
-                "proposed": run.proposed,
-            }
+            counts = run.action_counts
             for result in ACTION_RESULTS:
                 actions.add_metric([job, database, result], counts[result])
         for (job, database), when in sorted(successes.items()):

@@ -138,12 +138,11 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
             out.print(Text.assemble(("service: ", "bold"), (how, "red"), f" on {r.host} since {_utc(since)} UTC"))
     table = Table(show_edge=False, pad_edge=False)
     columns = ["job", "database", "schedule", "last run", "status", "took", "last success", "next run"]
-    if not running:
-        columns[-1] = "next due"
     if out.width < 100:  # a narrow terminal keeps the answers (when, how, what next), not the details
         columns = [c for c in columns if c not in ("schedule", "took")]
     for column in columns:
-        table.add_column(column, no_wrap=column not in ("database", "schedule"), overflow="fold")
+        title = "next due" if column == "next run" and not running else column  # due, but nothing here runs it
+        table.add_column(title, no_wrap=column not in ("database", "schedule"), overflow="fold")
     reasons = []
     for job in status.jobs:
         last = job.last
@@ -163,7 +162,6 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
             "last success": _utc(job.last_success, short=True) if job.last_success else "never",
             "next run": _utc(job.next_run_at, short=True) if job.next_run_at else "-",
         }
-        cells["next due"] = cells["next run"]
         table.add_row(*(cells[c] for c in columns))
     out.print(table)
     for number, reason in enumerate(reasons, 1):

@@ -170,6 +170,12 @@ def next_fire_times(spec: CronSpec, timezone: str, after: datetime, count: int) 
     return times
 
 
+def next_fire_time(spec: CronSpec, timezone: str, after: datetime) -> datetime | None:
+    """The next fire time strictly after ``after``; None for a schedule that never fires again."""
+    upcoming = next_fire_times(spec, timezone, after, 1)
+    return upcoming[0] if upcoming else None
+
+
 def period_seconds(spec: CronSpec, timezone: str, now: datetime) -> float:
     """The longest gap between consecutive fire times over the ~400 days from ``now``, in seconds.
 

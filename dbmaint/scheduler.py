@@ -13,6 +13,7 @@ again; an invalid one is rejected and the running one kept.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -36,7 +37,7 @@ from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
 from dbmaint.history import History, ScheduleState
 from dbmaint.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.model import JobReport, now
-from dbmaint.schedule import CronSpec, build_trigger, next_fire_times, parse_cron, period_seconds
+from dbmaint.schedule import CronSpec, build_trigger, next_fire_time, parse_cron, period_seconds
 from dbmaint.status import JOBS, service_running
 from dbmaint.systemd import Notifier
 from dbmaint.telemetry import Sentry, monitor_config
@@ -264,10 +265,10 @@ class Service:
                 continue
             if old is not None:
                 self._scheduler.remove_job(item.id)
+            # A schedule changed by a reload starts afresh; one unchanged since the last process carries on.
             key = (item.job, item.database)
-            first = self._first_run_time(item, states.get(key), interrupted.get(key)) if old is None else None
-            if first is None:
-                first = self._first_run_time(item, None)
+            state, resumable = (states.get(key), interrupted.get(key)) if old is None else (None, None)
+            first = self._first_run_time(item, state, resumable)
             self._scheduler.add_job(
                 self._fire,
                 trigger=build_trigger(item.spec, item.timezone),
@@ -294,17 +295,15 @@ class Service:
 
         A run the last stop interrupted (a restart in the middle of the nightly vacuum) is due again: the
         new run plans afresh, so it does what is still needed and nothing twice."""
-        unchanged = state is not None and (state.schedule, state.timezone) == (item.spec.text, item.timezone)
-        # A margin below the grace: APScheduler judges lateness itself, a moment later, in whole seconds.
-        within = interrupted is not None and now() - interrupted <= timedelta(seconds=item.misfire_grace - 30)
-        if unchanged and within and interrupted is not None:
-            log.info("%s on %s: taking up the run due at %s, interrupted by the last stop", item.job,
-                     item.database, _when(interrupted))  # fmt: skip
-            return interrupted
-        if unchanged and state is not None and state.next_run_at is not None:
-            return state.next_run_at
-        upcoming = next_fire_times(item.spec, item.timezone, now(), 1)
-        return upcoming[0] if upcoming else None
+        if state is not None and (state.schedule, state.timezone) == (item.spec.text, item.timezone):
+            # A margin below the grace: APScheduler judges lateness itself, a moment later, in whole seconds.
+            if interrupted is not None and now() - interrupted <= timedelta(seconds=item.misfire_grace - 30):
+                log.info("%s on %s: taking up the run due at %s, interrupted by the last stop", item.job,
+                         item.database, _when(interrupted))  # fmt: skip
+                return interrupted
+            if state.next_run_at is not None:
+                return state.next_run_at
+        return next_fire_time(item.spec, item.timezone, now())
 
     def _save_state(self, job_id: str) -> None:
         item = self.planned.get(job_id)
@@ -319,25 +318,25 @@ class Service:
         except StateStoreError as exc:
             self._fail(exc)
 
+    def _next_runs(self) -> list[tuple[Planned, datetime | None]]:
+        jobs = [(item, self._scheduler.get_job(item.id) if self._scheduler else None) for item in self.planned.values()]
+        return [(item, getattr(job, "next_run_time", None)) for item, job in jobs]
+
     def scheduled_jobs(self) -> list[ScheduledJob]:
-        """For the metrics endpoint and the status line: what runs next, and how often."""
-        result = []
-        reference = now()
-        for item in list(self.planned.values()):
-            job = self._scheduler.get_job(item.id) if self._scheduler is not None else None
-            next_run = getattr(job, "next_run_time", None)
-            result.append(
-                ScheduledJob(item.job, item.database, next_run, period_seconds(item.spec, item.timezone, reference))
-            )
-        return result
+        """For the metrics endpoint: what runs next, and how often."""
+        return [
+            ScheduledJob(item.job, item.database, next_run, _period(item.spec, item.timezone))
+            for item, next_run in self._next_runs()
+        ]
 
     def summary(self) -> str:
-        upcoming = sorted((s for s in self.scheduled_jobs() if s.next_run_at), key=lambda s: s.next_run_at or now())
+        """The status line (log, systemd's STATUS=): how much is scheduled, and what comes next."""
         head = f"{len(self.planned)} job(s) on {len(self.targets)} database(s)"
+        upcoming = [(when, item) for item, when in self._next_runs() if when is not None]
         if not upcoming:
             return head
-        first = upcoming[0]
-        return f"{head}; next: {first.job} on {first.database} at {_when(first.next_run_at)}"
+        when, item = min(upcoming, key=lambda pair: pair[0])
+        return f"{head}; next: {item.job} on {item.database} at {_when(when)}"
 
     def _add_listeners(self) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
@@ -584,6 +583,12 @@ class Service:
         log.info("configuration reloaded: %s", self.summary())
         self.notifier.ready(self.summary())
         return True
+
+
+@functools.lru_cache(maxsize=256)
+def _period(spec: CronSpec, timezone: str) -> float:
+    """A schedule's longest gap, worked out once (it walks a year of days): metrics ask on every scrape."""
+    return period_seconds(spec, timezone, now())
 
 
 def _pool(workers: int) -> Any:

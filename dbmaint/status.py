@@ -12,7 +12,7 @@ from typing import Any
 from dbmaint.config import Config
 from dbmaint.history import History, RunRecord, ServiceRecord
 from dbmaint.model import now
-from dbmaint.schedule import next_fire_times, parse_cron
+from dbmaint.schedule import next_fire_time, parse_cron
 
 JOBS = ("vacuum", "reindex", "capture", "advisor")  # the jobs the service schedules, in this order
 # The service writes its heartbeat every 30 s: three missed beats and it is taken for gone.
@@ -117,8 +117,7 @@ def gather(config: Config, databases: list[str], history: History, host: str) ->
             ):
                 next_run = state.next_run_at  # the service's own bookkeeping
             else:
-                upcoming = next_fire_times(spec, config.timezone, moment, 1)
-                next_run = upcoming[0] if upcoming else None
+                next_run = next_fire_time(spec, config.timezone, moment)
             jobs.append(
                 JobStatus(
                     job,

@@ -20,6 +20,7 @@ from typing import Any
 
 from dbmaint import __version__
 from dbmaint.config import SentryConfig
+from dbmaint.errors import DbmaintError
 from dbmaint.model import JobReport
 
 log = logging.getLogger(__name__)
@@ -135,63 +136,59 @@ class Sentry:
         """A failed run is one event; each failed action of a run is one more, tagged with its object."""
         if not self.enabled:
             return
+        tags = {"job": report.job, "database": report.database}
+        if report.run_id is not None:
+            tags["run_id"] = str(report.run_id)
         if report.status == "failed":
-            self._event(
+            self._send(
                 f"dbmaint {report.job} on {report.database} failed: {report.reason or 'see history'}",
-                report,
+                tags=tags,
                 fingerprint=[report.job, report.database, "run failed"],
             )
         for action in report.actions:
             if action.status == "failed":
-                self._event(
+                self._send(
                     f"{action.kind} of {action.object} failed: {action.detail or 'see history'}",
-                    report,
-                    action=action.object,
-                    kind=action.kind,
+                    tags={**tags, "action": action.object, "action_kind": action.kind},
                     fingerprint=[report.job, report.database, action.kind, action.object],
                 )
 
     def report_failure(self, job: str, database: str, message: str, exc: BaseException | None = None) -> None:
         """A run that ended in an error before it had a report (cannot connect, unexpected exception)."""
-        if not self.enabled:
-            return
-        import sentry_sdk
-
-        with sentry_sdk.new_scope() as scope:
-            scope.set_tag("job", job)
-            scope.set_tag("database", database)
-            scope.fingerprint = [job, database, type(exc).__name__ if exc else "failure"]
-            if exc is not None and not _is_dbmaint_error(exc):
-                sentry_sdk.capture_exception(exc)
-            else:
-                sentry_sdk.capture_message(f"dbmaint {job} on {database} failed: {message}", level="error")
+        if self.enabled:
+            self._send(
+                f"dbmaint {job} on {database} failed: {message}",
+                tags={"job": job, "database": database},
+                fingerprint=[job, database, type(exc).__name__ if exc else "failure"],
+                # An exception dbmaint did not expect goes with its traceback; dbmaint's own errors are messages.
+                exc=None if isinstance(exc, DbmaintError) else exc,
+            )
 
     def report_missed(self, job: str, database: str, message: str) -> None:
-        if not self.enabled:
-            return
-        import sentry_sdk
+        if self.enabled:
+            self._send(
+                message, tags={"job": job, "database": database}, fingerprint=[job, database, "missed"], level="warning"
+            )
 
-        with sentry_sdk.new_scope() as scope:
-            scope.set_tag("job", job)
-            scope.set_tag("database", database)
-            scope.fingerprint = [job, database, "missed"]
-            sentry_sdk.capture_message(message, level="warning")
-
-    def _event(
-        self, message: str, report: JobReport, *, fingerprint: list[str], action: str | None = None, kind: str = ""
+    @staticmethod
+    def _send(
+        message: str,
+        *,
+        tags: dict[str, str],
+        fingerprint: list[str],
+        level: str = "error",
+        exc: BaseException | None = None,
     ) -> None:
         import sentry_sdk
 
         with sentry_sdk.new_scope() as scope:
-            scope.set_tag("job", report.job)
-            scope.set_tag("database", report.database)
-            if action is not None:
-                scope.set_tag("action", action)
-                scope.set_tag("action_kind", kind)
-            if report.run_id is not None:
-                scope.set_tag("run_id", str(report.run_id))
+            for name, value in tags.items():
+                scope.set_tag(name, value)
             scope.fingerprint = fingerprint
-            sentry_sdk.capture_message(message, level="error")
+            if exc is not None:
+                sentry_sdk.capture_exception(exc)
+            else:
+                sentry_sdk.capture_message(message, level=level)  # type: ignore[arg-type]
 
     def flush(self, timeout_s: float = 5.0) -> None:
         if self.enabled:
@@ -210,9 +207,3 @@ def monitor_config(crontab: str, timezone: str, margin_s: float, max_runtime_s: 
     if max_runtime_s is not None:
         config["max_runtime"] = max(1, math.ceil(max_runtime_s / 60))
     return config
-
-
-def _is_dbmaint_error(exc: BaseException) -> bool:
-    from dbmaint.errors import DbmaintError
-
-    return isinstance(exc, DbmaintError)
