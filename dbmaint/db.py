@@ -95,7 +95,9 @@ def _dbname(dsn: str) -> str:
 def _parse_problem(exc: psycopg.Error) -> str:
     """libpq's complaint about a DSN, unless it quotes a piece of it (which may be the password)."""
     message = first_line(str(exc))
-    return "libpq cannot parse it" if '"' in message or "'" in message else message
+    return (
+        "libpq cannot parse it (check its key=value pairs, or the URI)" if '"' in message or "'" in message else message
+    )
 
 
 def first_line(message: str) -> str:

@@ -299,3 +299,29 @@ def test_statements_running_long_right_now_join_the_workload(
         document = advise(dbmaint, "--config", config, "--dsn", database.dsn)
         runner.join()
     assert [(r["table"], r["columns"][:1]) for r in document["recommendations"]] == [("public.t", ["code"])]
+
+
+def test_the_scheduled_advisor_job_keeps_its_advice_in_history_and_creates_nothing(
+    shop: Database, dbmaint: Invoke, budget: str, state_url: str
+) -> None:
+    """What `dbmaint run` does weekly: the same advice as `dbmaint advise`, as proposed actions and notes."""
+    from dbmaint import jobs
+    from dbmaint.config import load_config
+    from dbmaint.db import Target
+    from dbmaint.history import History
+
+    indexes_before = valid_indexes(shop)
+    expected = {r["definition"] for r in advise(dbmaint, "--config", budget, "--dsn", shop.dsn)["recommendations"]}
+    store = History(state_url)
+    try:
+        report = jobs.advisor(Target("shop", shop.dsn), load_config(budget), store)
+        (run,) = store.recent_runs(job="advisor")
+        rows = store.run_actions(run.id)
+    finally:
+        store.close()
+
+    assert report.status == "ok" and run.status == "ok" and run.proposed == len(expected) > 0
+    assert {row["statement"] for row in rows} == expected
+    assert {row["status"] for row in rows} == {"proposed"} and {row["kind"] for row in rows} == {"create_index"}
+    assert run.warnings is not None and "unindexed foreign key" in run.warnings
+    assert valid_indexes(shop) == indexes_before, "the service proposes indexes; migrations create them"
