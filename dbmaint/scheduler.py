@@ -141,6 +141,25 @@ class Service:
 
     def run(self) -> None:
         """Until SIGTERM/SIGINT. A fatal problem (state store unusable) raises its error after a clean stop."""
+        # From the first moment: a SIGTERM during start-up ends it in order too, not by the default action.
+        previous = self._install_signal_handlers()
+        try:
+            self._start()
+            if self._stop_signal is None:
+                self._scheduler.start()
+                log.info("dbmaint %s scheduling: %s", __version__, self.summary())
+                self.notifier.ready(self.summary())
+                self._wait()
+        finally:
+            if self._scheduler is not None:  # else the start failed before anything ran: nothing to stop
+                self._stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if self._fatal is not None:
+            raise ServiceFailed(f"stopped: {self._fatal}")
+
+    def _start(self) -> None:
+        """Everything before the first job can run: checks, metrics endpoint, history, the schedule."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         logging.getLogger("apscheduler").setLevel(logging.ERROR)  # our own log says what ran, skipped and why
@@ -167,18 +186,6 @@ class Service:
         self._add_listeners()
         self._apply_schedule(planned_jobs(self.config, list(self.targets)))
         self._add_service_jobs()
-        previous = self._install_signal_handlers()
-        try:
-            self._scheduler.start()
-            log.info("dbmaint %s scheduling: %s", __version__, self.summary())
-            self.notifier.ready(self.summary())
-            self._wait()
-        finally:
-            self._stop()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        if self._fatal is not None:
-            raise ServiceFailed(f"stopped: {self._fatal}")
 
     def _refuse_a_second_service(self) -> None:
         """Two services on one host and state store would share (and garble) one schedule and liveness row."""
