@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from dbmaint import __version__
-from dbmaint.errors import DbmaintError, UsageError
+from dbmaint.errors import DatabaseError, DbmaintError, Interrupted, StateStoreError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 log = logging.getLogger("dbmaint")
 
 
@@ -138,6 +139,63 @@ def _command(f: F) -> F:
     return _global_options(wrapper)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class DatabaseFailure:
+    """One database of several that a command could not do (unreachable, dropped, refused): reported in
+    its place, while the others are still done."""
+
+    database: str
+    error: DbmaintError
+
+    def to_json(self, **_: Any) -> dict[str, Any]:
+        return {"database": self.database, "status": "error", "error": str(self.error), "exit_code": self.exit_code}
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code
+
+
+def _each(targets: Sequence[Any], work: Callable[[Any], T]) -> tuple[list[T | DatabaseFailure], int]:
+    """``work`` for every database in turn; one database's failure is that database's failure.
+
+    With several databases, an error of one (cannot connect, a query refused) is reported on stderr and
+    in its place in the output, and the rest still run; the second value is the worst exit code met (3
+    cannot connect, 2 a database's settings unusable, 1 a query failed). With one database the error
+    ends the command as before. A state store failure or a stop request ends it whatever the count:
+    neither belongs to one database.
+    """
+    import psycopg
+
+    outcomes: list[T | DatabaseFailure] = []
+    worst = 0
+    for target in targets:
+        try:
+            outcomes.append(work(target))
+        except (StateStoreError, Interrupted):
+            raise
+        except (DbmaintError, psycopg.Error) as exc:
+            if len(targets) == 1:
+                raise
+            from dbmaint.db import first_line
+
+            error = exc if isinstance(exc, DbmaintError) else DatabaseError(first_line(str(exc)))
+            click.echo(f"dbmaint: {target.name}: {error}", err=True)
+            worst = max(worst, error.exit_code)
+            outcomes.append(DatabaseFailure(target.name, error))
+    return outcomes, worst
+
+
+def _exit(worst: int, found_problem: bool) -> None:
+    """Exit with the worst status of the databases: a failed database outranks a found problem."""
+    code = max(worst, 1 if found_problem else 0)
+    if code:
+        sys.exit(code)
+
+
+def _print_failure(command: str, failure: DatabaseFailure) -> None:
+    click.echo(f"{command} on {failure.database}: error: {failure.error}")
+
+
 def _context(options: GlobalOptions) -> Any:
     from dbmaint.config import load_config
     from dbmaint.db import resolve_targets
@@ -150,30 +208,35 @@ def _context(options: GlobalOptions) -> Any:
 
 def _run_job(options: GlobalOptions, job: str, dry_run: bool, output_format: str) -> None:
     from dbmaint import jobs, report
+    from dbmaint.model import JobReport
 
     config, targets, history = _context(options)
     use_case = {"vacuum": jobs.vacuum, "reindex": jobs.reindex}[job]
-    reports = []
     try:
-        for target in targets:
-            reports.append(use_case(target, config, history, dry_run=dry_run))
+        outcomes, worst = _each(targets, lambda target: use_case(target, config, history, dry_run=dry_run))
     finally:
         history.close()
+    # A database that could not be done is a failed run in the output too (a real run recorded it so).
+    reports = [
+        JobReport(o.database, job, dry_run, status="failed", reason=str(o.error)).finish()
+        if isinstance(o, DatabaseFailure)
+        else o
+        for o in outcomes
+    ]
     if output_format == "json":
         report.print_json(report.job_reports_json(reports))
     elif dry_run:
         _print_statements(reports)
     else:
         report.print_job_reports(reports)
-    if any(r.failed for r in reports):
-        sys.exit(1)
+    _exit(worst, any(r.failed for r in reports))
 
 
 def _print_statements(reports: Sequence[Any]) -> None:
     """A dry run prints exactly the statements a real run would send, in order, one per line."""
     for r in reports:
-        if r.status == "skipped":
-            click.echo(f"-- {r.job} on {r.database}: skipped ({r.reason})")
+        if r.status in ("skipped", "failed"):
+            click.echo(f"-- {r.job} on {r.database}: {r.status} ({r.reason})")
             continue
         planned = [a for a in r.actions if a.status == "planned"]
         click.echo(f"-- {r.job} on {r.database}: {len(planned)} statement(s)")
@@ -263,8 +326,8 @@ def advise(
     for path in logs:
         given += workload.from_log(Path(path))
     sources = advisor.Sources(statements=given, use_pg_stat_statements=not no_stats)
-    reports = []
-    for target in targets:
+
+    def advise_one(target: Any) -> Any:
         with db.connection(target, config.safety) as conn:
             if verify_:  # refused before the (long) analysis, not after it
                 from dbmaint import verify
@@ -274,10 +337,13 @@ def advise(
             if verify_:
                 db.set_settings(conn, {"default_transaction_read_only": "off"})
                 advice = advisor.verify_recommendations(conn, advice, config, force=force)
-            reports.append(advice)
+            return advice
+
+    outcomes, worst = _each(targets, advise_one)
+    reports = [o for o in outcomes if not isinstance(o, DatabaseFailure)]
     written = []
     if write_migration:
-        (advice,) = reports  # one database, checked below before any work
+        (advice,) = reports  # one database, checked above before any work
         directory = Path(versions_dir or config.advisor.versions_dir)
         pending = _pending(directory)
         fresh = [r for r in advice.recommendations if r.name not in pending]
@@ -286,17 +352,21 @@ def advise(
         if fresh:
             written.append(_write_migration(fresh, directory))
     if output_format == "json":
-        document = report.per_database([r.to_json(rejections=explain_rejections) for r in reports])
+        document = report.per_database([o.to_json(rejections=explain_rejections) for o in outcomes])
         if write_migration and isinstance(document, dict):
             document["migration"] = written[0] if written else None
         report.print_json(document)
     else:
-        for advice in reports:
-            report.print_advice(advice, rejections=explain_rejections)
+        for outcome in outcomes:
+            if isinstance(outcome, DatabaseFailure):
+                _print_failure("advise", outcome)
+            else:
+                report.print_advice(outcome, rejections=explain_rejections)
         for path in written:
             click.echo(f"wrote {path}")
         if write_migration and not written:
             click.echo("no recommendation: no migration written")
+    _exit(worst, False)
 
 
 def _pending(directory: Any) -> set[str]:
@@ -538,10 +608,19 @@ def capture(options: GlobalOptions, log_path: str | None, output_format: str) ->
     if log and not os.access(log, os.R_OK):
         history.close()
         raise UsageError(f"cannot read the server log {log} (capture.auto_explain_log or --log)")
+    from dbmaint.capture import CaptureReport
+    from dbmaint.model import JobReport
+
     try:
-        results = [jobs.capture(target, config, history) for target in targets]
+        outcomes, worst = _each(targets, lambda target: jobs.capture(target, config, history))
     finally:
         history.close()
+    results = [
+        CaptureReport(JobReport(o.database, "capture", status="failed", reason=str(o.error)).finish())
+        if isinstance(o, DatabaseFailure)
+        else o
+        for o in outcomes
+    ]
     for result in results:
         if result.job.status == "skipped":
             click.echo(f"dbmaint: capture on {result.job.database} skipped: {result.job.reason}", err=True)
@@ -549,8 +628,7 @@ def capture(options: GlobalOptions, log_path: str | None, output_format: str) ->
         report.print_json(report.per_database([r.to_json() for r in results]))
     else:
         report.print_capture(results)
-    if any(r.job.failed for r in results):
-        sys.exit(1)
+    _exit(worst, any(r.job.failed for r in results))
 
 
 @cli.command()
@@ -584,20 +662,24 @@ def check(options: GlobalOptions, output_format: str) -> None:
     from dbmaint import db, report
 
     config, targets, history = _context(options)
+
+    def check_one(target: Any) -> Any:
+        with db.connection(target, config.safety) as conn:
+            return checklist.run(conn, target.name, config, history)
+
     try:
-        results = []
-        for target in targets:
-            with db.connection(target, config.safety) as conn:
-                results.append(checklist.run(conn, target.name, config, history))
+        outcomes, worst = _each(targets, check_one)
     finally:
         history.close()
     if output_format == "json":
-        report.print_json(report.per_database([r.to_json() for r in results]))
+        report.print_json(report.per_database([o.to_json() for o in outcomes]))
     else:
-        for result in results:
-            report.print_check(result)
-    if any(r.status == "fail" for r in results):
-        sys.exit(1)
+        for outcome in outcomes:
+            if isinstance(outcome, DatabaseFailure):
+                _print_failure("check", outcome)
+            else:
+                report.print_check(outcome)
+    _exit(worst, any(o.status == "fail" for o in outcomes if not isinstance(o, DatabaseFailure)))
 
 
 @cli.command()
