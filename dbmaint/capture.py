@@ -206,7 +206,7 @@ def _capture_plan(
     # Never --analyze-writes: a data-modifying statement is only ever planned here.
     request = explain.Request(
         sqlshape.repair_normalized(captured.query), analyze=settings.analyze, analyze_writes=False,
-        timeout_s=settings.statement_timeout, lock_timeout_s=config.safety.lock_timeout,
+        timeout_s=settings.statement_timeout, lock_timeout_s=config.safety.lock_timeout, role=config.explain.role,
     )  # fmt: skip
     try:
         found = explain.explain(conn, request, relations=relations)

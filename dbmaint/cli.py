@@ -400,6 +400,12 @@ def _write_migration(recommendations: Any, directory: Any) -> str:
     is_flag=True,
     help="Run INSERT/UPDATE/DELETE/MERGE too, inside a transaction that is always rolled back.",
 )
+@click.option(
+    "--trust-functions",
+    is_flag=True,
+    help="Execute even when the statement reaches VOLATILE or SECURITY DEFINER user functions or foreign tables "
+    "(by default such a statement is planned, not run). Built-ins that act on the server are never run.",
+)
 @click.option("--param", "params", multiple=True, metavar="VALUE", help="Value for $1, $2 ... (repeat, in order).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="statement_timeout, in seconds.")
 @click.option(
@@ -424,6 +430,7 @@ def explain(
     query_id: int | None,
     no_analyze: bool,
     analyze_writes: bool,
+    trust_functions: bool,
     params: tuple[str, ...],
     timeout: float,
     compare_with: str | None,
@@ -434,7 +441,10 @@ def explain(
 
     Safe by construction: queries run in a READ ONLY transaction; INSERT/UPDATE/DELETE/MERGE only with
     --analyze-writes, inside a transaction that is always rolled back; DDL, COPY, VACUUM, CALL, DO and
-    calls with effects a rollback cannot undo are refused. Every run has a statement_timeout.
+    calls with effects a rollback cannot undo are refused. A statement is executed only when every
+    function it reaches (through views, operators, triggers, defaults, and the bodies of SQL and plpgsql
+    functions) is known harmless; otherwise it is planned without running, and the output says why.
+    Every run has a statement_timeout.
     """
     import contextlib
     import dataclasses
@@ -535,7 +545,7 @@ def explain(
             raise UsageError("no statement: give it as an argument, with -f FILE, on stdin, or with --query-id")
         request = explaining.Request(
             text, analyze=not no_analyze, analyze_writes=analyze_writes, params=params, timeout_s=timeout,
-            lock_timeout_s=config.safety.lock_timeout,
+            lock_timeout_s=config.safety.lock_timeout, trust_functions=trust_functions, role=config.explain.role,
         )  # fmt: skip
         result = explaining.explain(conn, request)
     if other_text is not None:

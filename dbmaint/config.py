@@ -171,6 +171,13 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class ExplainConfig:
+    # A role with read access only, to execute statements as (SET LOCAL ROLE) under EXPLAIN ANALYZE, in
+    # `dbmaint explain` and in capture; unset: the connecting role. dbmaint's role must be a member of it.
+    role: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     databases: tuple[DatabaseConfig, ...] = ()
     timezone: str = "UTC"
@@ -183,6 +190,7 @@ class Config:
     sentry: SentryConfig = SentryConfig()
     metrics: MetricsConfig = MetricsConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    explain: ExplainConfig = ExplainConfig()
     source: str = "defaults"
 
 
@@ -266,6 +274,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "sentry": SentryConfig,
     "metrics": MetricsConfig,
     "scheduler": SchedulerConfig,
+    "explain": ExplainConfig,
 }
 
 

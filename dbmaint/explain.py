@@ -44,6 +44,10 @@ class Request:
     params: tuple[str, ...] = ()
     timeout_s: float = 30.0
     lock_timeout_s: float = 5.0
+    # Take user functions at their word (VOLATILE, SECURITY DEFINER, foreign tables): see dbmaint.sandbox.
+    trust_functions: bool = False
+    # A weaker role to execute the statement as (SET LOCAL ROLE), from [explain] role.
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class Result:
     rare: dict[str, Any] | None = None  # the same statement with rare values: timing and plan change
     fixes: list[ProvenFix] = field(default_factory=list)
     context: dict[str, plan_analysis.TableContext] = field(default_factory=dict)
+    not_executed_because: str | None = None  # ANALYZE was asked, but running it was not proven harmless
 
     def to_json(self) -> dict[str, Any]:
         document = self.analysis.to_json()
@@ -81,6 +86,7 @@ class Result:
             "statement": self.statement,
             "kind": self.kind,
             "analyzed": self.analyzed,
+            "not_executed_because": self.not_executed_because,
             "parameters": {f"${n}": v for n, v in sorted(self.values.items())},
             "plan": self.plan,
             "nodes": document["nodes"],
@@ -133,6 +139,17 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
             f"{verdict.reason}: estimates only (not executed); --analyze-writes runs it inside a transaction "
             "that is rolled back"
         )
+    not_executed_because = None
+    if analyze:
+        from dbmaint import sandbox
+
+        not_executed_because = sandbox.unproven(conn, statement, trust_functions=request.trust_functions)
+        if not_executed_because:
+            analyze = False
+            notes.append(
+                f"not executed: {not_executed_because}; the plan shows estimates only (--trust-functions "
+                "runs it when you know the functions are harmless)"
+            )
     # The catalog (every relation with its columns) is read only when $n need types or values.
     catalog = (relations or collect.catalog(conn)) if params else None
     shape = _shape(statement, catalog) if catalog is not None else None
@@ -157,7 +174,10 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
     analysis = plan_analysis.analyse(plan, context=context, query=statement)
     if analyze and verdict.kind == "write":
         notes.append("it ran inside a transaction that was rolled back: no change was kept")
-    result = Result(statement, verdict.kind, analyze, plan, analysis, notes, values, context=context)
+    result = Result(
+        statement, verdict.kind, analyze, plan, analysis, notes, values, context=context,
+        not_executed_because=not_executed_because,
+    )  # fmt: skip
     if rare_values and len(rare_values) == params:
         result.rare = _rare(conn, statement, verdict.kind, params, types, rare_values, request, analysis)
     result.fixes = prove_fixes(conn, result, types)
@@ -234,6 +254,8 @@ def _run(
     try:
         with conn.transaction(force_rollback=True):
             db.set_settings(conn, settings, local=True)
+            if request.role and analyze:
+                _set_role(conn, request.role)
             if params:
                 _prepare(conn, statement, params, types)
                 arguments = [values.get(n) for n in range(1, params + 1)]
@@ -270,6 +292,16 @@ def _run(
             _deallocate(conn)
     assert row is not None
     return row[0]
+
+
+def _set_role(conn: Connection, role: str) -> None:
+    """Execute as the configured weaker role, for this transaction only (it is always rolled back)."""
+    try:
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        raise UsageError(
+            f"cannot run the statement as role {role!r} ([explain] role): {db.first_line(str(exc))}"
+        ) from None
 
 
 def _prepare(conn: Connection, statement: str, params: int, types: Mapping[int, str]) -> None:
