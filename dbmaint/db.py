@@ -113,12 +113,13 @@ def connect(
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection with dbmaint's session settings; ``ConnectError`` with one clear line otherwise."""
     try:
-        conn = psycopg.connect(
-            target.dsn,
-            autocommit=autocommit,
-            application_name=APPLICATION_NAME,
-            connect_timeout=max(1, round(safety.connect_timeout)),
-        )
+        with stopping.connecting():
+            conn = psycopg.connect(
+                target.dsn,
+                autocommit=autocommit,
+                application_name=APPLICATION_NAME,
+                connect_timeout=max(1, round(safety.connect_timeout)),
+            )
     except psycopg.ProgrammingError as exc:  # malformed DSN
         raise ConfigError(f"invalid DSN for database {target.name!r}: {_parse_problem(exc)}") from None
     except psycopg.OperationalError as exc:

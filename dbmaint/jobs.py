@@ -51,18 +51,22 @@ def guarded(
     if not dry_run:
         history.prune(config.state.retention)
         history.start_run(report, host=socket.gethostname())
+    yielded = False
     try:
         with db.connection(target, config.safety) as conn:
             reason = _refusal(conn, config, job, dry_run, read_only)
             if reason is not None:
                 report.skip(reason)
+                yielded = True
                 yield report, None
             else:
+                yielded = True
                 yield report, conn
                 report.finish()
     except Exception as exc:
         if stopping.requested():
-            # Our own cancellation (SIGTERM) surfaces wherever the job was: the run was interrupted.
+            # Our own cancellation (SIGTERM) surfaces wherever the job was (connecting, a query, a history
+            # write): the run was interrupted.
             _end_early(report, history, "interrupted", stopping.reason())
         elif isinstance(exc, psycopg.OperationalError | DatabaseError):
             # Connection lost, or a catalog query failed (privilege, lock_timeout): this database's run
@@ -72,6 +76,10 @@ def guarded(
         else:
             _end_early(report, history, "failed", str(exc) if isinstance(exc, DbmaintError) else None)
             raise
+        if not yielded:
+            # It ended before the job began (the connect itself was stopped or lost): the job sees no
+            # connection and returns the report, which already says why.
+            yield report, None
     except BaseException:
         _end_early(report, history, "failed", None)
         raise

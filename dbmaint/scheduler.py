@@ -126,6 +126,7 @@ class Service:
         self._reload_requested = False
         self._fatal: DbmaintError | None = None
         self._running: set[str] = set()
+        self._threads: dict[str, int] = {}  # running job -> its worker thread
         self._idle = threading.Event()
         self._job_locks = {job: threading.Lock() for job in JOBS}
         self._bloat_read_at: dict[str, float] = {}
@@ -214,14 +215,18 @@ class Service:
             self._scheduler.shutdown(wait=False)
         deadline = time.monotonic() + self.config.scheduler.stop_timeout
         cancelled = 0
-        while self._running_jobs() and time.monotonic() < deadline:
+        while self._running_jobs(waited_for=True) and time.monotonic() < deadline:
             cancelled += stopping.cancel_all(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
             self._idle.wait(0.2)  # set the moment the last job ends; else cancel again (a statement may start late)
-        left = self._running_jobs()
+        left = self._running_jobs(waited_for=True)
+        connecting = self._running_jobs() - left
         try:
             if left:
                 log.error("stop_timeout reached with %s still running: exiting anyway", ", ".join(sorted(left)))
                 self.history.interrupt_running(self.host, self.started_at, f"{why}; stop_timeout reached")
+            elif connecting:
+                log.info("%s interrupted while connecting", ", ".join(sorted(connecting)))
+                self.history.interrupt_running(self.host, self.started_at, f"{why} while connecting")
             self.history.service_stopped(self.host, os.getpid())
         except StateStoreError as exc:
             log.error("%s", exc)
@@ -229,11 +234,12 @@ class Service:
             self._metrics_server.shutdown()
         self.sentry.flush(2.0)
         log.info("stopped%s", f" (cancelled {cancelled} running statement(s))" if cancelled else "")
-        if left:
-            # Worker threads are stuck in a statement the server did not give up: leaving is what matters.
-            # The server ends their sessions when the sockets close (client_connection_check_interval).
+        if left or connecting:
+            # Worker threads are stuck in a statement the server did not give up, or in a connect: leaving is
+            # what matters. The server ends their sessions when the sockets close
+            # (client_connection_check_interval). Only the first is a failure to stop in time.
             logging.shutdown()
-            os._exit(1)
+            os._exit(1 if left else 0)
         self.history.close()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -414,12 +420,15 @@ class Service:
                 self.sentry.report_run(report)
             except StateStoreError as exc:
                 self._fail(exc)
-            except DbmaintError as exc:
-                log.error("%s on %s failed: %s", job, database, exc)
-                self.sentry.report_failure(job, database, str(exc), exc)
             except Exception as exc:
-                log.exception("%s on %s failed unexpectedly", job, database)
-                self.sentry.report_failure(job, database, str(exc), exc)
+                if stopping.requested():  # the stop cut the run short wherever it was: no failure to report
+                    log.info("%s on %s: interrupted by the stop (%s)", job, database, db.first_line(str(exc)))
+                elif isinstance(exc, DbmaintError):
+                    log.error("%s on %s failed: %s", job, database, exc)
+                    self.sentry.report_failure(job, database, str(exc), exc)
+                else:
+                    log.exception("%s on %s failed unexpectedly", job, database)
+                    self.sentry.report_failure(job, database, str(exc), exc)
             finally:
                 self.sentry.checkin_finished(job, database, check_in, ok, time.monotonic() - started)
                 self.notifier.status(self.summary())  # `systemctl status` shows what is next, kept current
@@ -462,12 +471,14 @@ class Service:
     def _tracked(self, job_id: str) -> Iterator[None]:
         with self._lock:
             self._running.add(job_id)
+            self._threads[job_id] = threading.get_ident()
             self._idle.clear()
         try:
             yield
         finally:
             with self._lock:
                 self._running.discard(job_id)
+                self._threads.pop(job_id, None)
                 if not self._running:
                     self._idle.set()
 
@@ -485,9 +496,13 @@ class Service:
         finally:
             lock.release()
 
-    def _running_jobs(self) -> set[str]:
+    def _running_jobs(self, *, waited_for: bool = False) -> set[str]:
+        """The jobs running now; ``waited_for``: less those only connecting, which a stop need not wait for."""
         with self._lock:
-            return set(self._running)
+            if not waited_for:
+                return set(self._running)
+            connecting = stopping.connecting_threads()
+            return {job for job in self._running if self._threads.get(job) not in connecting}
 
     @staticmethod
     def _log_run(report: JobReport, duration_s: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -20,12 +21,32 @@ _requested = threading.Event()
 _reason = "dbmaint is stopping"
 _lock = threading.Lock()
 _connections: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+_connecting: set[int] = set()  # threads inside a connect
 
 
 def register(conn: psycopg.Connection[Any]) -> None:
     """Every dbmaint connection is known here, so that a stop can cancel what it is running."""
     with _lock:
         _connections.add(conn)
+
+
+@contextlib.contextmanager
+def connecting() -> Iterator[None]:
+    """Marks this thread as connecting. A connect cannot be cancelled, but it holds nothing on any server
+    (a backend still authenticating ends when the socket closes), so a stop need not wait for it."""
+    ident = threading.get_ident()
+    with _lock:
+        _connecting.add(ident)
+    try:
+        yield
+    finally:
+        with _lock:
+            _connecting.discard(ident)
+
+
+def connecting_threads() -> set[int]:
+    with _lock:
+        return set(_connecting)
 
 
 def request(reason: str) -> None:

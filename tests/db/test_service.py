@@ -534,3 +534,37 @@ def test_a_second_service_on_the_same_state_store_is_refused(
     assert f"another dbmaint run (pid {first.process.pid}) already uses this state store" in line
     assert first.alive()
     assert first.stop() == 0
+
+
+@pytest.mark.parametrize("moment", ["connect", "query"])
+def test_a_stop_at_any_moment_is_an_interruption_without_a_traceback(
+    pg: Cluster,
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+    moment: str,
+) -> None:
+    """SIGTERM while a job connects (to a server that never answers) or while its statement runs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts the TCP handshake, never says a word: the connect waits
+    hanging = f"host=127.0.0.1 port={listener.getsockname()[1]} dbname=app user=postgres"
+    try:
+        if moment == "connect":
+            text = service_config({"hang": hanging}).replace('connect_timeout = "2s"', 'connect_timeout = "60s"')
+            service = start_service(write_config(text))
+            wait_for(lambda: "vacuum on hang: started" in service.log, timeout=30)
+            time.sleep(1)
+        else:
+            service = start_long_vacuum(
+                pg, database, write_config(service_config({"app": database.dsn})), start_service
+            )
+            time.sleep(1)
+        assert service.stop(timeout=60) == 0, service.log
+    finally:
+        listener.close()
+    assert "Traceback" not in service.log
+    assert "didn't yield" not in service.log
+    assert "failed" not in service.log.lower(), service.log
+    (run,) = service.runs("vacuum")
+    assert run.status == "interrupted", run

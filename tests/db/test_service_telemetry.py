@@ -194,3 +194,37 @@ def test_notify_and_watchdog_protocol(
     finally:
         assert service.stop() == 0
     assert notify.saw("STOPPING=1")
+
+
+def test_a_stop_in_the_middle_of_a_run_is_no_failure_event(
+    pg: Any, database: Database, sentry: SentryIngest, write_config: Callable[[str], str], tmp_path: Path
+) -> None:
+    """SIGTERM during a long VACUUM and during a connect that never gets an answer: no error event."""
+    from tests.db.test_service import start_long_vacuum
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    hanging = f"host=127.0.0.1 port={listener.getsockname()[1]} dbname=app user=postgres"
+    text = service_config({"app": database.dsn, "hang": hanging}, capture=EVERY_2S).replace(
+        'connect_timeout = "2s"', 'connect_timeout = "60s"'
+    )
+    services: list[ServiceProcess] = []
+
+    def start(config: str, **_: Any) -> ServiceProcess:
+        service = ServiceProcess(
+            config, f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "service.log", {"SENTRY_DSN": sentry.dsn}
+        )
+        services.append(service)
+        return service
+
+    try:
+        service = start_long_vacuum(pg, database, write_config(text), start)
+        wait_for(lambda: "capture on hang: started" in service.log, timeout=30)
+        assert service.stop(timeout=60) == 0, service.log
+    finally:
+        listener.close()
+        for started in services:
+            started.stop()
+    assert not sentry.of_type("event"), sentry.of_type("event")
+    assert "Traceback" not in service.log
