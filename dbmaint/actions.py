@@ -185,14 +185,14 @@ class Executor:
         if reason is not None:
             action.status = "skipped"
             action.detail = reason
-            if action.history_id is None:
+            if not action.recorded:
                 self.history.record_skipped(self.report, action)
             else:
                 self.history.finish_action(action)
             return _Outcome()
         if self.before is not None:
             self.before(conn, action)
-        if action.history_id is None:
+        if not action.recorded:
             self.history.start_action(self.report, action)
         action.attempts += 1
         outcome = self._execute(conn, action)

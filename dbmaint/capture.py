@@ -165,6 +165,7 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
         ],
         now(),
     )  # fmt: skip
+    history.settle()  # the samples and plans below refer to the run by its id
     assert report.run_id is not None
     relations = None  # the catalog, read once per pass and only when a plan needs it
     for delta in chosen:

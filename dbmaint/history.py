@@ -1,9 +1,17 @@
-"""The state store: every run and every action, recorded before it acts (SQLAlchemy; SQLite or PostgreSQL)."""
+"""The state store: every run and every action, recorded before it acts (SQLAlchemy; SQLite or PostgreSQL).
+
+A store that is busy (another writer holds SQLite's lock) or briefly away does not stop maintenance: the
+records of a run are written in order, and while the store cannot take them they wait in memory and go
+in with the next write that succeeds; only a run's end insists (``StoreBusy`` retried, then
+``StateStoreError``)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +23,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from dbmaint.errors import ConfigError, StateStoreError
 from dbmaint.model import Action, JobReport, now
+
+log = logging.getLogger(__name__)
+
+# SQLite waits this long for another writer's lock before a write fails: longer than any plausible
+# writer (Python's default is 5 s, shorter than a `dbmaint history` export or a backup's lock).
+SQLITE_BUSY_TIMEOUT_S = 60.0
+# A failed write is tried again after these pauses (a PostgreSQL store restarting, a lock just missed).
+WRITE_RETRY_DELAYS_S = (0.5, 2.0, 5.0)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -51,11 +67,13 @@ runs = sa.Table(
     sa.Column("warnings", sa.Text),
     # The scheduled time a service run answers (NULL for runs by hand): a restart must never run it twice.
     sa.Column("scheduled_for", UTCDateTime()),
+    # The process that ran it: a run left running by a process that is gone is closed as interrupted.
+    sa.Column("pid", sa.Integer),
     sa.Index("dbmaint_runs_job_database_started", "job", "database", "started_at"),
 )
 
 # Columns added after the first release: added in place to an older store (create_all only makes tables).
-_ADDED_COLUMNS = {"dbmaint_runs": ["scheduled_for"]}
+_ADDED_COLUMNS = {"dbmaint_runs": ["scheduled_for", "pid"]}
 
 # The service's schedule, per host: each job's next due time survives a restart, so a run the host was
 # down for is still run (within the misfire grace) or recorded as missed, and never run twice.
@@ -254,6 +272,9 @@ class History:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.Lock()
+        # A run's records not yet written (the store was busy or away), oldest first.
+        self._pending: list[Callable[[sa.Connection], Callable[[], None] | None]] = []
+        self._abandoned_closed = False
         try:
             parsed = make_url(url)
             if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
@@ -261,9 +282,9 @@ class History:
             if parsed.drivername in ("postgresql", "postgres"):
                 parsed = parsed.set(drivername="postgresql+psycopg")
             # pre_ping: a PostgreSQL store that restarted costs a reconnect, not a failed write.
-            self.engine = sa.create_engine(parsed, future=True, pool_pre_ping=True)
-            metadata.create_all(self.engine)
-            _add_missing_columns(self.engine)
+            connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if parsed.drivername.startswith("sqlite") else {}
+            self.engine = sa.create_engine(parsed, future=True, pool_pre_ping=True, connect_args=connect_args)
+            self._with_retries(self._create_tables, "open")
         except (ArgumentError, ValueError) as exc:
             raise ConfigError(f"invalid state store URL {_masked(url)}: {exc}") from None
         except (ImportError, NoSuchModuleError):  # mysql://, oracle://: no driver, and not supported anyway
@@ -275,72 +296,162 @@ class History:
 
     def _write(self, statement: Any) -> Any:
         with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    return conn.execute(statement)
-            except SQLAlchemyError as exc:
-                raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
+            return self._with_retries(lambda: self._execute(statement))
 
-    def start_run(self, report: JobReport, host: str | None = None) -> int:
-        result = self._write(
-            runs.insert().values(
-                job=report.job,
-                database=report.database,
-                status="running",
-                started_at=report.started_at,
-                host=host,
-                scheduled_for=report.scheduled_for,
-            )
-        )
-        report.run_id = int(result.inserted_primary_key[0])
+    def _execute(self, statement: Any) -> Any:
+        with self.engine.begin() as conn:
+            return conn.execute(statement)
+
+    def _create_tables(self) -> None:
+        metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
+
+    def _with_retries(self, work: Callable[[], Any], what: str = "write to") -> Any:
+        for delay in (*WRITE_RETRY_DELAYS_S, None):
+            try:
+                return work()
+            except SQLAlchemyError as exc:
+                if delay is None:
+                    raise StateStoreError(f"cannot {what} the state store {_masked(self.url)}: {_short(exc)}") from None
+                log.warning("state store %s: %s; trying again in %g s", _masked(self.url), _short(exc), delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _record(self, op: Callable[[sa.Connection], Callable[[], None] | None], *, final: bool = False) -> None:
+        """Write one of a run's records after those still waiting, each in a transaction of its own.
+
+        ``op`` runs in the transaction and may return what to do once it committed (keep an inserted id).
+        When the store cannot take it (busy past its timeout, away), it waits in memory with the others
+        and goes in with the next record; a run's last record (``final``) is retried, then fails.
+        """
+        with self._lock:
+            self._pending.append(op)
+            try:
+                (self._with_retries if final else _once)(self._flush_pending)
+            except (SQLAlchemyError, StateStoreError) as exc:
+                if final:
+                    raise StateStoreError(
+                        f"cannot write to the state store {_masked(self.url)}: {_short(exc)} "
+                        f"({len(self._pending)} record(s) of this run not written)"
+                    ) from None
+                log.warning(
+                    "state store %s cannot take records now (%s): %d kept in memory, written with the next",
+                    _masked(self.url), _short(exc), len(self._pending),
+                )  # fmt: skip
+
+    def settle(self) -> None:
+        """Every record still waiting in memory is written now (retried, then ``StateStoreError``)."""
+        self._record(lambda conn: None, final=True)
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            with self.engine.begin() as conn:
+                committed = self._pending[0](conn)
+            self._pending.pop(0)
+            if committed is not None:
+                committed()
+
+    def start_run(self, report: JobReport, host: str | None = None) -> int | None:
+        values = {
+            "job": report.job,
+            "database": report.database,
+            "status": "running",
+            "started_at": report.started_at,
+            "host": host,
+            "scheduled_for": report.scheduled_for,
+            "pid": os.getpid(),
+        }
+
+        def insert(conn: sa.Connection) -> Callable[[], None]:
+            key = conn.execute(runs.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            run_id = int(key[0])
+            return lambda: setattr(report, "run_id", run_id)
+
+        report.recorded = True
+        self._record(insert)
         return report.run_id
 
     def finish_run(self, report: JobReport) -> None:
-        if report.run_id is None:
+        if not report.recorded:
             return
-        self._write(
-            runs.update()
-            .where(runs.c.id == report.run_id)
-            .values(
-                status=report.status,
-                reason=report.reason,
-                finished_at=report.finished_at or now(),
-                warnings="\n".join(report.warnings) or None,
-            )
-        )
+        values = {
+            "status": report.status,
+            "reason": report.reason,
+            "finished_at": report.finished_at or now(),
+            "warnings": "\n".join(report.warnings) or None,
+        }
+
+        def update(conn: sa.Connection) -> None:
+            conn.execute(runs.update().where(runs.c.id == report.run_id).values(**values))
+
+        self._record(update, final=True)
 
     def start_action(self, report: JobReport, action: Action) -> None:
         """Recorded as 'started' before the statement is sent, so a crash leaves a trace."""
-        if report.run_id is None:
+        if not report.recorded:
             return
-        result = self._write(
-            actions.insert().values(
-                run_id=report.run_id,
-                object=action.object,
-                kind=action.kind,
-                statement=action.sql,
-                reason=action.reason,
-                status="started",
-                started_at=now(),
-                size_before=action.size_before,
-            )
-        )
-        action.history_id = int(result.inserted_primary_key[0])
+        values = {
+            "object": action.object,
+            "kind": action.kind,
+            "statement": action.sql,
+            "reason": action.reason,
+            "status": "started",
+            "started_at": now(),
+            "size_before": action.size_before,
+        }
+
+        def insert(conn: sa.Connection) -> Callable[[], None]:
+            key = conn.execute(actions.insert().values(run_id=report.run_id, **values)).inserted_primary_key
+            assert key is not None
+            action_id = int(key[0])
+            return lambda: setattr(action, "history_id", action_id)
+
+        action.recorded = True
+        self._record(insert)
 
     def finish_action(self, action: Action) -> None:
-        if action.history_id is None:
+        if not action.recorded:
             return
-        self._write(
-            actions.update()
-            .where(actions.c.id == action.history_id)
-            .values(
-                status=action.status,
-                duration_s=action.duration_s,
-                detail=action.detail,
-                size_before=action.size_before,
-                size_after=action.size_after,
+        values = {
+            "status": action.status,
+            "duration_s": action.duration_s,
+            "detail": action.detail,
+            "size_before": action.size_before,
+            "size_after": action.size_after,
+        }
+
+        def update(conn: sa.Connection) -> None:
+            conn.execute(actions.update().where(actions.c.id == action.history_id).values(**values))
+
+        self._record(update)
+
+    def close_abandoned_runs(self, host: str) -> int:
+        """Runs of this host still marked running whose process is gone (killed, the host rebooted):
+        closed as interrupted, their started actions too. Once per store object; a live process's run is
+        left alone."""
+        if self._abandoned_closed:
+            return 0
+        self._abandoned_closed = True
+        rows = self._read(
+            sa.select(runs.c.id, runs.c.pid).where(
+                runs.c.host == host, runs.c.status == "running", runs.c.pid.is_not(None)
             )
         )
+        gone = [run_id for run_id, pid in rows if not _dbmaint_alive(int(pid))]
+        if not gone:
+            return 0
+        reason = "the dbmaint process running it ended without recording the end (killed, or the host restarted)"
+        self._write(
+            runs.update().where(runs.c.id.in_(gone)).values(status="interrupted", reason=reason, finished_at=now())
+        )
+        self._write(
+            actions.update()
+            .where(actions.c.run_id.in_(gone), actions.c.status == "started")
+            .values(status="interrupted", detail=reason)
+        )
+        log.warning("%d run(s) left running by a dbmaint process that is gone: recorded as interrupted", len(gone))
+        return len(gone)
 
     def record_skipped(self, report: JobReport, action: Action) -> None:
         """An action settled without running (window closed, deferred, only proposed) still leaves its line."""
@@ -720,6 +831,23 @@ class History:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _once(work: Callable[[], Any]) -> Any:
+    return work()
+
+
+def _dbmaint_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running dbmaint process (a pid reused by another program is not)."""
+    if pid == os.getpid():
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"dbmaint" in cmdline.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell (another user's process, no /proc): leave the run alone
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:

@@ -50,6 +50,7 @@ def guarded(
     report = JobReport(database=target.name, job=job, dry_run=dry_run, scheduled_for=scheduled_for)
     if not dry_run:
         history.prune(config.state.retention)
+        history.close_abandoned_runs(socket.gethostname())
         history.start_run(report, host=socket.gethostname())
     yielded = False
     try:

@@ -39,6 +39,7 @@ class Action:
     size_after: int | None = None
     attempts: int = 0
     history_id: int | None = None
+    recorded: bool = field(default=False, repr=False)  # given to the state store (maybe still in memory there)
     # Skipped by the analysis itself (e.g. an index whose bloat cannot be known): reported, never
     # attempted, and not a reason to call the run partial.
     decided: bool = False
@@ -76,6 +77,7 @@ class JobReport:
     warnings: list[str] = field(default_factory=list)
     reason: str | None = None
     run_id: int | None = None
+    recorded: bool = field(default=False, repr=False)  # given to the state store (maybe still in memory there)
     scheduled_for: datetime | None = None  # the scheduled time this run answers (service runs only)
 
     def finish(self) -> JobReport:
