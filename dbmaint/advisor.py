@@ -8,6 +8,8 @@ IndexRecommendation records with their evidence.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,7 +25,7 @@ from dbmaint.analyse import findings as findings_analysis
 from dbmaint.analyse import safety
 from dbmaint.config import Config, storage_budget_bytes
 from dbmaint.errors import DatabaseError
-from dbmaint.model import Finding, IndexRecommendation, QueryBenefit
+from dbmaint.model import MAX_IDENTIFIER_BYTES, Finding, IndexRecommendation, QueryBenefit
 from dbmaint.units import format_size
 from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
 
@@ -101,7 +103,7 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
             "hypopg is not installed: recommendations are unverified heuristics (install the package "
             "postgresql-15-hypopg, then CREATE EXTENSION hypopg, to have each one proven on the planner)"
         )
-        report.recommendations = _heuristic(analysed, tables)
+        report.recommendations = _heuristic(analysed, tables, _taken_names(conn))
     else:
         report.verified = True
         for item in analysed:  # before any planning: the cache knows a statement by its key alone
@@ -455,20 +457,37 @@ def _safe_size(whatif: WhatIf) -> Any:
     return size
 
 
-def _taken_names(conn: Connection) -> set[str]:
-    rows = conn.execute("SELECT relname FROM pg_catalog.pg_class WHERE relkind IN ('i', 'I')").fetchall()
-    return {str(row[0]) for row in rows}
+def _taken_names(conn: Connection) -> set[tuple[str, str]]:
+    """Every relation's (schema, name): tables, views, sequences and indexes share one namespace per schema."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class AS c"
+        " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    ).fetchall()
+    return {(str(schema), str(name)) for schema, name in rows}
 
 
-def _unique_name(candidate: Candidate, taken: set[str]) -> str:
-    name = candidate.name
-    number = 1
-    while name in taken:
-        suffix = str(number)
-        name = candidate.name[: 63 - len(suffix)] + suffix
-        number += 1
-    taken.add(name)
-    return name
+def _truncated(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, never inside a character."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
+def _unique_name(candidate: Candidate, taken: set[tuple[str, str]]) -> str:
+    """table_col1_col2_idx, unless PostgreSQL would truncate it (63 bytes) or the schema already has a
+    relation of that name: then cut, with a short hash of the whole definition to keep it apart."""
+    base = f"{candidate.table}_{'_'.join(candidate.columns)}"
+    name = f"{base}_idx"
+    if len(name.encode()) <= MAX_IDENTIFIER_BYTES and (candidate.schema, name) not in taken:
+        taken.add((candidate.schema, name))
+        return name
+    digest = hashlib.sha1(candidate.describe().encode()).hexdigest()
+    for number in itertools.count():
+        tag = digest[:6] if number == 0 else f"{digest[:6]}{number}"
+        suffix = f"_{tag}_idx"
+        name = _truncated(base, MAX_IDENTIFIER_BYTES - len(suffix)) + suffix
+        if (candidate.schema, name) not in taken:
+            taken.add((candidate.schema, name))
+            return name
+    raise AssertionError("unreachable")
 
 
 def _definition(candidate: Candidate, name: str) -> str:
@@ -480,7 +499,9 @@ def _quoted(name: str) -> str:
     return sql.Identifier(name).as_string(None)
 
 
-def _recommendation(chosen: choice.Choice, by_key: Mapping[str, _Analysed], taken: set[str]) -> IndexRecommendation:
+def _recommendation(
+    chosen: choice.Choice, by_key: Mapping[str, _Analysed], taken: set[tuple[str, str]]
+) -> IndexRecommendation:
     candidate = chosen.candidate
     name = _unique_name(candidate, taken)
     queries = []
@@ -514,11 +535,10 @@ def _recommendation(chosen: choice.Choice, by_key: Mapping[str, _Analysed], take
 
 
 def _heuristic(
-    analysed: list[_Analysed], tables: Mapping[tuple[str, str], choice.TableFacts]
+    analysed: list[_Analysed], tables: Mapping[tuple[str, str], choice.TableFacts], taken: set[tuple[str, str]]
 ) -> list[IndexRecommendation]:
     """Without hypopg: per statement (heaviest first), its widest composite candidate, unverified."""
     seen: set[Candidate] = set()
-    taken: set[str] = set()
     result = []
     for item in sorted(analysed, key=lambda a: a.statement.total_time_ms, reverse=True):
         found = sorted(choice.candidates_for(item.shape, tables), key=lambda c: (len(c.columns), not c.include))

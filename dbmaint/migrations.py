@@ -19,7 +19,7 @@ from string import Template
 from alembic.script import ScriptDirectory
 from alembic.util import rev_id
 
-from dbmaint.model import IndexRecommendation, QueryBenefit
+from dbmaint.model import MAX_IDENTIFIER_BYTES, IndexRecommendation, QueryBenefit
 
 # This repository's migrations; only present in a source checkout (a wheel does not ship them).
 DEFAULT_VERSIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "versions"
@@ -29,7 +29,6 @@ SLUG_LENGTH = 40  # Alembic's default truncate_slug_length
 LINE_LENGTH = 120  # the project's ruff line-length: a written revision passes ruff as it is
 DOC_WIDTH = 110  # wrapped docstring prose, with room for characters that display wide
 MAX_QUERIES = 5  # statements listed per index in the docstring
-MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 
 _SLUG_WORD = re.compile(r"\w+")
 _ARGUMENT_INDENT = 12  # a call's arguments inside upgrade()'s and downgrade()'s autocommit block
@@ -50,18 +49,41 @@ down_revision: str | Sequence[str] | None = $down_revision
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-INDEX_IS_VALID = sa.text(
-    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :name"
+EXISTING = sa.text(
+    "SELECT c.relkind, i.indisvalid, t.relname AS table_name FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid"
+    " WHERE n.nspname = :schema AND c.relname = :name"
 )
 
 
-def index_is_valid(schema: str, name: str) -> bool | None:
-    """Whether the index is valid; None if there is none, or offline (--sql), where nothing can be looked up."""
+# (schema, index, table) of each index this revision builds.
+INDEXES: list[tuple[str, str, str]] = $indexes
+
+
+def index_state(schema: str, name: str, table: str) -> bool | None:
+    """Whether this revision's index is there and valid; None if the name is free, or offline (--sql).
+
+    A relation of that name that is not this table's index (a table, a view, a sequence, another table's
+    index: they share one namespace per schema) stops the revision before it builds anything.
+    """
     if op.get_context().as_sql:
         return None
-    valid: bool | None = op.get_bind().execute(INDEX_IS_VALID, {"schema": schema, "name": name}).scalar()
-    return valid
+    row = op.get_bind().execute(EXISTING, {"schema": schema, "name": name}).first()
+    if row is None:
+        return None
+    if row.relkind not in ("i", "I") or row.table_name != table:
+        raise RuntimeError(
+            f"{schema}.{name} already exists and is not the index this revision builds on {table}: "
+            "rename the index in this revision"
+        )
+    return bool(row.indisvalid)
+
+
+def check_names(indexes: Sequence[tuple[str, str, str]]) -> None:
+    """Every (schema, name, table) free or already this revision's index, before the first build."""
+    for schema, name, table in indexes:
+        index_state(schema, name, table)
 
 
 def create_index_concurrently(
@@ -78,7 +100,7 @@ def create_index_concurrently(
     An interrupted concurrent build (cancelled, timed out on a lock, failed) leaves an INVALID index under
     this name, which costs writes but is never used: it is dropped and built again, not taken for done.
     """
-    valid = index_is_valid(schema, name)
+    valid = index_state(schema, name, table)
     if valid:
         return
     if valid is False:
@@ -95,6 +117,12 @@ def create_index_concurrently(
     )
 
 
+def drop_index_concurrently(name: str, table: str, *, schema: str) -> None:
+    """DROP INDEX CONCURRENTLY of this revision's index only: never a relation that merely shares its name."""
+    if op.get_context().as_sql or index_state(schema, name, table) is not None:
+        op.drop_index(name, schema=schema, postgresql_concurrently=True, if_exists=True)
+
+
 def upgrade() -> None:
     # CONCURRENTLY cannot run inside a transaction. The block commits what ran before it, hence a
     # revision of its own for index work.
@@ -103,6 +131,7 @@ def upgrade() -> None:
         # deploy (and DDL queued behind it) never hangs in a lock queue; a timed-out build leaves an INVALID
         # index, which the next run redoes.
         op.execute("SET lock_timeout = '5s'")
+        check_names(INDEXES)
 $upgrades
         op.execute("RESET lock_timeout")
 
@@ -177,6 +206,7 @@ def render_revision(
         docstring=_docstring(recommendations, revision, down_revision, create_date, message),
         revision=_literal(revision),
         down_revision="None" if down_revision is None else _literal(down_revision),
+        indexes=_indexes(recommendations),
         upgrades="\n".join(_create_call(rec) for rec in recommendations),
         downgrades="\n".join(_drop_call(rec) for rec in reversed(recommendations)),
     )
@@ -300,12 +330,24 @@ def _create_call(rec: IndexRecommendation) -> str:
     return "\n".join(["        create_index_concurrently(", *_argument_lines(arguments), "        )"])
 
 
+def _indexes(recommendations: Sequence[IndexRecommendation]) -> str:
+    """The INDEXES list: (schema, index, table), one a line."""
+    lines = ["["]
+    for rec in recommendations:
+        values = [_literal(rec.schema), _literal(rec.name), _literal(rec.table_name)]
+        one_line = f"    ({', '.join(values)}),"
+        lines += (
+            [one_line] if _width(one_line) <= LINE_LENGTH else ["    (", *(f"        {v}," for v in values), "    ),"]
+        )
+    return "\n".join([*lines, "]"])
+
+
 def _drop_call(rec: IndexRecommendation) -> str:
-    arguments = [_literal(rec.name), f"schema={_literal(rec.schema)}", "postgresql_concurrently=True", "if_exists=True"]
-    one_line = f"        op.drop_index({', '.join(arguments)})"
+    arguments = [_literal(rec.name), _literal(rec.table_name), f"schema={_literal(rec.schema)}"]
+    one_line = f"        drop_index_concurrently({', '.join(arguments)})"
     if _width(one_line) <= LINE_LENGTH:
         return one_line
-    return "\n".join(["        op.drop_index(", *_argument_lines(arguments), "        )"])
+    return "\n".join(["        drop_index_concurrently(", *_argument_lines(arguments), "        )"])
 
 
 def _list(prefix: str, items: Sequence[str]) -> str:

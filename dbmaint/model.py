@@ -12,6 +12,8 @@ Status = Literal["planned", "started", "done", "skipped", "failed", "interrupted
 # missed: a scheduled run that did not happen (the service was down past its misfire grace).
 RunStatus = Literal["running", "ok", "partial", "failed", "skipped", "interrupted", "missed"]
 
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+
 
 def now() -> datetime:
     return datetime.now(UTC)

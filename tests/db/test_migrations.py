@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from psycopg import sql as psycopg_sql
 
 from dbmaint.migrations import write_revision
 from dbmaint.model import IndexRecommendation
@@ -187,3 +188,83 @@ def test_alembic_command_line_with_dsn_from_the_environment(orders: Database, mi
     valid_definition(orders, COMPOSITE.name)
     valid_definition(orders, PARTIAL.name)
     assert revision in run("current")
+
+
+LONG = "t" * 63  # a table name of the full 63 bytes
+WIDE = "é" * 31  # 62 bytes of UTF-8: a cut by characters would overrun
+
+
+def test_advised_names_never_collide_with_a_relation_or_each_other(
+    database: Database, migrations: Path, tmp_path: Path
+) -> None:
+    """63-byte table names: `table_col_idx` cut to 63 bytes would equal the table's name, and two indexes
+    of one table would share a name; a view and an index already hold the next obvious names."""
+    from click.testing import CliRunner
+
+    from dbmaint.cli import cli
+
+    statements = []
+    for table in (LONG, WIDE):
+        name = psycopg_sql.Identifier(table)
+        database.execute(
+            *(
+                psycopg_sql.SQL(text).format(name).as_string(None)
+                for text in (
+                    "CREATE TABLE {} (a int, b int, c int)",
+                    "INSERT INTO {} SELECT g, g % 5000, g % 7000 FROM generate_series(1, 50000) g",
+                    "ANALYZE {}",
+                )
+            )
+        )
+        statements += [
+            psycopg_sql.SQL("SELECT * FROM {} WHERE {} = 42")
+            .format(name, psycopg_sql.Identifier(column))
+            .as_string(None)
+            for column in ("a", "b")
+        ]
+    database.execute(
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE small (a int, b int)",
+        "INSERT INTO small SELECT g, g FROM generate_series(1, 50000) g",
+        "ANALYZE small",
+        "CREATE VIEW small_a_idx AS SELECT 1",  # the obvious name of the index on small (a) is taken
+    )
+    statements.append("SELECT * FROM small WHERE a = 42")
+    config = tmp_path / "config.toml"
+    config.write_text('[advisor]\nmin_total_time = "0s"\nstorage_budget = "1GB"\n')
+    args = ["advise", "--config", str(config), "--dsn", database.dsn, "--write-migration", "--format", "json"]
+    args += ["--versions-dir", str(migrations / "versions")]
+    for statement in statements:
+        args += ["-s", statement]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import json
+
+    names = [r["name"] for r in json.loads(result.stdout)["recommendations"]]
+    assert len(names) == 5, names
+    assert len(set(names)) == len(names)
+    assert all(len(n.encode()) <= 63 for n in names)
+    assert not {LONG, WIDE, "small", "small_a_idx"} & set(names)
+
+    config_alembic = alembic_config(migrations, database.dsn)
+    command.upgrade(config_alembic, "head")
+    assert all(index(database, n) for n in names)
+    command.downgrade(config_alembic, "base")
+    assert not any(index(database, n) for n in names)
+    for relation in (LONG, WIDE, "small", "small_a_idx"):  # nothing but the indexes was dropped
+        assert database.value("SELECT to_regclass(%s)", (f'"{relation}"',)) is not None
+    command.upgrade(config_alembic, "head")
+    assert all(index(database, n)[1] for n in names)  # type: ignore[index]
+
+
+def test_a_name_taken_since_the_revision_was_written_stops_it_before_any_build(
+    orders: Database, migrations: Path
+) -> None:
+    write_revision([COMPOSITE, PARTIAL], migrations / "versions")
+    orders.execute("CREATE SEQUENCE ix_orders_pending")  # the second index's name, taken after review
+    config = alembic_config(migrations, orders.dsn)
+    with pytest.raises(RuntimeError, match="already exists and is not the index this revision builds"):
+        command.upgrade(config, "head")
+    assert index(orders, COMPOSITE.name) is None  # the first one was not built either
+    command.downgrade(config, "base")  # nothing to undo, and the sequence is left alone
+    assert orders.value("SELECT to_regclass('ix_orders_pending')") is not None
