@@ -126,7 +126,7 @@ def _dirty(dsn: str, rows: int) -> None:
 def _vacuum_backends(admin_dsn: str, application: str) -> list[int]:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'VACUUM%%' "
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE '%%VACUUM%%' "
             "AND state = 'active'",
             (application,),
         ).fetchall()

@@ -7,6 +7,7 @@ dbmaint leaves no orphaned maintenance backend behind.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,12 +17,13 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import class_row
+from psycopg.rows import Row, class_row
 
-from dbmaint import queries, stopping
+from dbmaint import own_statements, queries, stopping
 from dbmaint.config import Config, SafetyConfig
 from dbmaint.errors import ConfigError, ConnectError, DatabaseError, UsageError
 
+log = logging.getLogger(__name__)
 APPLICATION_NAME = "dbmaint"
 T = TypeVar("T")
 Params = dict[str, Any] | Sequence[Any] | None
@@ -119,6 +121,7 @@ def connect(
                 autocommit=autocommit,
                 application_name=APPLICATION_NAME,
                 connect_timeout=max(1, round(safety.connect_timeout)),
+                cursor_factory=MarkedCursor,
             )
     except psycopg.ProgrammingError as exc:  # malformed DSN
         raise ConfigError(f"invalid DSN for database {target.name!r}: {_parse_problem(exc)}") from None
@@ -138,7 +141,33 @@ def connect(
     except psycopg.Error as exc:
         conn.close()
         raise DatabaseError(f"could not configure the session on {target.name!r}: {first_line(str(exc))}") from None
+    _untracked(conn)
     return conn
+
+
+class MarkedCursor(psycopg.Cursor[Row]):
+    """Every statement dbmaint sends carries own_statements.MARKER, so reading pg_stat_statements (or a
+    server log) back can leave dbmaint's own statements out."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        return super().execute(own_statements.mark(query), params, prepare=prepare, binary=binary)
+
+
+def _untracked(conn: psycopg.Connection[Any]) -> None:
+    """pg_stat_statements off for this session where the role may set it (superuser, or GRANT SET ON
+    PARAMETER): explaining or planning an application's statement then adds nothing to its entry."""
+    try:
+        if conn.autocommit:
+            conn.execute("SET pg_stat_statements.track = 'none'")
+        else:
+            with conn.transaction():  # a refusal must not leave the session's transaction aborted
+                conn.execute("SET pg_stat_statements.track = 'none'")
+    except psycopg.errors.InsufficientPrivilege:
+        log.debug("pg_stat_statements.track cannot be set by this role: dbmaint's statements are told by their marker")
+    except psycopg.Error as exc:
+        log.debug("pg_stat_statements.track not set: %s", first_line(str(exc)))
 
 
 def _ms(seconds: float) -> str:

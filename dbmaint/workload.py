@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from pglast import parser as pg_parser
 
-from dbmaint import collect, db
+from dbmaint import collect, db, own_statements
 from dbmaint.errors import DatabaseError, UsageError
 
 log = logging.getLogger(__name__)
@@ -78,19 +78,22 @@ def from_pg_stat_statements(conn: Connection, limit: int = 5000) -> tuple[list[S
         rows = db.fetch(conn, "pg_stat_statements", _StatRow, {"limit": limit}, identifiers={"schema": schema})
     except DatabaseError as exc:
         return [], f"pg_stat_statements could not be read: {exc}"
+    visible = [row for row in rows if row.query and not row.query.startswith("<insufficient privilege>")]
+    hidden = len(rows) - len(visible)
     statements = [
         Statement(row.query, row.calls, row.total_time_ms, "pg_stat_statements", row.queryid)
-        for row in rows
-        if row.query and not row.query.startswith("<insufficient privilege>")
+        for row in visible
+        if not (own_statements.is_own(row.query) or own_statements.reads_only_catalogs(row.query))
     ]
-    hidden = len(rows) - len(statements)
     note = f"{hidden} statements of other users are hidden (grant pg_read_all_stats to see them)" if hidden else None
     return statements, note
 
 
 def from_activity(conn: Connection, threshold_s: float) -> list[Statement]:
     rows = db.fetch(conn, "long_running", _Running, {"threshold_s": threshold_s})
-    return [Statement(r.query, 1, r.running_ms, "activity") for r in rows if r.query]
+    return [
+        Statement(r.query, 1, r.running_ms, "activity") for r in rows if r.query and not own_statements.is_own(r.query)
+    ]
 
 
 def from_text(sql_text: str, source: str) -> list[Statement]:
@@ -119,6 +122,8 @@ def from_log(path: Path) -> list[Statement]:
     result = logs.read_log(path)
     statements = []
     for entry in result.statements:
+        if own_statements.is_own(entry.query):
+            continue
         duration = entry.duration_ms if entry.duration_ms is not None else CANCELLED_STAND_IN_MS
         statements.append(Statement(entry.query, 1, duration, f"log {path.name} ({entry.kind})"))
     return statements

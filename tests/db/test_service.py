@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dbmaint.cluster import Cluster, free_port
 from dbmaint.history import History, ScheduleState
 from dbmaint.model import now
+from dbmaint.own_statements import MARKER
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import (
     ServiceProcess,
@@ -104,7 +105,7 @@ def dbmaint_backends(pg: Cluster) -> list[tuple[int, str]]:
         rows = conn.execute(
             "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE application_name = 'dbmaint'"
         ).fetchall()
-    return [(int(pid), str(query)) for pid, query in rows]
+    return [(int(pid), str(query).removeprefix(MARKER)) for pid, query in rows]
 
 
 def test_jobs_run_on_time_and_are_recorded(
