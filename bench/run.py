@@ -2,7 +2,8 @@
 
     python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or --only reindex, --only advisor, --only service
+    python bench/run.py --only vacuum    # or --only reindex, --only advisor, --only service, --only footprint
+    python bench/run.py --only footprint --minutes 60   # the service with 50 databases for an hour
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
 (a table left dirty, a rebuild that did not happen, an index the advisor gave the decoy), 0 otherwise; a
@@ -28,11 +29,11 @@ if __package__ in (None, ""):
     # Run as `python bench/run.py`: Python put bench/ itself on sys.path, but the modules are `bench.*`.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench import advisor_bench, common, reindex_bench, service_bench, vacuum_bench  # noqa: E402
+from bench import advisor_bench, common, footprint_bench, reindex_bench, service_bench, vacuum_bench  # noqa: E402
 from dbmaint.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex", "advisor", "service")
+BENCHMARKS = ("vacuum", "reindex", "advisor", "service", "footprint")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,6 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, help="reindex: length of each pgbench run (default 20, 8 with --quick)")
     parser.add_argument(
         "--script", choices=("tpcb-like", "simple-update", "select-only"), help="reindex: pgbench built-in script"
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="footprint: how long the service is sampled (default 60, 3 quick)"
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -85,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             service = service_bench.run(service_bench.QUICK if args.quick else service_bench.FULL)
             results["service"], passed["service"] = service.to_json(), service.passed
             summaries.append(service.summary())
+        if "footprint" in chosen:
+            fparams = footprint_bench.QUICK if args.quick else footprint_bench.FULL
+            if args.minutes is not None:
+                fparams = dataclasses.replace(fparams, minutes=args.minutes)
+            footprint = footprint_bench.run(fparams)
+            results["footprint"], passed["footprint"] = footprint.to_json(), footprint.passed
+            summaries.append(footprint.summary())
     except common.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

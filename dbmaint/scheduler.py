@@ -83,21 +83,22 @@ def _use_case(job: str) -> Callable[..., Any]:
     return {"vacuum": jobs.vacuum, "reindex": jobs.reindex, "capture": jobs.capture, "advisor": jobs.advisor}[job]
 
 
-def _recording_executor(max_workers: int) -> Any:
+def _job_executor(scheduled: dict[str, datetime], on_submit: Callable[[str, datetime], None]) -> Any:
+    """One job kind's executor: one thread, so runs of that kind on several databases queue one after the
+    other (not a thread each, waiting), and the service's threads stay few whatever the database count.
+
+    Remembers the scheduled time each submission answers: the run records it as scheduled_for (safe per
+    job because max_instances=1: a job is never submitted again before its run ended).
+    """
     from apscheduler.executors.pool import ThreadPoolExecutor
 
     class RecordingExecutor(ThreadPoolExecutor):  # type: ignore[misc]
-        """Remembers the scheduled time each submission answers: the run records it as scheduled_for.
-
-        Safe per job because max_instances=1: a job is never submitted again before its run ended.
-        """
-
         def __init__(self) -> None:
-            super().__init__(max_workers)
-            self.scheduled: dict[str, datetime] = {}
+            super().__init__(1)
 
         def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-            self.scheduled[job.id] = run_times[-1]
+            scheduled[job.id] = run_times[-1]
+            on_submit(job.id, run_times[-1])
             super()._do_submit_job(job, run_times)
 
     return RecordingExecutor()
@@ -136,7 +137,8 @@ class Service:
         self.metrics: ServiceMetrics | None = None
         self._metrics_server: Any = None
         self._scheduler: Any = None
-        self._executor: Any = None
+        self._scheduled: dict[str, datetime] = {}  # job -> the due time its submitted run answers
+        self._queued: set[str] = set()  # jobs submitted, waiting for their kind's thread
 
     # --- start, wait, stop ------------------------------------------------------------------------------
 
@@ -177,11 +179,12 @@ class Service:
         if closed:
             log.warning("%d run(s) the previous service process left running recorded as interrupted", closed)
         self.started_at = self.history.service_started(self.host, os.getpid(), __version__)
-        # Threads start only when needed: room for every job of every database, and for databases a reload adds.
-        self._executor = _recording_executor(max_workers=max(16, len(JOBS) * len(self.targets) + 1))
+        # A thread per job kind, two for the service's own jobs, one for health figures: bounded whatever the
+        # number of databases (it was a thread per job and database, each waiting its turn).
+        executors = {job: _job_executor(self._scheduled, self._on_submit) for job in JOBS}
         self._scheduler = BackgroundScheduler(
             timezone=ZoneInfo(self.config.timezone),
-            executors={"default": self._executor, "service": _pool(2), "health": _pool(1)},
+            executors={**executors, "service": _pool(2), "health": _pool(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self._add_listeners()
@@ -292,7 +295,7 @@ class Service:
                 misfire_grace_time=max(1, round(item.misfire_grace)),
                 coalesce=True,
                 max_instances=1,
-                executor="default",
+                executor=item.job,
             )
             log.info("scheduled %s: %s (%s), next %s", item.id, item.spec.text, item.timezone, _when(first))
         self.planned = desired
@@ -372,16 +375,38 @@ class Service:
         self.sentry.report_missed(item.job, item.database, f"dbmaint {item.job} on {item.database} {reason}")
         self._save_state(event.job_id)
 
+    def _on_submit(self, job_id: str, due: datetime) -> None:
+        """A run handed to its kind's thread: said so when it must wait behind another database's run."""
+        kind = job_id.partition(":")[0]
+        with self._lock:
+            ahead = sorted(j for j in self._running | self._queued if j.partition(":")[0] == kind and j != job_id)
+            self._queued.add(job_id)
+        if ahead:
+            shown = [j for j in ahead if j in self._running] or ahead
+            behind = ", ".join(j.replace(":", " on ", 1) for j in shown[:3]) + (" ..." if len(shown) > 3 else "")
+            log.info(
+                "%s: due at %s, queued behind %s (runs of one job go one database at a time)",
+                job_id.replace(":", " on ", 1), _when(due), behind,
+            )  # fmt: skip
+
     def _on_overlap(self, event: Any) -> None:
-        """A job due while its previous run still goes: not started twice. Logged, not recorded as a run:
-        the run still going is the last run (status and metrics say "running")."""
+        """A job due while its previous run still goes, or still waits its turn: not started twice. Logged,
+        not recorded as a run: the run going (or queued) answers for it."""
         item = self.planned.get(event.job_id)
         if item is None:
             return
-        log.warning(
-            "%s on %s: the run due at %s is not started: the previous run is still going (runs never overlap)",
-            item.job, item.database, _when(event.scheduled_run_times[-1]),
-        )  # fmt: skip
+        with self._lock:
+            running = event.job_id in self._running
+        if running:
+            log.warning(
+                "%s on %s: the run due at %s is not started: the previous run is still going (runs never overlap)",
+                item.job, item.database, _when(event.scheduled_run_times[-1]),
+            )  # fmt: skip
+        else:
+            log.info(
+                "%s on %s: the run due at %s is not queued again: the run due at %s is still queued",
+                item.job, item.database, _when(event.scheduled_run_times[-1]), _when(self._scheduled.get(event.job_id)),
+            )  # fmt: skip
         self._save_state(event.job_id)
 
     def _record_not_run(self, item: Planned, status: str, reason: str, scheduled_for: datetime) -> None:
@@ -395,7 +420,9 @@ class Service:
     def _fire(self, job: str, database: str) -> None:
         """One scheduled run: everything is caught here, so one failing job never stops the others."""
         job_id = f"{job}:{database}"
-        scheduled_for = self._executor.scheduled.get(job_id)
+        scheduled_for = self._scheduled.get(job_id)
+        with self._lock:
+            self._queued.discard(job_id)
         with self._lock:
             config, target, item = self.config, self.targets.get(database), self.planned.get(job_id)
         if target is None or item is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import socket
 import time
@@ -569,3 +570,59 @@ def test_a_stop_at_any_moment_is_an_interruption_without_a_traceback(
     assert "failed" not in service.log.lower(), service.log
     (run,) = service.runs("vacuum")
     assert run.status == "interrupted", run
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads: line")
+
+
+def test_threads_stay_bounded_and_queued_runs_say_so(
+    pg: Cluster, write_config: Callable[[str], str], start_service: Callable[..., ServiceProcess]
+) -> None:
+    """Twelve databases, all four jobs every 2 s: a thread per job kind, not per job and database."""
+    names = [f"many_{i}" for i in range(12)]
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+    try:
+        config = service_config(
+            {name: pg.dsn(name) for name in names},
+            vacuum=EVERY_2S,
+            reindex=EVERY_2S,
+            capture=EVERY_2S,
+            advisor=EVERY_2S,
+        )
+        service = start_service(write_config(config))
+        wait_for(lambda: "scheduling:" in service.log, timeout=30)
+        most = 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert service.alive(), service.log
+            most = max(most, threads_of(service.process.pid))
+            time.sleep(0.1)
+        runs = service.runs()
+        assert service.stop() == 0, service.log
+    finally:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            for name in names:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    # main, APScheduler's own, one per job kind (4), the service pool (2: watchdog, heartbeat), health (1).
+    bound = 1 + 1 + 4 + 2 + 1
+    assert most <= bound, f"{most} threads for 12 databases x 4 jobs"
+    assert {r.database for r in runs if r.status != "running"} == set(names)
+    assert "queued behind" in service.log
+    # "still going" only for a run that really is: started and not yet ended (a queued one says so).
+    running: set[str] = set()
+    for line in service.log.splitlines():
+        message = line.split(": ", 1)[-1] if " dbmaint.scheduler: " in line else ""
+        subject, _, rest = message.partition(": ")
+        if rest.startswith("started"):
+            running.add(subject)
+        elif re.match(r"\w+( \(.*\))? in \d", rest):
+            running.discard(subject)
+        elif "still going" in rest:
+            assert subject in running, line

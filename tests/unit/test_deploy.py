@@ -79,7 +79,7 @@ def test_unit_runs_the_service_under_systemd_supervision(unit: Unit) -> None:
     assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert service["Restart"] == ["on-failure"]
     assert service["User"] == ["postgres"] and service["Group"] == ["postgres"]
-    assert service["Environment"] == ["DBMAINT_STATE_URL=sqlite:////var/lib/dbmaint/state.db"]
+    assert service["Environment"] == ["DBMAINT_STATE_URL=sqlite:////var/lib/dbmaint/state.db", "MALLOC_ARENA_MAX=2"]
     assert service["EnvironmentFile"] == ["-/etc/dbmaint/environment"]
     assert service["StateDirectory"] == ["dbmaint"]
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
