@@ -158,12 +158,17 @@ def _workload(conn: Connection, config: Config, sources: Sources, report: Advice
 
 
 def _left_out_by_weight(statement: workload.Statement, config: Config) -> str | None:
+    """Whether a recorded statement weighs too little to be worth an index: what matters is its total
+    time (merged across users, parameter types and nesting before this is asked). A statement run a few
+    times counts when each run is slow (a 3 s report run once a day costs more than a thousand fast
+    lookups); only few calls that are each fast are left out, with the statements under the total."""
     if statement.source != "pg_stat_statements":
         return None  # given on purpose, or seen running long: always weighed
-    if statement.calls < config.advisor.min_calls:
-        return f"fewer than {config.advisor.min_calls} calls"
     if statement.total_time_ms < config.advisor.min_total_time * 1000:
         return f"under {config.advisor.min_total_time * 1000:.0f} ms in total"
+    slow_ms = config.capture.min_mean_time * 1000
+    if statement.calls < config.advisor.min_calls and statement.mean_time_ms < slow_ms:
+        return f"fewer than {config.advisor.min_calls} calls, each under {slow_ms:.0f} ms"
     return None
 
 
@@ -190,9 +195,8 @@ def _analyse(
         if shape.kind not in _PLANNABLE_KINDS:
             report.left_out["utility statement (not planned)"] += 1
             continue
-        if not shape.tables():
-            for skipped in shape.skipped or ["no table an index could serve"]:
-                report.left_out[_skip_reason(skipped)] += 1
+        if not shape.tables():  # one reason per statement: the counts add up to the statements
+            report.left_out[_skip_reason((shape.skipped or ["no table an index could serve"])[0])] += 1
             continue
         if not any(u.role != "read" for u in shape.uses):
             report.left_out["nothing an index could serve (no predicate, join or sort)"] += 1

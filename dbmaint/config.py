@@ -110,7 +110,8 @@ class AdvisorConfig:
     schedule: str = _cron("0 5 * * 0")
     # New indexes may take this much space in all: a share of the database size, or a size ("2GB").
     storage_budget: str = "10%"
-    # pg_stat_statements entries below either threshold are not worth an index (and are counted as such).
+    # A pg_stat_statements entry under min_total_time in all is not worth an index, nor one with fewer
+    # than min_calls calls that are each faster than capture.min_mean_time (counted as such).
     min_calls: int = 5
     min_total_time: float = _duration("100ms")
     max_statements: int = 1000

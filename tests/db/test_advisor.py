@@ -329,3 +329,20 @@ def test_the_scheduled_advisor_job_keeps_its_advice_in_history_and_creates_nothi
     assert {row["status"] for row in rows} == {"proposed"} and {row["kind"] for row in rows} == {"create_index"}
     assert run.warnings is not None and "unindexed foreign key" in run.warnings
     assert valid_indexes(shop) == indexes_before, "the service proposes indexes; migrations create them"
+
+
+def test_the_workload_counts_add_up(shop: Database, dbmaint: Invoke, budget: str) -> None:
+    """statements = analysed + left out, one reason per statement, whatever kind each is."""
+    given = [
+        "SELECT * FROM orders WHERE account_id = 7",
+        "SELECT 1",
+        "SELECT relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+        "VACUUM orders",
+        "SELECT count(*) FROM orders",
+        "SELECT * FROM no_such_table WHERE x = 1",
+    ]
+    args = [arg for statement in given for arg in ("-s", statement)]
+    document = advise(dbmaint, "--config", budget, "--dsn", shop.dsn, *args)
+    counts = document["workload"]
+    assert counts["statements"] == counts["analysed"] + sum(counts["left_out"].values()), counts
+    assert counts["statements"] >= len(given)
