@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or --only reindex, --only advisor, --only service, --only footprint
+    python bench/run.py --only vacuum    # or reindex, advisor, index_size, service, footprint
     python bench/run.py --only footprint --minutes 60   # the service with 50 databases for an hour
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
@@ -29,11 +29,19 @@ if __package__ in (None, ""):
     # Run as `python bench/run.py`: Python put bench/ itself on sys.path, but the modules are `bench.*`.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench import advisor_bench, common, footprint_bench, reindex_bench, service_bench, vacuum_bench  # noqa: E402
+from bench import (  # noqa: E402
+    advisor_bench,
+    common,
+    footprint_bench,
+    index_size_bench,
+    reindex_bench,
+    service_bench,
+    vacuum_bench,
+)
 from dbmaint.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex", "advisor", "service", "footprint")
+BENCHMARKS = ("vacuum", "reindex", "advisor", "index_size", "service", "footprint")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -85,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             advisor = advisor_bench.run(advisor_bench.QUICK if args.quick else advisor_bench.FULL)
             results["advisor"], passed["advisor"] = advisor.to_json(), advisor.passed
             summaries.append(advisor.summary())
+        if "index_size" in chosen:
+            sizes = index_size_bench.run(index_size_bench.QUICK if args.quick else index_size_bench.FULL)
+            results["index_size"], passed["index_size"] = sizes.to_json(), sizes.passed
+            summaries.append(sizes.summary())
         if "service" in chosen:
             service = service_bench.run(service_bench.QUICK if args.quick else service_bench.FULL)
             results["service"], passed["service"] = service.to_json(), service.passed

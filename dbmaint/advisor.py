@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from dbmaint.analyse import safety
 from dbmaint.config import Config, storage_budget_bytes
 from dbmaint.errors import DatabaseError
 from dbmaint.model import MAX_IDENTIFIER_BYTES, Finding, IndexRecommendation, QueryBenefit
+from dbmaint.sizing import Sizer
 from dbmaint.units import format_size
 from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
 
@@ -103,7 +104,7 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
             "hypopg is not installed: recommendations are unverified heuristics (install the package "
             "postgresql-15-hypopg, then CREATE EXTENSION hypopg, to have each one proven on the planner)"
         )
-        report.recommendations = _heuristic(analysed, tables, _taken_names(conn))
+        report.recommendations = _heuristic(analysed, tables, _taken_names(conn), _built_size(Sizer(conn)))
     else:
         report.verified = True
         for item in analysed:  # before any planning: the cache knows a statement by its key alone
@@ -436,7 +437,7 @@ def _proven(
         work,
         candidates,
         cost,
-        _safe_size(whatif),
+        _built_size(Sizer(conn)),
         budget_bytes=budget,
         tables=tables,
         min_improvement=config.advisor.min_improvement,
@@ -451,12 +452,12 @@ def _proven(
     return recommendations
 
 
-def _safe_size(whatif: WhatIf) -> Any:
+def _built_size(sizer: Sizer) -> Any:
+    """The size each candidate will have once built (btree deduplication and suffix truncation counted:
+    hypopg's own estimate overstates low-cardinality keys two to four times)."""
+
     def size(candidate: Candidate) -> int:
-        try:
-            return whatif.size(candidate)
-        except PlanError:
-            return 2**62  # cannot be built hypothetically: never fits a budget
+        return sizer.size(candidate.schema, candidate.table, candidate.columns, candidate.include, candidate.where)
 
     return size
 
@@ -539,7 +540,10 @@ def _recommendation(
 
 
 def _heuristic(
-    analysed: list[_Analysed], tables: Mapping[tuple[str, str], choice.TableFacts], taken: set[tuple[str, str]]
+    analysed: list[_Analysed],
+    tables: Mapping[tuple[str, str], choice.TableFacts],
+    taken: set[tuple[str, str]],
+    size: Callable[[Candidate], int],
 ) -> list[IndexRecommendation]:
     """Without hypopg: per statement (heaviest first), its widest composite candidate, unverified."""
     seen: set[Candidate] = set()
@@ -550,8 +554,6 @@ def _heuristic(
             continue
         candidate = found[-1]
         seen.add(candidate)
-        facts = tables.get((candidate.schema, candidate.table))
-        size = int((facts.reltuples if facts else 0) * (16 + 8 * len(candidate.columns)) * 1.3)
         name = _unique_name(candidate, taken)
         result.append(
             IndexRecommendation(
@@ -564,7 +566,7 @@ def _heuristic(
                 include=candidate.include,
                 where=candidate.where,
                 queries=(QueryBenefit(item.statement.query, item.statement.queryid, item.statement.calls, 0, 0),),
-                estimated_size_bytes=size,
+                estimated_size_bytes=size(candidate),
                 verified=False,
             )
         )
