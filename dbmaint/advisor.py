@@ -411,7 +411,7 @@ def _proven(
     analysed: list[_Analysed],
     tables: Mapping[tuple[str, str], choice.TableFacts],
     config: Config,
-    budget: int,
+    budget: int | None,
     report: AdviceReport,
     partitioned: set[tuple[str, str]],
 ) -> list[IndexRecommendation]:
@@ -439,6 +439,8 @@ def _proven(
         cost,
         _built_size(Sizer(conn)),
         budget_bytes=budget,
+        max_new_indexes=config.advisor.max_new_indexes,
+        max_per_table=config.advisor.max_indexes_per_table,
         tables=tables,
         min_improvement=config.advisor.min_improvement,
         write_penalty=config.advisor.write_penalty,

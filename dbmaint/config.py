@@ -109,7 +109,12 @@ class AdvisorConfig:
     enabled: bool = True
     schedule: str = _cron("0 5 * * 0")
     # New indexes may take this much space in all: a share of the database size, or a size ("2GB").
-    storage_budget: str = "10%"
+    # The default choice is capped by count, not bytes (a budget in bytes was spent on the first pick and
+    # starved the rest): at most max_new_indexes per run, max_indexes_per_table on one table. An explicit
+    # cap on their size can still be set: a share of the database ("20%") or a size ("2GB").
+    storage_budget: str = "none"
+    max_new_indexes: int = 10
+    max_indexes_per_table: int = 3
     # A pg_stat_statements entry under min_total_time in all is not worth an index, nor one with fewer
     # than min_calls calls that are each faster than capture.min_mean_time (counted as such).
     min_calls: int = 5
@@ -332,7 +337,13 @@ def _check_ranges(config: Config, source: str) -> None:
         ("reindex.max_per_run", config.reindex.max_per_run >= 1, "at least 1"),
         ("advisor.min_improvement", 0 < config.advisor.min_improvement < 1, "between 0 and 1"),
         ("advisor.write_penalty", 0 <= config.advisor.write_penalty <= 1, "between 0 and 1"),
-        ("advisor.storage_budget", _budget_ok(config.advisor.storage_budget), 'a share such as "10%" or a size'),
+        (
+            "advisor.storage_budget",
+            _budget_ok(config.advisor.storage_budget),
+            '"none", a share such as "20%" or a size',
+        ),
+        ("advisor.max_new_indexes", config.advisor.max_new_indexes >= 1, "at least 1"),
+        ("advisor.max_indexes_per_table", config.advisor.max_indexes_per_table >= 1, "at least 1"),
         ("safety.lock_timeout", config.safety.lock_timeout > 0, "above 0"),
         ("safety.max_active_connections", config.safety.max_active_connections >= 1, "at least 1"),
         ("metrics.refresh", config.metrics.refresh >= 1, "at least 1s"),
@@ -369,8 +380,11 @@ def _budget_ok(text: str) -> bool:
     return True
 
 
-def storage_budget_bytes(text: str, database_size: int) -> int:
-    """advisor.storage_budget in bytes: "10%" of the database, or an absolute size such as "2GB"."""
+def storage_budget_bytes(text: str, database_size: int) -> int | None:
+    """advisor.storage_budget in bytes: "10%" of the database, an absolute size such as "2GB", or None
+    for "none" (no cap on size)."""
+    if text.strip().lower() in ("none", ""):
+        return None
     if text.strip().endswith("%"):
         share = float(text.strip()[:-1])
         if not 0 < share <= 1000:

@@ -52,11 +52,6 @@ SERVER_SETTINGS = {
 }
 # The sample's one bloated index is ~11 MB; the default min_size (10MB) would be too close to call.
 REINDEX_MIN_SIZE = "5MB"
-# The default budget for new indexes (10% of the database) suits a production database of many GB,
-# whose indexes are a small share of its size. The sample database is ~80 MB, and the three indexes its
-# slow queries need take ~14 MB together (18%): at 10% (7.8 MB) the advisor recommends only the first and
-# leaves out order_items (product_id), the index that also fixes the unindexed foreign key.
-ADVISOR_STORAGE_BUDGET = "50%"
 # The sample's tables are small (MBs), so its slow queries take milliseconds each; under the default
 # 100ms of total time a statement is not worth an index, and whether the sample's reach it would depend
 # on the machine. Their call counts (>= advisor.min_calls) are what makes them the shop's workload.
@@ -244,7 +239,6 @@ def _config(state_url: str) -> Config:
         reindex=dataclasses.replace(defaults.reindex, min_size=parse_size(REINDEX_MIN_SIZE)),
         advisor=dataclasses.replace(
             defaults.advisor,
-            storage_budget=ADVISOR_STORAGE_BUDGET,
             min_total_time=parse_duration(ADVISOR_MIN_TOTAL_TIME),
         ),
         source="dbmaint demo",

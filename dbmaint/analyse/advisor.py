@@ -192,7 +192,9 @@ def choose(
     cost: CostFn,
     size: Callable[[Candidate], int],
     *,
-    budget_bytes: int,
+    budget_bytes: int | None = None,
+    max_new_indexes: int = 10,
+    max_per_table: int = 3,
     tables: Mapping[tuple[str, str], TableFacts],
     min_improvement: float = 0.2,
     write_penalty: float = 0.5,
@@ -251,7 +253,8 @@ def choose(
         candidate = max(scores, key=lambda c: (scores[c][0], -len(c.columns), repr(c)))
         _, gain, bytes_needed, evidence = scores.pop(candidate)
         pool.discard(candidate)
-        if used + bytes_needed > budget_bytes:
+        table = (candidate.schema, candidate.table)
+        if budget_bytes is not None and used + bytes_needed > budget_bytes:
             left = max(0, budget_bytes - used)
             reason = (
                 f"needs {format_size(bytes_needed)}, {format_size(left)} of the storage budget "
@@ -259,7 +262,6 @@ def choose(
             )
             selection.rejected.append(Rejection(candidate, reason))
             continue
-        table = (candidate.schema, candidate.table)
         chosen_on.setdefault(table, set()).add(candidate)
         used += bytes_needed
         selection.chosen.append(Choice(candidate, bytes_needed, gain, evidence))
@@ -267,7 +269,33 @@ def choose(
         for key in changed:
             contexts.pop(key, None)
         dirty = {c for c in pool if any(item.key in changed for item in affected[c])}
-    return _without_redundant(selection, affected, cost, item_tables)
+    selection = _without_redundant(selection, affected, cost, item_tables)
+    if _capped(selection, max_new_indexes, max_per_table):  # the survivors' savings change without the others
+        selection = _without_redundant(selection, affected, cost, item_tables)
+    return selection
+
+
+def _capped(selection: Selection, max_new_indexes: int, max_per_table: int) -> bool:
+    """Keep the choices that save the most, at most ``max_per_table`` on a table and ``max_new_indexes`` in
+    all (counted after redundant picks are gone, so a pick a later one replaced takes no place)."""
+    kept: list[Choice] = []
+    per_table: dict[tuple[str, str], int] = {}
+    for choice_ in sorted(selection.chosen, key=lambda c: c.gain, reverse=True):
+        table = (choice_.candidate.schema, choice_.candidate.table)
+        if len(kept) >= max_new_indexes:
+            reason = f"{max_new_indexes} new indexes that save more are chosen (advisor.max_new_indexes)"
+        elif per_table.get(table, 0) >= max_per_table:
+            reason = (
+                f"{max_per_table} new indexes that save more are chosen on this table (advisor.max_indexes_per_table)"
+            )
+        else:
+            kept.append(choice_)
+            per_table[table] = per_table.get(table, 0) + 1
+            continue
+        selection.rejected.append(Rejection(choice_.candidate, reason))
+    dropped = len(kept) < len(selection.chosen)
+    selection.chosen = [c for c in selection.chosen if c in kept]
+    return dropped
 
 
 def _without_redundant(

@@ -96,3 +96,25 @@ def test_write_heavy_tables_are_penalised() -> None:
         items, [A, other], lambda key, ix: costs[(key, ix)], lambda c: 8192, budget_bytes=8192, tables=heavy
     )
     assert [c.candidate for c in selection.chosen] == [A]
+
+
+def test_the_default_choice_is_capped_by_count_not_bytes() -> None:
+    """Four statements, each served by its own large index on one table: no byte budget by default, so
+    the size does not starve anyone; the per-table cap (and the total cap) keeps the count bounded."""
+    names = ("account_id", "status", "created_at", "total")
+    indexes = [Candidate("public", "orders", (name,)) for name in names]
+    items = [WorkItem(f"q{i}", 10 - i, shape((name, "eq"))) for i, name in enumerate(names)]
+
+    def cost(key: str, chosen: frozenset[Candidate]) -> float:
+        wanted = indexes[int(key[1:])]
+        return 10.0 if wanted in chosen else 1000.0
+
+    huge = lambda candidate: 10**12  # noqa: E731 (far above any share of any database)
+    capped = choose(items, indexes, cost, huge, tables=FACTS)
+    assert [c.candidate for c in capped.chosen] == indexes[:3]
+    assert any("advisor.max_indexes_per_table" in r.reason for r in capped.rejected)
+    one = choose(items, indexes, cost, huge, tables=FACTS, max_new_indexes=1)
+    assert [c.candidate for c in one.chosen] == indexes[:1]
+    assert any("advisor.max_new_indexes" in r.reason for r in one.rejected)
+    everything = choose(items, indexes, cost, huge, tables=FACTS, max_per_table=4)
+    assert len(everything.chosen) == 4
