@@ -202,14 +202,18 @@ def _analyse(
         if not any(u.role != "read" for u in shape.uses):
             report.left_out["nothing an index could serve (no predicate, join or sort)"] += 1
             continue
-        plannable = Plannable(
-            key=workload.fingerprint(text),
-            text=text,
-            params=safety.highest_param(text),
-            param_types=shape.param_types(catalog),
-        )
-        analysed.append(_Analysed(statement, plannable, shape))
+        analysed.append(_Analysed(statement, plannable(text, shape, catalog), shape))
     return analysed
+
+
+def plannable(text: str, shape: sqlshape.Shape, catalog: sqlshape.Catalog) -> Plannable:
+    """A repaired statement as the what-if planner takes it: each $n typed where its context says."""
+    return Plannable(
+        key=workload.fingerprint(text),
+        text=text,
+        params=safety.highest_param(text),
+        param_types=shape.param_types(catalog),
+    )
 
 
 def _skip_reason(skipped: str) -> str:

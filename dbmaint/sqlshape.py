@@ -80,6 +80,11 @@ class Shape:
     has_limit: bool = False
     # $n in LIMIT and OFFSET, with a value to plan them with (they compare with no column).
     limit_params: dict[int, str] = field(default_factory=dict)
+    # $n whose type only their context gives (arithmetic between parameters, CASE results summed), and
+    # the $n that appear at all: a repaired text can lose one (extract($1 from x)).
+    context_types: dict[int, str] = field(default_factory=dict)
+    params_seen: set[int] = field(default_factory=set)
+    array_params: set[int] = field(default_factory=set)
 
     def tables(self) -> set[tuple[str, str]]:
         return {(u.schema, u.table) for u in self.uses}
@@ -90,7 +95,13 @@ class Shape:
         for use in self.uses:
             relation = catalog.relations.get((use.schema, use.table))
             if use.param is not None and relation is not None and use.column in relation.columns:
-                types.setdefault(use.param, relation.columns[use.column])
+                suffix = "[]" if use.param in self.array_params else ""
+                types.setdefault(use.param, relation.columns[use.column] + suffix)
+        for number, type_name in self.context_types.items():
+            types.setdefault(number, type_name)
+        for number in range(1, max(self.params_seen, default=0)):
+            if number not in self.params_seen:
+                types.setdefault(number, "text")  # declared but unused: any type will do
         return types
 
 
@@ -170,7 +181,9 @@ def analyse(query: str, catalog: Catalog) -> Shape:
         statements = parse(query)
         if not statements:
             raise ShapeError("empty statement")
-        return _Walker(catalog).statement(statements[0])
+        shape = _Walker(catalog).statement(statements[0])
+        shape.params_seen, shape.context_types = _context_types(statements[0])
+        return shape
     except RecursionError:
         raise ShapeError("statement nested too deeply to analyse") from None
 
@@ -360,6 +373,10 @@ class _Walker:
                 for arg in node.args:
                     self.predicate(arg, scope)
             else:  # OR and NOT: no single index serves them; the columns are still read
+                if node.boolop == enums.BoolExprType.OR_EXPR:
+                    for left, right in self._joins_in_every_arm(node.args, scope):
+                        self._use(left, "join")
+                        self._use(right, "join")
                 self.reads(node, scope)
             return
         if isinstance(node, ast.A_Expr):
@@ -380,6 +397,13 @@ class _Walker:
         kind = node.kind
         left = self.expression_origin(node.lexpr, scope)
         if kind in (enums.A_Expr_Kind.AEXPR_IN, enums.A_Expr_Kind.AEXPR_OP_ANY) and operator == "=":
+            if kind == enums.A_Expr_Kind.AEXPR_OP_ANY and isinstance(node.rexpr, ast.ParamRef):
+                self.shape.array_params.add(node.rexpr.number)  # col = ANY ($1): $1 is an array
+            elements = node.rexpr.elements if isinstance(node.rexpr, ast.A_ArrayExpr) else None
+            numbers = [e.number for e in elements or () if isinstance(e, ast.ParamRef)]
+            if left is not None and numbers:  # col = ANY (ARRAY[$1, $2]): ARRAY of unknown is text[]
+                for number in numbers:
+                    self._use(left, "read", param=number)
             if left is not None:
                 self._use(left, "eq", param=_param(node.rexpr))
             self.reads(node.rexpr, scope)
@@ -408,6 +432,30 @@ class _Walker:
             self._use(right, role, param=_param(node.lexpr), constant=_constant(node.lexpr), operator=flipped)
         else:
             self.reads(node, scope)
+
+    def _joins_in_every_arm(self, arms: Sequence[Any], scope: _Scope) -> list[tuple[Any, Any]]:
+        """Join equalities that every arm of an OR repeats (TPC-H q19: ``(p_partkey = l_partkey AND ...)
+        OR (p_partkey = l_partkey AND ...)``): the join is on them whichever arm holds."""
+        common: dict[tuple[str, ...], tuple[Any, Any]] | None = None
+        for arm in arms:
+            conjuncts = (
+                arm.args if isinstance(arm, ast.BoolExpr) and arm.boolop == enums.BoolExprType.AND_EXPR else [arm]
+            )
+            found: dict[tuple[str, ...], tuple[Any, Any]] = {}
+            for conjunct in conjuncts:
+                if not (
+                    isinstance(conjunct, ast.A_Expr)
+                    and conjunct.kind == enums.A_Expr_Kind.AEXPR_OP
+                    and _names(conjunct.name)[-1:] == ["="]
+                ):
+                    continue
+                left = self.expression_origin(conjunct.lexpr, scope)
+                right = self.expression_origin(conjunct.rexpr, scope)
+                if left is not None and right is not None and left[0] is not right[0]:
+                    ends = sorted([(left[0].schema, left[0].name, left[1]), (right[0].schema, right[0].name, right[1])])
+                    found[tuple(part for end in ends for part in end)] = (left, right)
+            common = found if common is None else {key: common[key] for key in common.keys() & found.keys()}
+        return list((common or {}).values())
 
     def _sublink(self, node: ast.SubLink, scope: _Scope) -> None:
         if node.subLinkType == enums.SubLinkType.ANY_SUBLINK and node.testexpr is not None:
@@ -487,6 +535,96 @@ def _walk(node: Any) -> Iterator[Any]:
                 stack.extend(getattr(current, attribute) for attribute in reversed(list(current)))
 
 
+_ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
+_NUMERIC_AGGREGATES = frozenset({"sum", "avg", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop",
+                                 "var_samp", "min", "max"})  # fmt: skip
+
+
+def _context_types(statement: Any) -> tuple[set[int], dict[int, str]]:
+    """Every $n of the statement, and a type for those PostgreSQL cannot resolve from their context.
+
+    Normalizing turns ``0.06 - 0.01`` into ``$4 - $5`` (unknown - unknown: "operator is not unique") and
+    ``sum(case when ... then 1 else 0 end)`` into a CASE of parameters only (resolved as text: "function
+    sum(text) does not exist"). Both were numbers, and are planned as numeric. Subqueries are entered.
+    """
+    seen: set[int] = set()
+    types: dict[int, str] = {}
+    stack: list[tuple[Any, Any]] = [(statement, None)]
+    while stack:
+        current, parent = stack.pop()
+        if isinstance(current, (list, tuple)):
+            stack.extend((item, parent) for item in current)
+            continue
+        if not isinstance(current, ast.Node):
+            continue
+        if isinstance(current, ast.ParamRef):
+            seen.add(current.number)
+        elif _is_arithmetic(current) and (numbers := _bare_params(current)) is not None:
+            types.update(dict.fromkeys(numbers, "numeric"))
+        elif _is_arithmetic(current) and _names(current.name)[-1] in ("+", "-"):
+            # date - $1 resolves as date - date (an integer, compared with a date: "operator does not
+            # exist"); the constant was a number of days, or an interval for a timestamp.
+            for operand, other in ((current.lexpr, current.rexpr), (current.rexpr, current.lexpr)):
+                if isinstance(operand, ast.ParamRef) and (temporal := _temporal(other)) is not None:
+                    types[operand.number] = "integer" if temporal == "date" else "interval"
+        elif isinstance(current, ast.CaseExpr) and _numeric_context(parent):
+            results = [when.result for when in current.args or ()] + [current.defresult]
+            if all(r is None or isinstance(r, ast.ParamRef) for r in results):
+                types.update(dict.fromkeys((r.number for r in results if r is not None), "numeric"))
+        stack.extend((getattr(current, attribute), current) for attribute in current)
+    return seen, types
+
+
+def _is_arithmetic(node: Any) -> bool:
+    return (
+        isinstance(node, ast.A_Expr)
+        and node.kind == enums.A_Expr_Kind.AEXPR_OP
+        and bool(node.name)
+        and _names(node.name)[-1] in _ARITHMETIC
+    )
+
+
+def _bare_params(node: Any) -> list[int] | None:
+    """The $n of an expression made only of $n and arithmetic; None when anything else is in it.
+
+    Iterative: a chain a + b + c ... nests deeper than Python's recursion limit.
+    """
+    numbers: list[int] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.ParamRef):
+            numbers.append(current.number)
+        elif _is_arithmetic(current):
+            stack.extend(operand for operand in (current.lexpr, current.rexpr) if operand is not None)
+        else:
+            return None
+    return numbers
+
+
+_TIMESTAMP_FUNCTIONS = frozenset({"now", "clock_timestamp", "statement_timestamp", "transaction_timestamp"})
+
+
+def _temporal(node: Any) -> str | None:
+    """'date' or 'timestamp' when the expression is plainly one (a cast, current_date, now())."""
+    if isinstance(node, ast.TypeCast):
+        name = _names(node.typeName.names)[-1]
+        return "date" if name == "date" else "timestamp" if name.startswith("timestamp") else None
+    if isinstance(node, ast.SQLValueFunction):
+        if node.op == enums.SQLValueFunctionOp.SVFOP_CURRENT_DATE:
+            return "date"
+        return "timestamp" if "TIMESTAMP" in node.op.name else None
+    if isinstance(node, ast.FuncCall) and _names(node.funcname)[-1].lower() in _TIMESTAMP_FUNCTIONS:
+        return "timestamp"
+    return None
+
+
+def _numeric_context(parent: Any) -> bool:
+    if isinstance(parent, ast.FuncCall):
+        return _names(parent.funcname)[-1].lower() in _NUMERIC_AGGREGATES
+    return _is_arithmetic(parent)
+
+
 def _names(fields: Iterable[Any]) -> list[str]:
     return [f.sval for f in fields if isinstance(f, ast.String)]
 
@@ -564,9 +702,9 @@ def repair_normalized(query: str) -> str:
 
 
 def _is_type_prefix(tokens: Sequence[Any], index: int) -> bool:
-    """A type name directly before $n is a typed literal unless it is itself an operand (a column)."""
-    if index == 0:
-        return False
-    before = tokens[index - 1]
-    # "WHERE d = date $1": the type name follows an operator, a comma, a keyword or a parenthesis.
-    return before.name.startswith("ASCII_") or before.kind != "NO_KEYWORD" or before.name in ("Op", "EQUALS_GREATER")
+    """A type name directly before $n is a typed literal (no other SQL puts a name right before $n).
+
+    Whatever precedes it (``=``, ``>=``, ``<>``, ``+``, BETWEEN, AND, a comma, a parenthesis) does not
+    matter; a qualified type name (``s.t $1``) is left alone, its prefix is not read here.
+    """
+    return index > 0 and tokens[index - 1].name != "ASCII_46"

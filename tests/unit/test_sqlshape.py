@@ -126,6 +126,42 @@ def test_normalized_text_is_repaired_with_the_scanner() -> None:
     assert repair_normalized("SELECT extract($1 from d) FROM t") == "SELECT extract(epoch from d) FROM t"
     untouched = "SELECT 'date $1', d FROM t WHERE x = $1 -- interval $2 month"
     assert repair_normalized(untouched) == untouched
+    # After every operator and keyword: >=, <, +, BETWEEN ... AND, IN lists, CASE.
+    assert repair_normalized("WHERE d >= date $1 AND d < date $2 + interval $3 year") == (
+        "WHERE d >= $1::date AND d < $2::date + $3::interval"
+    )
+    assert repair_normalized("WHERE d BETWEEN date $1 AND date $2 OR d IN (date $3)") == (
+        "WHERE d BETWEEN $1::date AND $2::date OR d IN ($3::date)"
+    )
+    assert (
+        repair_normalized("CASE WHEN d <> date $1 THEN timestamp $2 END")
+        == "CASE WHEN d <> $1::date THEN $2::timestamp END"
+    )
+
+
+def test_parameters_get_a_type_from_their_context() -> None:
+    query = (
+        "SELECT sum(CASE WHEN status = $1 THEN $2 ELSE $3 END), extract(epoch FROM created_at) FROM orders"
+        " WHERE id BETWEEN $5 - $6 AND $7 + $8 AND created_at > now() - $9 AND created_at::date = current_date - $10"
+        " AND customer_id = ANY ($11) AND id = ANY (ARRAY[$12, $13])"
+    )
+    types = analyse(query, CATALOG).param_types(CATALOG)
+    assert {types[n] for n in (2, 3, 5, 6, 7, 8)} == {"numeric"}  # numbers the server cannot type
+    assert types[4] == "text"  # $4 was extract's field, repaired away: any type declares it
+    assert (types[9], types[10]) == ("interval", "integer")  # timestamp - interval, date - days
+    assert (types[11], types[12], types[13]) == ("integer[]", "integer", "integer")
+
+
+def test_a_join_repeated_in_every_arm_of_an_or_is_a_join() -> None:
+    """TPC-H q19: (p_partkey = l_partkey AND ...) OR (p_partkey = l_partkey AND ...)."""
+    query = (
+        "SELECT 1 FROM orders o, customers c WHERE (o.customer_id = c.id AND o.status = $1)"
+        " OR (c.id = o.customer_id AND o.status = $2)"
+    )
+    assert {("orders", "customer_id", "join"), ("customers", "id", "join")} <= uses(query)
+    assert ("orders", "customer_id", "join") not in uses(
+        "SELECT 1 FROM orders o, customers c WHERE (o.customer_id = c.id) OR o.status = $1"
+    )
 
 
 def test_very_long_statements_do_not_exhaust_the_stack() -> None:
