@@ -94,21 +94,28 @@ def create_index_concurrently(
     schema: str,
     include: Sequence[str] = (),
     where: str | None = None,
+    directions: Sequence[str] = (),
 ) -> None:
     """CREATE INDEX CONCURRENTLY, unless a valid index of that name is there already (a re-run leaves it).
 
     An interrupted concurrent build (cancelled, timed out on a lock, failed) leaves an INVALID index under
     this name, which costs writes but is never used: it is dropped and built again, not taken for done.
+    ``directions`` gives key columns an ordering ("DESC", "NULLS FIRST", ...) where a sort needs one.
     """
     valid = index_state(schema, name, table)
     if valid:
         return
     if valid is False:
         op.drop_index(name, schema=schema, postgresql_concurrently=True, if_exists=True)
+    quote = op.get_context().dialect.identifier_preparer.quote
+    keys: list[str | sa.ColumnElement[object]] = [
+        sa.literal_column(f"{quote(column)} {direction}") if direction else column
+        for column, direction in zip(columns, [*directions, *[""] * len(columns)], strict=False)
+    ]
     op.create_index(
         name,
         table,
-        columns,
+        keys,
         schema=schema,
         postgresql_concurrently=True,
         postgresql_include=list(include),
@@ -267,7 +274,9 @@ def _docstring(
 
 
 def _index_section(rec: IndexRecommendation) -> str:
-    shape = f"{rec.name} on {rec.table} ({', '.join(rec.columns)})"
+    orderings = [*rec.directions, *[""] * len(rec.columns)]
+    keys = [f"{c} {d}" if d else c for c, d in zip(rec.columns, orderings, strict=False)]
+    shape = f"{rec.name} on {rec.table} ({', '.join(keys)})"
     if rec.include:
         shape += f" INCLUDE ({', '.join(rec.include)})"
     if rec.where:
@@ -326,6 +335,8 @@ def _create_call(rec: IndexRecommendation) -> str:
         arguments.append(_list("include=", rec.include))
     if rec.where is not None:
         arguments.append(f"where={_literal(rec.where)}")
+    if any(rec.directions):
+        arguments.append(_list("directions=", rec.directions))
     # Always one argument a line (the trailing comma keeps ruff format from joining them): easy to review.
     return "\n".join(["        create_index_concurrently(", *_argument_lines(arguments), "        )"])
 

@@ -171,6 +171,8 @@ class IndexRecommendation:
     reason: str
     include: tuple[str, ...] = ()
     where: str | None = None  # partial index predicate, as SQL text
+    # Per key column "", "DESC", "NULLS FIRST" or "DESC NULLS LAST"; empty when all are ascending.
+    directions: tuple[str, ...] = ()
     queries: tuple[QueryBenefit, ...] = ()
     cost_before: float = 0.0  # workload cost (sum of cost x calls over the statements it affects)
     cost_after: float = 0.0
@@ -188,6 +190,7 @@ class IndexRecommendation:
             "columns": list(self.columns),
             "include": list(self.include),
             "where": self.where,
+            "directions": list(self.directions),
             "name": self.name,
             "definition": self.definition,
             "reason": self.reason,

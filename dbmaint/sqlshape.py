@@ -68,6 +68,8 @@ class ColumnUse:
     constant: str | None = None  # SQL text of the constant compared with it (col = 'x'), if any
     operator: str | None = None
     descending: bool = False
+    # ORDER BY's ordering as an index column states it: "", "DESC", "NULLS FIRST" or "DESC NULLS LAST".
+    ordering: str = ""
 
 
 @dataclass
@@ -281,6 +283,7 @@ class _Walker:
         for item in items:
             node = item.node if isinstance(item, ast.SortBy) else item
             descending = isinstance(item, ast.SortBy) and item.sortby_dir == enums.SortByDir.SORTBY_DESC
+            ordering = _ordering(item) if isinstance(item, ast.SortBy) else ""
             origin: Origin = None
             if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer):  # ORDER BY 2
                 position = node.val.ival - 1
@@ -294,7 +297,7 @@ class _Walker:
             else:
                 origin = self.expression_origin(node, scope)
             if origin is not None:
-                self._use(origin, role, descending=descending)
+                self._use(origin, role, descending=descending, ordering=ordering)
 
     # --- FROM ---------------------------------------------------------------------------------------
 
@@ -504,9 +507,10 @@ class _Walker:
         constant: str | None = None,
         operator: str | None = None,
         descending: bool = False,
+        ordering: str = "",
     ) -> None:
         relation, column = origin
-        use = ColumnUse(relation.schema, relation.name, column, role, param, constant, operator, descending)
+        use = ColumnUse(relation.schema, relation.name, column, role, param, constant, operator, descending, ordering)
         self.shape.uses.append(use)
 
     def _read(self, origin: Origin) -> None:
@@ -623,6 +627,18 @@ def _numeric_context(parent: Any) -> bool:
     if isinstance(parent, ast.FuncCall):
         return _names(parent.funcname)[-1].lower() in _NUMERIC_AGGREGATES
     return _is_arithmetic(parent)
+
+
+def _ordering(item: Any) -> str:
+    """ORDER BY x [DESC] [NULLS FIRST|LAST], said the shortest way an index column says it."""
+    descending = item.sortby_dir == enums.SortByDir.SORTBY_DESC
+    nulls_first = {
+        enums.SortByNulls.SORTBY_NULLS_FIRST: True,
+        enums.SortByNulls.SORTBY_NULLS_LAST: False,
+    }.get(item.sortby_nulls, descending)  # the default: NULLS LAST ascending, NULLS FIRST descending
+    if descending:
+        return "DESC" if nulls_first else "DESC NULLS LAST"
+    return "NULLS FIRST" if nulls_first else ""
 
 
 def _names(fields: Iterable[Any]) -> list[str]:

@@ -13,6 +13,7 @@ histogram bound, a typical value for equalities) are planned as a custom plan in
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class Candidate:
     columns: tuple[str, ...]
     include: tuple[str, ...] = ()
     where: str | None = None
+    # Per key column "", "DESC", "NULLS FIRST" or "DESC NULLS LAST"; empty when every column is ascending.
+    directions: tuple[str, ...] = ()
 
     @property
     def qualified_table(self) -> str:
@@ -57,7 +60,7 @@ class Candidate:
             parts.append(sql.SQL("{} ").format(sql.Identifier(self.name)))
         parts.append(
             sql.SQL("ON {} ({})").format(
-                sql.Identifier(self.schema, self.table), sql.SQL(", ").join(map(sql.Identifier, self.columns))
+                sql.Identifier(self.schema, self.table), sql.SQL(", ").join(self._key_columns())
             )
         )
         if self.include:
@@ -68,6 +71,17 @@ class Candidate:
 
     def describe(self) -> str:
         return self.body().as_string(None)
+
+    def _key_columns(self) -> list[sql.Composable]:
+        keys: list[sql.Composable] = []
+        for column, direction in itertools.zip_longest(self.columns, self.directions, fillvalue=""):
+            if direction not in DIRECTIONS:
+                raise ValueError(f"not an index column ordering: {direction!r}")
+            keys.append(sql.Identifier(column) + sql.SQL(f" {direction}" if direction else ""))
+        return keys
+
+
+DIRECTIONS = ("", "DESC", "NULLS FIRST", "DESC NULLS LAST")
 
 
 @dataclass(frozen=True)

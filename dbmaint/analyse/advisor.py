@@ -60,6 +60,39 @@ def _distinct(facts: TableFacts | None, column: str) -> float:
     return value if value >= 0 else -value * max(facts.reltuples, 1.0)  # negative: a fraction of rows
 
 
+def _scan_orderings(orderings: Mapping[str, str]) -> dict[str, str]:
+    """The index column orderings that serve ORDER BY's, read forward or backward.
+
+    A btree read backward gives every column the opposite direction and nulls placement, so orderings
+    that all agree (ASC, or DESC) need none, and mixed ones (``a DESC, b``) are stated with the first
+    column ascending: ``(a, b DESC NULLS LAST)`` serves ``ORDER BY a DESC, b`` read backward.
+    """
+    values = list(orderings.values())
+    if not values or all(v == "" for v in values) or all(v == "DESC" for v in values):
+        return {}
+    if values[0].startswith("DESC"):
+        orderings = {column: _reversed_ordering(v) for column, v in orderings.items()}
+    return dict(orderings)
+
+
+def _reversed_ordering(ordering: str) -> str:
+    descending = ordering.startswith("DESC")
+    nulls_first = "NULLS FIRST" in ordering or (descending and "NULLS LAST" not in ordering)
+    descending, nulls_first = not descending, not nulls_first
+    if descending:
+        return "DESC" if nulls_first else "DESC NULLS LAST"
+    return "NULLS FIRST" if nulls_first else ""
+
+
+# A partial index is for a column with at most this many distinct values (pg_stats).
+PARTIAL_MAX_DISTINCT = 100
+
+
+def _n_distinct(facts: TableFacts, column: str) -> float:
+    value = facts.n_distinct.get(column, 0.0)
+    return value if value >= 0 else -value * max(facts.reltuples, 1.0)
+
+
 def _unique(columns: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(columns))
 
@@ -79,7 +112,7 @@ def candidates_for(shape: Shape, tables: Mapping[tuple[str, str], TableFacts]) -
     for key, uses in by_table.items():
         facts = tables.get(key)
         found |= _table_candidates(key, uses, facts, sortable=len(sort_tables) == 1 and key in sort_tables)
-    return {c for c in found if c.columns and not _served(c.columns, tables.get((c.schema, c.table)))}
+    return {c for c in found if c.columns and (c.directions or not _served(c.columns, tables.get((c.schema, c.table))))}
 
 
 def _table_candidates(
@@ -87,9 +120,23 @@ def _table_candidates(
 ) -> set[Candidate]:
     schema, table = key
 
+    orderings: dict[str, str] = {}
+    for use in uses:
+        if use.role == "order" and sortable:
+            orderings.setdefault(use.column, use.ordering)
+    directed = _scan_orderings(orderings)
+
     def make(columns: Iterable[str], include: Iterable[str] = (), where: str | None = None) -> Candidate:
         keys = _unique(columns)[:MAX_KEY_COLUMNS]
-        return Candidate(schema, table, keys, tuple(c for c in _unique(include) if c not in keys), where)
+        directions = tuple(directed.get(c, "") for c in keys)
+        return Candidate(
+            schema,
+            table,
+            keys,
+            tuple(c for c in _unique(include) if c not in keys),
+            where,
+            directions if any(directions) else (),
+        )
 
     equality = [u for u in uses if u.role == "eq" and u.constant != "NULL"]
     eq_columns = sorted(_unique(u.column for u in equality), key=lambda c: -_distinct(facts, c))
@@ -135,7 +182,10 @@ def _partial_candidates(
         frequencies = facts.common_values.get(use.column, {})
         frequency = frequencies.get(use.constant.strip("'"), min(frequencies.values(), default=1.0))
         others = [c for c in (*eq_columns, *order, *ranges[:1]) if c != use.column]
-        if frequency <= 0.2 and others:
+        # A status, a kind, a flag: a column of few values whose rare one is queried. Not `user_id = 5`
+        # from an example statement: a partial index per user is no advice.
+        few_values = 0 < _n_distinct(facts, use.column) <= PARTIAL_MAX_DISTINCT
+        if frequency <= 0.2 and others and few_values:
             result.add(make(others, where=f"{_quote(use.column)} = {use.constant}"))
     return result
 

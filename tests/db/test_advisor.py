@@ -346,3 +346,34 @@ def test_the_workload_counts_add_up(shop: Database, dbmaint: Invoke, budget: str
     counts = document["workload"]
     assert counts["statements"] == counts["analysed"] + sum(counts["left_out"].values()), counts
     assert counts["statements"] >= len(given)
+
+
+def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbmaint: Invoke, budget: str) -> None:
+    """Multi-column ORDER BY ... LIMIT: the whole sort in the index, mixed directions stated."""
+    name = "advisor_sorts"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(pg, name)
+    database.execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE posts (id bigint PRIMARY KEY, user_id int NOT NULL, blog_id int NOT NULL,"
+        " created_at timestamptz NOT NULL, title text)",
+        "INSERT INTO posts SELECT g, (g::bigint * 7919) % 20000, (g::bigint * 104729) % 3000,"
+        " timestamptz '2026-01-01' - g * interval '1 minute', md5(g::text) FROM generate_series(1, 300000) g",
+        "VACUUM ANALYZE posts",
+        "SELECT pg_stat_statements_reset()",
+    )
+    with database.connect() as conn:
+        for i in range(20):
+            conn.execute("SELECT id FROM posts WHERE blog_id = %s ORDER BY created_at DESC, user_id LIMIT 10", (i,))
+            conn.execute("SELECT id, title FROM posts ORDER BY user_id, blog_id LIMIT %s", (10,))
+    document = advise(dbmaint, "--config", budget, "--dsn", database.dsn)
+    found = {tuple(r["columns"]): r for r in document["recommendations"]}
+    mixed = found[("blog_id", "created_at", "user_id")]
+    assert mixed["directions"] == ["", "", "DESC"], mixed
+    assert '"created_at", "user_id" DESC)' in mixed["definition"]
+    assert found[("user_id", "blog_id")]["directions"] == []
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -40,6 +40,7 @@ COMPOSITE = IndexRecommendation(
     table_name="Orders",
     columns=("customerId", "created_at"),
     include=("total",),
+    directions=("", "DESC"),
     name="ix_Orders_customerId_created_at",
     definition="",
     reason="Orders by customer, newest first.",
@@ -93,7 +94,7 @@ def test_upgrade_downgrade_upgrade(orders: Database, migrations: Path) -> None:
 
     command.upgrade(config, "head")
     assert valid_definition(orders, COMPOSITE.name) == (
-        'CREATE INDEX "ix_Orders_customerId_created_at" ON public."Orders" USING btree ("customerId", created_at)'
+        'CREATE INDEX "ix_Orders_customerId_created_at" ON public."Orders" USING btree ("customerId", created_at DESC)'
         " INCLUDE (total)"
     )
     assert valid_definition(orders, PARTIAL.name) == (
@@ -140,7 +141,7 @@ def test_invalid_index_from_a_failed_build_is_dropped_and_built_again(orders: Da
     command.upgrade(alembic_config(migrations, orders.dsn), "head")
     rebuilt = index(orders, COMPOSITE.name)
     assert rebuilt is not None and rebuilt[0] != leftover[0]
-    assert valid_definition(orders, COMPOSITE.name).endswith('("customerId", created_at) INCLUDE (total)')
+    assert valid_definition(orders, COMPOSITE.name).endswith('("customerId", created_at DESC) INCLUDE (total)')
 
 
 @pytest.mark.slow

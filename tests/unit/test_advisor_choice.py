@@ -16,11 +16,17 @@ FACTS = {
 }  # fmt: skip
 
 
-def shape(*uses: tuple[str, str], constant: str | None = None) -> Shape:
+def shape(*uses: tuple[str, str], constant: str | None = None, orderings: dict[str, str] | None = None) -> Shape:
     return Shape(
         kind="select",
-        uses=[ColumnUse("public", "orders", c, r, constant=constant if r == "eq" else None) for c, r in uses],  # type: ignore[arg-type]
-    )
+        uses=[
+            ColumnUse(
+                "public", "orders", c, r,  # type: ignore[arg-type]
+                constant=constant if r == "eq" else None, ordering=(orderings or {}).get(c, ""),
+            )
+            for c, r in uses
+        ],
+    )  # fmt: skip
 
 
 def columns(found: set[Candidate]) -> set[tuple[str, ...]]:
@@ -51,6 +57,30 @@ def test_partial_index_for_a_rare_constant() -> None:
     assert Candidate("public", "orders", ("created_at",), where="status = 'pending'") in found
     common = candidates_for(shape(("status", "eq"), ("created_at", "order"), constant="'paid'"), FACTS)
     assert not any(c.where for c in common)
+    # account_id = 7 is rare too, but a column of many values gets no partial index per value.
+    facts = {ORDERS: TableFacts("public", "orders", 100_000, (), n_distinct={"account_id": 5000},
+                                common_values={"account_id": {"7": 0.001}})}  # fmt: skip
+    many = candidates_for(shape(("account_id", "eq"), ("created_at", "order"), constant="7"), facts)
+    assert not any(c.where for c in many)
+
+
+def test_sort_directions_an_index_must_have() -> None:
+    def directions(orderings: dict[str, str]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
+        uses = [("status", "eq"), *((column, "order") for column in orderings)]
+        return {(c.columns, c.directions) for c in candidates_for(shape(*uses, orderings=orderings), FACTS)}
+
+    # All ascending or all descending: a plain index, read forward or backward.
+    assert (("status", "created_at", "account_id"), ()) in directions({"created_at": "DESC", "account_id": "DESC"})
+    assert (("status", "created_at", "account_id"), ()) in directions({"created_at": "", "account_id": ""})
+    # Mixed: stated with the first sort column ascending (the index is then read backward).
+    mixed = directions({"created_at": "DESC", "account_id": ""})
+    assert (("status", "created_at", "account_id"), ("", "", "DESC")) in mixed
+    assert not any(found == ("status", "created_at", "account_id") and not d for found, d in mixed)
+    assert (("status", "created_at", "account_id"), ("", "", "DESC NULLS LAST")) in directions(
+        {"created_at": "", "account_id": "DESC NULLS LAST"}
+    )
+    # NULLS FIRST ascending is no backward read of an ascending index.
+    assert (("status", "created_at"), ("", "NULLS FIRST")) in directions({"created_at": "NULLS FIRST"})
 
 
 A = Candidate("public", "orders", ("account_id",))

@@ -31,10 +31,11 @@ COMPOSITE = IndexRecommendation(
     table_name="Orders",
     columns=("customerId", "created_at"),
     include=("total",),
+    directions=("", "DESC"),
     name="ix_Orders_customerId_created_at",
     definition=(
-        'CREATE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON public."Orders" ("customerId", created_at)'
-        " INCLUDE (total)"
+        'CREATE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON public."Orders" ("customerId", created_at'
+        " DESC) INCLUDE (total)"
     ),
     reason=(
         "2 statements filter Orders by customerId and read the newest first; the workload's planner cost falls"
@@ -225,7 +226,7 @@ def test_offline_sql_builds_without_looking(tmp_path: Path) -> None:
     command.upgrade(config, "head", sql=True)
     sql = output.getvalue()
     assert (
-        'CREATE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON public."Orders" ("customerId", created_at)'
+        'CREATE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON public."Orders" ("customerId", created_at DESC)'
         " INCLUDE (total);"
     ) in sql
     assert "WHERE status = 'pending' AND note LIKE 'retry%';" in sql
