@@ -104,7 +104,8 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
             "hypopg is not installed: recommendations are unverified heuristics (install the package "
             "postgresql-15-hypopg, then CREATE EXTENSION hypopg, to have each one proven on the planner)"
         )
-        report.recommendations = _heuristic(analysed, tables, _taken_names(conn), _built_size(Sizer(conn)))
+        partitioned = {key for key, relation in catalog.relations.items() if relation.kind == "p"}
+        report.recommendations = _heuristic(analysed, tables, _taken_names(conn), _built_size(Sizer(conn)), partitioned)
     else:
         report.verified = True
         for item in analysed:  # before any planning: the cache knows a statement by its key alone
@@ -423,12 +424,6 @@ def _proven(
     candidates: set[Candidate] = set()
     for item in analysed:
         candidates |= choice.candidates_for(item.shape, tables)
-    for candidate in sorted((c for c in candidates if (c.schema, c.table) in partitioned), key=repr):
-        candidates.discard(candidate)
-        report.rejected.append(
-            (candidate.describe(), "partitioned table: CREATE INDEX CONCURRENTLY is not supported there; build it "
-             "on each partition concurrently, then CREATE INDEX ON ONLY the parent and ATTACH them")
-        )  # fmt: skip
 
     def cost(key: str, indexes: frozenset[Candidate]) -> float:
         try:
@@ -451,7 +446,7 @@ def _proven(
     )
     report.rejected += [(r.candidate.describe(), r.reason) for r in selection.rejected]
     names = _taken_names(conn)
-    recommendations = [_recommendation(c, by_key, names) for c in selection.chosen]
+    recommendations = [_recommendation(c, by_key, names, partitioned) for c in selection.chosen]
     for chosen, recommendation in zip(selection.chosen, recommendations, strict=True):
         report.helps[recommendation.name] = [key for key, _, _ in chosen.per_statement]
     report.analysed_items = dict(by_key)
@@ -501,9 +496,17 @@ def _unique_name(candidate: Candidate, taken: set[tuple[str, str]]) -> str:
     raise AssertionError("unreachable")
 
 
-def _definition(candidate: Candidate, name: str) -> str:
-    statement = candidate.body(concurrently=True).as_string(None)
-    return statement.replace("CREATE INDEX CONCURRENTLY ", f"CREATE INDEX CONCURRENTLY {_quoted(name)} ", 1)
+PARTITIONED_NOTE = (
+    "a partitioned table (CREATE INDEX CONCURRENTLY is refused there, and a plain CREATE INDEX blocks writes "
+    "while it builds): the revision builds it on each partition concurrently, then creates it ON ONLY the "
+    "parent and attaches them"
+)
+
+
+def _definition(candidate: Candidate, name: str, *, concurrently: bool = True) -> str:
+    verb = "CREATE INDEX CONCURRENTLY " if concurrently else "CREATE INDEX "
+    statement = candidate.body(concurrently=concurrently).as_string(None)
+    return statement.replace(verb, f"{verb}{_quoted(name)} ", 1)
 
 
 def _quoted(name: str) -> str:
@@ -511,7 +514,10 @@ def _quoted(name: str) -> str:
 
 
 def _recommendation(
-    chosen: choice.Choice, by_key: Mapping[str, _Analysed], taken: set[tuple[str, str]]
+    chosen: choice.Choice,
+    by_key: Mapping[str, _Analysed],
+    taken: set[tuple[str, str]],
+    partitioned: set[tuple[str, str]],
 ) -> IndexRecommendation:
     candidate = chosen.candidate
     name = _unique_name(candidate, taken)
@@ -528,12 +534,16 @@ def _recommendation(
         f"makes {len(queries)} statement(s) {saved:.0%} cheaper on the planner's estimate, weighted by calls "
         f"({before_total:,.0f} -> {after_total:,.0f}), for about {format_size(chosen.size)}"
     )
+    on_partitions = (candidate.schema, candidate.table) in partitioned
+    if on_partitions:
+        reason += f"; {PARTITIONED_NOTE}"
     return IndexRecommendation(
         schema=candidate.schema,
         table_name=candidate.table,
         columns=candidate.columns,
         name=name,
-        definition=_definition(candidate, name),
+        definition=_definition(candidate, name, concurrently=not on_partitions),
+        partitioned=on_partitions,
         reason=reason,
         include=candidate.include,
         where=candidate.where,
@@ -551,6 +561,7 @@ def _heuristic(
     tables: Mapping[tuple[str, str], choice.TableFacts],
     taken: set[tuple[str, str]],
     size: Callable[[Candidate], int],
+    partitioned: set[tuple[str, str]],
 ) -> list[IndexRecommendation]:
     """Without hypopg: per statement (heaviest first), its widest composite candidate, unverified."""
     seen: set[Candidate] = set()
@@ -562,14 +573,17 @@ def _heuristic(
         candidate = found[-1]
         seen.add(candidate)
         name = _unique_name(candidate, taken)
+        on_partitions = (candidate.schema, candidate.table) in partitioned
+        reason = "heuristic (not proven on the planner): serves the statement's predicates and sort"
         result.append(
             IndexRecommendation(
                 schema=candidate.schema,
                 table_name=candidate.table,
                 columns=candidate.columns,
                 name=name,
-                definition=_definition(candidate, name),
-                reason="heuristic (not proven on the planner): serves the statement's predicates and sort",
+                definition=_definition(candidate, name, concurrently=not on_partitions),
+                partitioned=on_partitions,
+                reason=f"{reason}; {PARTITIONED_NOTE}" if on_partitions else reason,
                 include=candidate.include,
                 where=candidate.where,
                 directions=candidate.directions,

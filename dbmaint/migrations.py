@@ -128,7 +128,7 @@ def drop_index_concurrently(name: str, table: str, *, schema: str) -> None:
     """DROP INDEX CONCURRENTLY of this revision's index only: never a relation that merely shares its name."""
     if op.get_context().as_sql or index_state(schema, name, table) is not None:
         op.drop_index(name, schema=schema, postgresql_concurrently=True, if_exists=True)
-
+$partition_helpers
 
 def upgrade() -> None:
     # CONCURRENTLY cannot run inside a transaction. The block commits what ran before it, hence a
@@ -151,12 +151,112 @@ $downgrades
 ''')
 
 
+# Only in a revision with an index on a partitioned table.
+_PARTITION_HELPERS = r'''
+
+# Every table of a partitioned table's tree (itself at level 0), with each one's parent.
+PARTITION_TREE = sa.text(
+    "SELECT tree.level, c.relkind, cn.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema,"
+    " p.relname AS parent FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace"
+    " CROSS JOIN LATERAL pg_partition_tree(r.oid) tree JOIN pg_class c ON c.oid = tree.relid"
+    " JOIN pg_namespace cn ON cn.oid = c.relnamespace LEFT JOIN pg_class p ON p.oid = tree.parentrelid"
+    " LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace"
+    " WHERE rn.nspname = :schema AND r.relname = :table ORDER BY tree.level, cn.nspname, c.relname"
+)
+ATTACHED = sa.text(
+    "SELECT EXISTS (SELECT FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :name)"
+)
+
+
+def partition_index_name(index: str, table: str, partition: str) -> str:
+    """A partition's share of the index: the index's name with the partition's in place of the table's."""
+    import hashlib
+
+    name = partition + index[len(table) :] if index.startswith(f"{table}_") else f"{partition}_{index}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha1(f"{partition}/{index}".encode()).hexdigest()[:6]
+    return name.encode()[:52].decode(errors="ignore") + f"_{digest}_idx"
+
+
+def quoted(*names: str) -> str:
+    return ".".join(op.get_context().dialect.identifier_preparer.quote(name) for name in names)
+
+
+def partition_tree(schema: str, name: str, table: str) -> list[tuple[sa.Row[tuple[object, ...]], str]]:
+    """(row of PARTITION_TREE, the name of its index), parents before their partitions."""
+    if op.get_context().as_sql:
+        raise RuntimeError(f"{schema}.{table} is partitioned: its partitions are read from the database (no --sql)")
+    rows = op.get_bind().execute(PARTITION_TREE, {"schema": schema, "table": table}).all()
+    return [(row, name if row.level == 0 else partition_index_name(name, table, row.name)) for row in rows]
+
+
+def create_partitioned_index(
+    name: str,
+    table: str,
+    columns: list[str],
+    *,
+    schema: str,
+    include: Sequence[str] = (),
+    where: str | None = None,
+    directions: Sequence[str] = (),
+) -> None:
+    """An index on a partitioned table, where CREATE INDEX CONCURRENTLY is refused and a plain CREATE INDEX
+    blocks writes while it builds: each partition's index is built concurrently (the long part), the
+    parents' are created ON ONLY (no scan, a moment's lock) and each partition's is attached, deepest
+    first; the index is valid once all are. A re-run after an interruption keeps what is done.
+    """
+    if index_state(schema, name, table):
+        return
+    tree = partition_tree(schema, name, table)
+    for row, index in tree:  # every name free (or already this revision's) before the first build
+        index_state(row.schema, index, row.name)
+    for row, index in tree:
+        if row.relkind == "r":
+            create_index_concurrently(
+                index, row.name, columns, schema=row.schema, include=include, where=where, directions=directions
+            )
+    orderings = [*directions, *[""] * len(columns)]
+    keys = ", ".join(f"{quoted(c)} {d}".strip() for c, d in zip(columns, orderings, strict=False))
+    for row, index in tree:
+        if row.relkind == "p" and index_state(row.schema, index, row.name) is None:
+            statement = f"CREATE INDEX {quoted(index)} ON ONLY {quoted(row.schema, row.name)} ({keys})"
+            if include:
+                statement += f" INCLUDE ({', '.join(quoted(c) for c in include)})"
+            if where is not None:
+                statement += f" WHERE {where}"
+            op.execute(sa.text(statement.replace(":", "\\:")))  # a ":word" in the WHERE is no parameter
+    names = {(row.schema, row.name): index for row, index in tree}
+    for row, index in sorted(tree, key=lambda item: -item[0].level):
+        if row.level == 0 or row.relkind not in ("r", "p"):
+            continue
+        if not op.get_bind().execute(ATTACHED, {"schema": row.schema, "name": index}).scalar():
+            parent = quoted(row.parent_schema, names[(row.parent_schema, row.parent)])
+            op.execute(f"ALTER INDEX {parent} ATTACH PARTITION {quoted(row.schema, index)}")
+
+
+def drop_partitioned_index(name: str, table: str, *, schema: str) -> None:
+    """DROP INDEX of the parent's index (refused CONCURRENTLY on a partitioned index; it takes the attached
+    ones with it, under lock_timeout), then of any partition's index an interrupted build left unattached."""
+    tree = partition_tree(schema, name, table)
+    if index_state(schema, name, table) is not None:
+        op.execute(f"DROP INDEX IF EXISTS {quoted(schema, name)}")
+    for row, index in tree:
+        if row.level > 0 and index_state(row.schema, index, row.name) is not None:
+            if row.relkind == "r":
+                drop_index_concurrently(index, row.name, schema=row.schema)
+            else:
+                op.execute(f"DROP INDEX IF EXISTS {quoted(row.schema, index)}")
+'''
+
+
 def pending_index_names(versions_dir: Path) -> set[str]:
     """Index names the revisions already in ``versions_dir`` create (by dbmaint's create_index_concurrently)."""
     names: set[str] = set()
     for path in versions_dir.glob("*.py"):
         text = path.read_text(encoding="utf-8", errors="replace")
-        for chunk in text.split("create_index_concurrently(")[1:]:
+        for chunk in re.split(r"create_(?:index_concurrently|partitioned_index)\(", text)[1:]:
             first = chunk.strip().split(",", 1)[0].strip()
             if len(first) >= 2 and first[0] == first[-1] and first[0] in "\"'":
                 names.add(first[1:-1])
@@ -215,6 +315,7 @@ def render_revision(
         down_revision="None" if down_revision is None else _literal(down_revision),
         indexes=_indexes(recommendations),
         upgrades="\n".join(_create_call(rec) for rec in recommendations),
+        partition_helpers=_PARTITION_HELPERS if any(rec.partitioned for rec in recommendations) else "",
         downgrades="\n".join(_drop_call(rec) for rec in reversed(recommendations)),
     )
 
@@ -338,7 +439,8 @@ def _create_call(rec: IndexRecommendation) -> str:
     if any(rec.directions):
         arguments.append(_list("directions=", rec.directions))
     # Always one argument a line (the trailing comma keeps ruff format from joining them): easy to review.
-    return "\n".join(["        create_index_concurrently(", *_argument_lines(arguments), "        )"])
+    function = "create_partitioned_index" if rec.partitioned else "create_index_concurrently"
+    return "\n".join([f"        {function}(", *_argument_lines(arguments), "        )"])
 
 
 def _indexes(recommendations: Sequence[IndexRecommendation]) -> str:
@@ -355,10 +457,11 @@ def _indexes(recommendations: Sequence[IndexRecommendation]) -> str:
 
 def _drop_call(rec: IndexRecommendation) -> str:
     arguments = [_literal(rec.name), _literal(rec.table_name), f"schema={_literal(rec.schema)}"]
-    one_line = f"        drop_index_concurrently({', '.join(arguments)})"
+    function = "drop_partitioned_index" if rec.partitioned else "drop_index_concurrently"
+    one_line = f"        {function}({', '.join(arguments)})"
     if _width(one_line) <= LINE_LENGTH:
         return one_line
-    return "\n".join(["        drop_index_concurrently(", *_argument_lines(arguments), "        )"])
+    return "\n".join([f"        {function}(", *_argument_lines(arguments), "        )"])
 
 
 def _list(prefix: str, items: Sequence[str]) -> str:

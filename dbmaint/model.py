@@ -173,6 +173,8 @@ class IndexRecommendation:
     where: str | None = None  # partial index predicate, as SQL text
     # Per key column "", "DESC", "NULLS FIRST" or "DESC NULLS LAST"; empty when all are ascending.
     directions: tuple[str, ...] = ()
+    # On a partitioned table: built partition by partition (CONCURRENTLY is refused on the parent).
+    partitioned: bool = False
     queries: tuple[QueryBenefit, ...] = ()
     cost_before: float = 0.0  # workload cost (sum of cost x calls over the statements it affects)
     cost_after: float = 0.0
@@ -191,6 +193,7 @@ class IndexRecommendation:
             "include": list(self.include),
             "where": self.where,
             "directions": list(self.directions),
+            "partitioned": self.partitioned,
             "name": self.name,
             "definition": self.definition,
             "reason": self.reason,

@@ -21,6 +21,12 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
+class _Leaf:
+    schema: str
+    name: str
+
+
+@dataclass(frozen=True)
 class _ColumnRow:
     name: str
     typlen: int
@@ -40,6 +46,7 @@ class Sizer:
         self.conn = conn
         self._columns: dict[tuple[str, str], dict[str, Column]] = {}
         self._rows: dict[tuple[str, str], float] = {}
+        self._leaves: dict[tuple[str, str], list[_Leaf]] = {}
 
     def size(
         self,
@@ -51,6 +58,13 @@ class Sizer:
         *,
         unique: bool = False,
     ) -> int:
+        if (schema, table) not in self._leaves:
+            self._leaves[(schema, table)] = db.fetch(
+                self.conn, "partition_leaves", _Leaf, {"schema": schema, "table": table}
+            )
+        leaves = self._leaves[(schema, table)]
+        if leaves:  # a partitioned index is its partitions' indexes, each sized on its own statistics
+            return sum(self.size(leaf.schema, leaf.name, columns, include, where, unique=unique) for leaf in leaves)
         known = self._facts(schema, table, (*columns, *include))
         rows = self._rows.get((schema, table), 0.0)
         if where is not None:

@@ -180,9 +180,9 @@ def verify(
 
 
 def _drop(conn: Connection, recommendation: IndexRecommendation) -> None:
-    statement = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-        sql.Identifier(recommendation.schema, recommendation.name)
-    )
+    # DROP INDEX CONCURRENTLY is refused on a partitioned index (verify runs on staging, not production).
+    verb = "DROP INDEX IF EXISTS {}" if recommendation.partitioned else "DROP INDEX CONCURRENTLY IF EXISTS {}"
+    statement = sql.SQL(verb).format(sql.Identifier(recommendation.schema, recommendation.name))
     try:
         conn.execute(statement)
     except psycopg.Error as exc:

@@ -377,3 +377,42 @@ def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbma
     assert found[("user_id", "blog_id")]["directions"] == []
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_partitioned_table_gets_its_index_on_the_parent(pg: Cluster, dbmaint: Invoke, budget: str) -> None:
+    """Proven with hypopg on the parent, sized as the sum of its partitions' indexes, built by partition."""
+    name = "advisor_partitioned"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(pg, name)
+    database.execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE events (id bigint, user_id int NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at)",
+        *(
+            f"CREATE TABLE events_{m} PARTITION OF events FOR VALUES FROM ('2026-{m:02}-01') TO ('2026-{m + 1:02}-01')"
+            for m in range(1, 5)
+        ),
+        "INSERT INTO events SELECT g, g % 20000, timestamptz '2026-01-01' + g * interval '10 seconds'"
+        " FROM generate_series(1, 400000) g",
+        "VACUUM ANALYZE events",
+        "SELECT pg_stat_statements_reset()",
+    )
+    with database.connect() as conn:
+        for i in range(20):
+            conn.execute("SELECT id, at FROM events WHERE user_id = %s", (i * 97,))
+    document = advise(dbmaint, "--config", budget, "--dsn", database.dsn)
+    found = {(r["table"], tuple(r["columns"])): r for r in document["recommendations"]}
+    recommendation = found[("public.events", ("user_id",))]
+    assert recommendation["partitioned"] is True
+    assert recommendation["definition"].startswith('CREATE INDEX "events_user_id_idx" ON "public"."events"')
+    assert "partition" in recommendation["reason"]
+    # The sum of its partitions' indexes, as built.
+    database.execute("CREATE INDEX events_user_id_idx ON events (user_id)")
+    built = database.value(
+        "SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('events_user_id_idx'::regclass) WHERE isleaf"
+    )
+    assert 0.75 < recommendation["estimated_size_bytes"] / built < 1.25, (recommendation["estimated_size_bytes"], built)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -57,6 +57,42 @@ PARTIAL = IndexRecommendation(
 )
 
 
+# Two levels: January a plain partition, February partitioned again by kind.
+EVENTS = """
+CREATE TABLE "Events" (id bigint, user_id int NOT NULL, kind text NOT NULL, at timestamptz NOT NULL)
+    PARTITION BY RANGE (at);
+CREATE TABLE events_2026_01 PARTITION OF "Events" FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE events_2026_02 PARTITION OF "Events" FOR VALUES FROM ('2026-02-01') TO ('2026-03-01')
+    PARTITION BY LIST (kind);
+CREATE TABLE events_2026_02_click PARTITION OF events_2026_02 FOR VALUES IN ('click');
+CREATE TABLE events_2026_02_other PARTITION OF events_2026_02 DEFAULT;
+INSERT INTO "Events" SELECT g, g % 100, CASE WHEN g % 3 = 0 THEN 'click' ELSE 'view' END,
+    timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 80000) AS g;
+"""
+PARTITIONED = IndexRecommendation(
+    schema="public",
+    table_name="Events",
+    columns=("user_id", "at"),
+    directions=("", "DESC"),
+    where="kind <> ':none'",
+    partitioned=True,
+    name="Events_user_id_at_idx",
+    definition="",
+    reason="A user's latest events.",
+)
+LEAVES = ("events_2026_01", "events_2026_02_click", "events_2026_02_other")
+
+
+def partition_indexes(database: Database) -> list[tuple[str, bool, int]]:
+    """(index, valid, its partition level) of every index in the tree of "Events_user_id_at_idx"."""
+    rows = database.value(
+        "SELECT coalesce(array_agg(ARRAY[c.relname, i.indisvalid::text, t.level::text] ORDER BY c.relname), '{}')"
+        " FROM pg_partition_tree('public.\"Events_user_id_at_idx\"'::regclass) t"
+        " JOIN pg_class c ON c.oid = t.relid JOIN pg_index i ON i.indexrelid = t.relid"
+    )
+    return [(name, valid == "true", int(level)) for name, valid, level in rows]
+
+
 @pytest.fixture
 def orders(database: Database) -> Database:
     database.execute(ORDERS)
@@ -269,3 +305,48 @@ def test_a_name_taken_since_the_revision_was_written_stops_it_before_any_build(
     assert index(orders, COMPOSITE.name) is None  # the first one was not built either
     command.downgrade(config, "base")  # nothing to undo, and the sequence is left alone
     assert orders.value("SELECT to_regclass('ix_orders_pending')") is not None
+
+
+def test_a_partitioned_table_gets_its_index_partition_by_partition(database: Database, migrations: Path) -> None:
+    """Built on each partition concurrently, ON ONLY each parent, attached deepest first; down and up again."""
+    database.execute(EVENTS)
+    write_revision([PARTITIONED], migrations / "versions")
+    config = alembic_config(migrations, database.dsn)
+
+    command.upgrade(config, "head")
+    expected = [
+        ("Events_user_id_at_idx", True, 0),
+        ("events_2026_01_user_id_at_idx", True, 1),
+        ("events_2026_02_click_user_id_at_idx", True, 2),
+        ("events_2026_02_other_user_id_at_idx", True, 2),
+        ("events_2026_02_user_id_at_idx", True, 1),
+    ]
+    assert partition_indexes(database) == expected
+    assert valid_definition(database, PARTITIONED.name) == (
+        'CREATE INDEX "Events_user_id_at_idx" ON ONLY public."Events" USING btree (user_id, at DESC)'
+        " WHERE (kind <> ':none'::text)"
+    )
+
+    command.downgrade(config, "base")
+    assert database.value("SELECT count(*) FROM pg_indexes WHERE tablename = ANY (%s)", (list(LEAVES),)) == 0
+    assert index(database, PARTITIONED.name) is None
+
+    command.upgrade(config, "head")
+    assert partition_indexes(database) == expected
+
+
+def test_an_interrupted_partitioned_build_is_finished(database: Database, migrations: Path) -> None:
+    """What an interrupted run leaves (a parent's ON ONLY index, a partition's INVALID one) is kept or redone."""
+    database.execute(EVENTS)
+    database.execute('CREATE INDEX "Events_user_id_at_idx" ON ONLY "Events" (user_id, at DESC) WHERE kind <> \':none\'')
+    with pytest.raises(Exception, match="could not create unique index"):
+        database.execute("CREATE UNIQUE INDEX CONCURRENTLY events_2026_01_user_id_at_idx ON events_2026_01 (user_id)")
+    leftover = index(database, "events_2026_01_user_id_at_idx")
+    assert leftover is not None and not leftover[1]
+    write_revision([PARTITIONED], migrations / "versions")
+
+    command.upgrade(alembic_config(migrations, database.dsn), "head")
+    assert all(valid for _, valid, _ in partition_indexes(database))
+    assert len(partition_indexes(database)) == 5
+    rebuilt = index(database, "events_2026_01_user_id_at_idx")
+    assert rebuilt is not None and rebuilt[0] != leftover[0]

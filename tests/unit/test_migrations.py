@@ -110,7 +110,22 @@ def test_revision_matches_the_golden_file() -> None:
     assert text == GOLDEN.read_text(encoding="utf-8"), "rerun with DBMAINT_UPDATE_GOLDEN=1 if the change is meant"
 
 
-@pytest.mark.parametrize("recommendations", [(COMPOSITE, PARTIAL), (HOSTILE,)], ids=["golden", "hostile"])
+PARTITIONED = IndexRecommendation(
+    schema="public",
+    table_name="events",
+    columns=("user_id", "at"),
+    directions=("", "DESC"),
+    where="kind <> ':none'",
+    partitioned=True,
+    name="events_user_id_at_idx",
+    definition="CREATE INDEX events_user_id_at_idx ON public.events (user_id, at DESC) WHERE kind <> ':none'",
+    reason="A user's latest events, over every month's partition.",
+)
+
+
+@pytest.mark.parametrize(
+    "recommendations", [(COMPOSITE, PARTIAL), (HOSTILE,), (PARTITIONED,)], ids=["golden", "hostile", "partitioned"]
+)
 def test_revision_passes_ruff(recommendations: tuple[IndexRecommendation, ...], tmp_path: Path) -> None:
     path = tmp_path / "revision.py"
     path.write_text(render(*recommendations), encoding="utf-8")
@@ -124,10 +139,17 @@ def test_revision_passes_ruff(recommendations: tuple[IndexRecommendation, ...], 
 def test_revision_passes_mypy_strict(tmp_path: Path) -> None:
     # CI type-checks migrations/ with --strict, so a committed revision must pass it too.
     path = tmp_path / "revision.py"
-    path.write_text(render(COMPOSITE, PARTIAL, HOSTILE), encoding="utf-8")
+    path.write_text(render(COMPOSITE, PARTIAL, HOSTILE, PARTITIONED), encoding="utf-8")
     settings = ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache")]
     result = subprocess.run([BINDIR / "mypy", "--strict", *settings, path], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_partition_helpers_only_where_a_table_is_partitioned() -> None:
+    plain, partitioned = render(COMPOSITE), render(COMPOSITE, PARTITIONED)
+    assert "create_partitioned_index" not in plain and "PARTITION_TREE" not in plain
+    assert "        create_partitioned_index(" in partitioned and "drop_partitioned_index(" in partitioned
+    assert "        create_index_concurrently(\n" in partitioned  # the plain table's index as before
 
 
 def test_hostile_text_stays_in_the_docstring_and_literals() -> None:
