@@ -320,9 +320,49 @@ def choose(
             contexts.pop(key, None)
         dirty = {c for c in pool if any(item.key in changed for item in affected[c])}
     selection = _without_redundant(selection, affected, cost, item_tables)
-    if _capped(selection, max_new_indexes, max_per_table):  # the survivors' savings change without the others
-        selection = _without_redundant(selection, affected, cost, item_tables)
+    capped = _capped(selection, max_new_indexes, max_per_table)
+    if _without_regressions(selection, work, cost, item_tables) or capped:
+        selection = _without_redundant(selection, affected, cost, item_tables)  # the survivors' savings changed
     return selection
+
+
+# A statement costlier by more than this share with the chosen set than without it is a predicted regression
+# (below it: the planner's own fuzz when it compares paths, 1%).
+REGRESSION_TOLERANCE = 0.01
+
+
+def _without_regressions(
+    selection: Selection,
+    work: Sequence[WorkItem],
+    cost: CostFn,
+    item_tables: Mapping[str, frozenset[tuple[str, str]]],
+) -> bool:
+    """Re-plan every statement of the workload with the final set: where one gets costlier than with none of
+    the new indexes, drop the index whose absence helps it most, and say so. Whether a dropped index was
+    chosen for other statements does not save it: the set must make nothing worse."""
+    dropped = False
+    while True:
+        kept = {c.candidate for c in selection.chosen}
+        worst: tuple[float, WorkItem, float, float] | None = None
+        for item in work:
+            present = frozenset(c for c in kept if (c.schema, c.table) in item_tables[item.key])
+            if not present:
+                continue
+            before, after = cost(item.key, frozenset()), cost(item.key, present)
+            if after > before * (1 + REGRESSION_TOLERANCE) and (worst is None or after / before > worst[0]):
+                worst = (after / max(before, 1e-9), item, before, after)
+        if worst is None:
+            return dropped
+        _, item, before, after = worst
+        present = frozenset(c for c in kept if (c.schema, c.table) in item_tables[item.key])
+        culprit = min(sorted(present, key=repr), key=lambda c: cost(item.key, present - {c}))
+        selection.chosen = [c for c in selection.chosen if c.candidate != culprit]
+        reason = (
+            f"with the other chosen indexes it makes a statement costlier on the planner's estimate "
+            f"({before:,.0f} -> {after:,.0f}): {item.key[:80]}"
+        )
+        selection.rejected.append(Rejection(culprit, reason))
+        dropped = True
 
 
 def _capped(selection: Selection, max_new_indexes: int, max_per_table: int) -> bool:

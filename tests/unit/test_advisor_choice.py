@@ -148,3 +148,23 @@ def test_the_default_choice_is_capped_by_count_not_bytes() -> None:
     assert any("advisor.max_new_indexes" in r.reason for r in one.rejected)
     everything = choose(items, indexes, cost, huge, tables=FACTS, max_per_table=4)
     assert len(everything.chosen) == 4
+
+
+def test_a_set_that_makes_any_statement_costlier_is_not_recommended_as_is() -> None:
+    """q1 wants A; q2 (which A does not serve by its leading column) gets a worse plan once A exists."""
+    q1 = WorkItem("q1", 10, shape(("account_id", "eq")))
+    q2 = WorkItem("q2", 1, shape(("created_at", "range"), ("account_id", "read")))
+    costs = {
+        ("q1", frozenset()): 1000.0, ("q1", frozenset({A})): 10.0, ("q1", frozenset({C})): 1000.0,
+        ("q1", frozenset({A, C})): 10.0,
+        ("q2", frozenset()): 500.0, ("q2", frozenset({A})): 900.0, ("q2", frozenset({C})): 50.0,
+        ("q2", frozenset({A, C})): 50.0,
+    }  # fmt: skip
+    selection = choose([q1, q2], [A, C], lambda key, ix: costs[(key, ix)], lambda c: 8192, tables=FACTS)
+    assert {c.candidate for c in selection.chosen} == {A, C}  # with C present, q2 is no worse: both stay
+
+    costs[("q2", frozenset({A, C}))] = 700.0  # now the pair makes q2 costlier than no new index (500)
+    selection = choose([q1, q2], [A, C], lambda key, ix: costs[(key, ix)], lambda c: 8192, tables=FACTS)
+    assert [c.candidate for c in selection.chosen] == [C]
+    reasons = {r.candidate: r.reason for r in selection.rejected}
+    assert "costlier on the planner's estimate (500 -> 700): q2" in reasons[A]
