@@ -24,9 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench import common
-from bench.advisor_workloads import Query, ShopSize, many_schema, many_workload, shop_schema, shop_workload
+from bench.advisor_workloads import (
+    SHOP_HANDMADE,
+    Query,
+    ShopSize,
+    many_schema,
+    many_workload,
+    shop_schema,
+    shop_workload,
+)
 from dbmaint.cluster import Cluster
 
 NAME = "advisor"
@@ -44,17 +53,18 @@ SETTINGS = {
 RUN_TIME_TARGET_S = 60.0
 MIN_CALLS = 5  # advisor.min_calls' default: a statement run fewer times is not weighed
 
+# The default configuration: nothing but where the state store is.
 SHOP_CONFIG = """\
 # Written by bench/advisor_bench.py.
-[advisor]
-# The default choice (no size cap; at most 10 new indexes, 3 per table). --quick's small tables make
-# every statement fast; at full size the lightest statement (about 10 ms, 10 calls) sits right at the
-# default 100 ms in total, so it is weighed whatever the noise.
-min_total_time = "0s"
-
+{advisor}
 [state]
 url = "{state_url}"
 """
+# --quick's tables are so small that every statement is under the default 100 ms in total: weighed anyway,
+# since the quick run is there to check that everything works.
+QUICK_ADVISOR = '[advisor]\nmin_total_time = "0s"\n'
+HANDMADE_TIME_TARGET = 1.10  # the workload's time with the advisor's set, at most this times the hand-made one's
+HANDMADE_STORAGE_TARGET = 1.25  # its storage, at most this times the hand-made set's
 
 MANY_CONFIG = """\
 # Written by bench/advisor_bench.py.
@@ -81,10 +91,11 @@ class Params:
     statements: int  # distinct statements in pg_stat_statements
     calls: int  # executions of each (at least advisor.min_calls)
     advise_timeout_s: float  # part 2: give up on dbmaint advise after this long
+    quick: bool = False
 
 
 FULL = Params(
-    shop=ShopSize(accounts=2_000, users=100_000, products=20_000, orders=1_000_000, items_per_order=2),
+    shop=ShopSize(accounts=2_000, users=200_000, products=20_000, orders=2_000_000, items_per_order=2),
     iterations=10,
     tables=40,
     table_rows=20_000,
@@ -100,6 +111,7 @@ QUICK = Params(
     statements=100,
     calls=MIN_CALLS,
     advise_timeout_s=600,
+    quick=True,
 )
 
 
@@ -229,7 +241,7 @@ class Tools:
     workdir: Path
 
     @classmethod
-    def prepare(cls, workdir: Path) -> Tools:
+    def prepare(cls, workdir: Path, *, quick: bool = False) -> Tools:
         # A copy of this repository's Alembic environment with an empty versions/, as a team's would be;
         # pyproject.toml's [tool.alembic] is how a deploy's plain `alembic upgrade head` finds it.
         location = workdir / "migrations"
@@ -238,7 +250,9 @@ class Tools:
             shutil.copy(REPOSITORY / "migrations" / name, location / name)
         (workdir / "pyproject.toml").write_text('[tool.alembic]\nscript_location = "%(here)s/migrations"\n')
         state_url = f"sqlite:///{workdir / 'state.db'}"
-        (workdir / "shop.toml").write_text(SHOP_CONFIG.format(state_url=state_url))
+        (workdir / "shop.toml").write_text(
+            SHOP_CONFIG.format(state_url=state_url, advisor=QUICK_ADVISOR if quick else "")
+        )
         (workdir / "many.toml").write_text(MANY_CONFIG.format(state_url=state_url))
         return cls(common.dbmaint_executable(), alembic_executable(), common.dbmaint_env(), workdir)
 
@@ -385,6 +399,17 @@ class Benefit:
     upgrade_seconds: float
     downgrade_seconds: float
     left_after_downgrade: list[str]
+    handmade_bytes: int = 0  # the hand-made set's size, built
+
+    @property
+    def handmade_time_ratio(self) -> float:
+        """The workload's server time with the advisor's set over the time with the hand-made set."""
+        totals = self.totals()["exec_ms"]
+        return common.ratio(totals["after"], totals["handmade"])
+
+    @property
+    def handmade_storage_ratio(self) -> float:
+        return common.ratio(self.index_bytes, self.handmade_bytes)
 
     def statements(self) -> list[StatementResult]:
         result = []
@@ -421,6 +446,8 @@ class Benefit:
             "indexes_built_and_valid": bool(self.indexes) and all(r.valid for r in self.indexes),
             "decoy_got_no_index": not any(decoy & set(r.helps) for r in self.indexes),
             "downgrade_removed_them": not self.left_after_downgrade,
+            "time_within_10pct_of_handmade": self.handmade_time_ratio <= HANDMADE_TIME_TARGET,
+            "storage_within_1_25x_of_handmade": self.handmade_storage_ratio <= HANDMADE_STORAGE_TARGET,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -445,12 +472,32 @@ class Benefit:
             "indexes": [asdict(r) for r in self.indexes],
             "index_bytes_built": self.index_bytes,
             "index_bytes_estimated": self.estimated_bytes,
+            "handmade_set": list(SHOP_HANDMADE),
+            "handmade_bytes": self.handmade_bytes,
+            "after_over_handmade_time": common.rounded(self.handmade_time_ratio),
+            "advisor_over_handmade_storage": common.rounded(self.handmade_storage_ratio),
             "migration": self.migration,
             "alembic_upgrade_seconds": self.upgrade_seconds,
             "alembic_downgrade_seconds": self.downgrade_seconds,
             "advice": self.advice,
             "checks": self.checks,
         }
+
+
+def measure_handmade(dsn: str, queries: Sequence[Query], iterations: int) -> tuple[Pass, int]:
+    """The workload with the hand-made set in place of the advisor's: built, measured, dropped."""
+    with quiet_session(dsn) as conn:
+        for statement in SHOP_HANDMADE:
+            conn.execute(statement)
+        conn.execute("CHECKPOINT")
+        names = [statement.split()[2] for statement in SHOP_HANDMADE]
+        size = conn.execute("SELECT sum(pg_relation_size(c.oid)) FROM pg_class c WHERE c.relname = ANY (%s)", (names,))
+        built = int(size.fetchone()[0] or 0)  # type: ignore[index]
+    handmade = measure(dsn, queries, iterations, "handmade")
+    with quiet_session(dsn) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return handmade, built
 
 
 def load(dsn: str, statements: Sequence[Any]) -> float:
@@ -491,12 +538,14 @@ def benefit(tools: Tools, cluster: Cluster, params: Params, setup: dict[str, flo
 
     downgrade = tools.run_alembic(dsn, "downgrade", "base") if migration else None
     left = sorted(index_facts(dsn, [r.name for r in indexes]))
+    handmade, handmade_bytes = measure_handmade(dsn, queries, params.iterations)
     again = measure(dsn, queries, params.iterations, "before_again")
     return Benefit(
         size=size,
         iterations=params.iterations,
         database_bytes=before_bytes,
-        passes=[before, after, again],
+        passes=[before, after, again, handmade],
+        handmade_bytes=handmade_bytes,
         queries=queries,
         queryids=queryids,
         advise_seconds=timed.seconds,
@@ -650,6 +699,12 @@ class Result:
                 f"{'valid' if r.valid else 'NOT VALID'}, {r.scans_after} scans after; for {', '.join(r.helps)}"
             )
         lines.append(
+            f"  hand-made set ({len(SHOP_HANDMADE)} indexes, {common.format_bytes(b.handmade_bytes)}): workload "
+            f"{totals['exec_ms']['handmade']:.0f} ms; advisor's set / hand-made: time {b.handmade_time_ratio:.2f}x "
+            f"(target <= {HANDMADE_TIME_TARGET}), storage {b.handmade_storage_ratio:.2f}x "
+            f"(target <= {HANDMADE_STORAGE_TARGET})"
+        )
+        lines.append(
             f"  index storage added: {common.format_bytes(b.index_bytes)} built, "
             f"{common.format_bytes(b.estimated_bytes)} estimated by the advisor "
             f"({common.ratio(b.index_bytes, b.estimated_bytes):.2f}x), "
@@ -689,7 +744,7 @@ def _x(value: float) -> str:
 def run(params: Params) -> Result:
     setup: dict[str, float] = {}
     with common.throwaway_cluster(SETTINGS) as cluster, tempfile.TemporaryDirectory(prefix="dbmaint-bench-") as tmp:
-        tools = Tools.prepare(Path(tmp))
+        tools = Tools.prepare(Path(tmp), quick=params.quick)
         part1 = benefit(tools, cluster, params, setup)
         part2 = run_time(tools, cluster, params, setup)
         dsn = "<dsn>"
@@ -699,7 +754,9 @@ def run(params: Params) -> Result:
             ),
             "alembic": " ".join(tools.alembic_args(dsn, "upgrade", "head")) + " (then downgrade base)",
             "advise_run_time": " ".join(tools.advise_args("many.toml", dsn)),
-            "shop.toml": SHOP_CONFIG.format(state_url="sqlite:///<tmp>/state.db"),
+            "shop.toml": SHOP_CONFIG.format(
+                state_url="sqlite:///<tmp>/state.db", advisor=QUICK_ADVISOR if params.quick else ""
+            ),
             "many.toml": MANY_CONFIG.format(state_url="sqlite:///<tmp>/state.db"),
         }
         commands = {k: v.replace(tmp, "<tmp>") for k, v in commands.items()}

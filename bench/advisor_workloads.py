@@ -185,6 +185,18 @@ def shop_workload(size: ShopSize) -> tuple[Query, ...]:
     )
 
 
+# The set a careful DBA would build by hand for shop_workload, to hold the advisor's against: one index per
+# access path, composites where a statement filters and sorts, nothing for the decoy.
+SHOP_HANDMADE = (
+    "CREATE INDEX handmade_orders_account ON orders (account_id, status, created_at)",  # account_orders
+    "CREATE INDEX handmade_orders_user ON orders (user_id, created_at)",  # user_orders, user_order_lines
+    "CREATE INDEX handmade_items_product ON order_items (product_id)",  # product_buyers
+    "CREATE INDEX handmade_users_account ON users (account_id)",  # account_users
+    "CREATE INDEX handmade_users_email ON users (email)",  # user_by_email
+    "CREATE INDEX handmade_orders_created ON orders (created_at)",  # revenue_of_a_day
+)
+
+
 # ---------------------------------------------------------------------------------------------------- many
 
 # Columns of every generated table: (name, type, value of row g). a, b, c, e have 1000, 50, 200 and 10

@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or reindex, advisor, index_size, service, footprint
+    python bench/run.py --only vacuum    # or reindex, advisor, tpch, index_size, service, footprint
     python bench/run.py --only footprint --minutes 60   # the service with 50 databases for an hour
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
@@ -36,12 +36,13 @@ from bench import (  # noqa: E402
     index_size_bench,
     reindex_bench,
     service_bench,
+    tpch_bench,
     vacuum_bench,
 )
 from dbmaint.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex", "advisor", "index_size", "service", "footprint")
+BENCHMARKS = ("vacuum", "reindex", "advisor", "tpch", "index_size", "service", "footprint")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -93,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             advisor = advisor_bench.run(advisor_bench.QUICK if args.quick else advisor_bench.FULL)
             results["advisor"], passed["advisor"] = advisor.to_json(), advisor.passed
             summaries.append(advisor.summary())
+        if "tpch" in chosen:
+            tpch = tpch_bench.run(tpch_bench.QUICK if args.quick else tpch_bench.FULL)
+            results["tpch"], passed["tpch"] = tpch.to_json(), tpch.passed
+            summaries.append(tpch.summary())
         if "index_size" in chosen:
             sizes = index_size_bench.run(index_size_bench.QUICK if args.quick else index_size_bench.FULL)
             results["index_size"], passed["index_size"] = sizes.to_json(), sizes.passed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -273,7 +274,8 @@ def generate(directory: Path, scale: float) -> Path:
     marker = directory / f".scale-{scale}"
     if marker.exists():
         return directory
-    tool = shutil.which("tpchgen-cli")
+    beside = Path(sys.executable).parent / "tpchgen-cli"  # the venv's, when it is not on PATH
+    tool = str(beside) if beside.exists() else shutil.which("tpchgen-cli")
     if tool is None:
         raise RuntimeError("tpchgen-cli is not installed (pip install tpchgen-cli)")
     directory.mkdir(parents=True, exist_ok=True)
