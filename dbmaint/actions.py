@@ -1,4 +1,4 @@
-"""Carrying out planned actions safely (DESIGN.md section 4).
+"""Carrying out planned actions safely (docs/contract.md section 4).
 
 Every statement runs on an autocommit connection, one statement at a time, with lock_timeout and a
 statement_timeout that ends with the maintenance window (plus a grace). A lock that is not available

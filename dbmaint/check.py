@@ -1,4 +1,4 @@
-"""`dbmaint check`: the database checklist of DESIGN.md section 5, evaluated live.
+"""`dbmaint check`: the database checklist of docs/contract.md section 5, evaluated live.
 
 Each item is pass, fail or unknown (the evidence could not be had: an extension is missing, a privilege),
 with the evidence in one sentence. A deploy pipeline gates on the exit status: 1 when any item fails.

@@ -1,6 +1,6 @@
 """`dbmaint explain`: the plan of one statement, what is wrong with it, and proven fixes.
 
-Safe by construction (DESIGN.md rule 10): the statement is classified with PostgreSQL's parser first.
+Safe by construction (docs/contract.md rule 10): the statement is classified with PostgreSQL's parser first.
 A query runs in a READ ONLY transaction; INSERT/UPDATE/DELETE/MERGE are executed (ANALYZE) only when
 asked, inside a transaction that is always rolled back, with lock_timeout; anything else is refused
 with the reason. Every run has a statement_timeout.

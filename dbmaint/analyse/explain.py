@@ -28,7 +28,7 @@ How the figures are computed
   get no misestimate and raise no problem.
 * Without ``Execution Time`` (auto_explain), shares are of the root node's inclusive time.
 
-Thresholds (see ``PLAN_PROBLEMS.md``; a floor keeps tiny tables and fast queries quiet)
+Thresholds (see ``docs/plan-problems.md``; a floor keeps tiny tables and fast queries quiet)
 -------------------------------------------------------------------------------------
 ==========================  ==============================================================================
 hot_node                    exclusive share > 10% info, > 40% warning, > 90% critical (PEV2, depesz); only

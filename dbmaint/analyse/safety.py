@@ -1,4 +1,4 @@
-"""Whether `dbmaint explain` may run a statement, and how (DESIGN.md rule 10), read with PostgreSQL's parser.
+"""Whether `dbmaint explain` may run a statement, and how (docs/contract.md rule 10), read with PostgreSQL's parser.
 
 * read:    a plain query; EXPLAIN ANALYZE runs it in a READ ONLY transaction.
 * write:   INSERT, UPDATE, DELETE, MERGE, SELECT ... FOR UPDATE, data-modifying CTEs: EXPLAIN ANALYZE only
