@@ -146,6 +146,7 @@ def run(conn: Connection, report: JobReport, config: Config, history: History) -
     settings = config.capture
     result = CaptureReport(report)
     current, note = workload.from_pg_stat_statements(conn, limit=1_000_000)
+    current = workload.by_queryid(current)  # the store keys a database's statements by query id
     if note and not current:
         report.skip(note)
         return result

@@ -39,6 +39,14 @@ class StateStoreError(DbmaintError):
     exit_code = 1
 
 
+class StateStoreDataError(DbmaintError):
+    """The state store refused a job's data (a constraint, a value): that run's failure, not the store's.
+
+    The service goes on (the next run may bring other data); only a store it cannot use ends it."""
+
+    exit_code = 1
+
+
 class DatabaseError(DbmaintError):
     """A query dbmaint needed failed (privilege, missing extension, ...)."""
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from dbmaint.errors import ConfigError, StateStoreError
+from dbmaint.errors import ConfigError, StateStoreDataError, StateStoreError
 from dbmaint.model import Action, JobReport, now
 
 log = logging.getLogger(__name__)
@@ -310,6 +310,8 @@ class History:
         for delay in (*WRITE_RETRY_DELAYS_S, None):
             try:
                 return work()
+            except (IntegrityError, DataError) as exc:  # the data, not the store: trying again cannot help
+                raise _refused(self.url, exc) from None
             except SQLAlchemyError as exc:
                 if delay is None:
                     raise StateStoreError(f"cannot {what} the state store {_masked(self.url)}: {_short(exc)}") from None
@@ -761,6 +763,8 @@ class History:
                                 for r in old
                             ],
                         )
+            except (IntegrityError, DataError) as exc:
+                raise _refused(self.url, exc) from None
             except SQLAlchemyError as exc:
                 raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
 
@@ -875,6 +879,10 @@ def _masked(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return "<unparseable URL>"
+
+
+def _refused(url: str, exc: BaseException) -> StateStoreDataError:
+    return StateStoreDataError(f"the state store {_masked(url)} refused this run's data: {_short(exc)}")
 
 
 def _short(exc: BaseException) -> str:

@@ -75,7 +75,8 @@ def guarded(
             lost = isinstance(exc, psycopg.OperationalError)
             _end_early(report, history, "failed", f"connection lost: {db.first_line(str(exc))}" if lost else str(exc))
         else:
-            _end_early(report, history, "failed", str(exc) if isinstance(exc, DbmaintError) else None)
+            reason = str(exc) if isinstance(exc, DbmaintError) else f"unexpected {type(exc).__name__}: {exc}"
+            _end_early(report, history, "failed", db.first_line(reason))
             raise
         if not yielded:
             # It ended before the job began (the connect itself was stopped or lost): the job sees no

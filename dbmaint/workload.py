@@ -149,6 +149,27 @@ def fingerprint(query: str) -> str:
         return query
 
 
+def by_queryid(statements: Sequence[Statement]) -> list[Statement]:
+    """One entry per query id: pg_stat_statements keeps one per user, database, query id and top-level flag,
+    so a statement run by three roles (or also nested, with track = all) arrives three times. Counters add
+    up; the text is the heaviest entry's. Statements without a query id are kept as they are."""
+    by_id: dict[int, Statement] = {}
+    rest: list[Statement] = []
+    for statement in statements:
+        if statement.queryid is None:
+            rest.append(statement)
+            continue
+        seen = by_id.get(statement.queryid)
+        by_id[statement.queryid] = (
+            statement
+            if seen is None
+            else replace(
+                seen, calls=seen.calls + statement.calls, total_time_ms=seen.total_time_ms + statement.total_time_ms
+            )
+        )
+    return sorted([*by_id.values(), *rest], key=lambda s: s.total_time_ms, reverse=True)
+
+
 def merged(statements: Sequence[Statement]) -> list[Statement]:
     """One entry per distinct statement (by fingerprint): calls and time added up, heaviest first."""
     by_print: dict[str, Statement] = {}

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
 
@@ -114,3 +116,42 @@ def test_without_pg_stat_statements_one_clear_message(database: Database, dbmain
     assert "pg_stat_statements is not installed" in result.stderr
     assert "shared_preload_libraries" in result.stderr
     assert dbmaint("vacuum", "--dsn", database.dsn).exit_code == 0  # the rest of dbmaint goes on working
+
+
+def test_one_statement_run_by_several_roles_and_nested_is_one_captured_statement(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    """pg_stat_statements keeps an entry per user and top-level flag: capture adds them up by query id."""
+    database.execute(
+        *SCHEMA[:4],
+        "GRANT SELECT ON orders TO app_user",
+        """CREATE FUNCTION count_for(c smallint) RETURNS bigint LANGUAGE plpgsql AS $$
+           DECLARE n bigint;
+           BEGIN EXECUTE 'SELECT count(*) FROM orders WHERE customer_id = $1' INTO n USING c; RETURN n; END $$""",
+        SCHEMA[4],
+    )
+    config = write_config('[capture]\nmin_mean_time = "2ms"\n')
+    run(database, SLOW, 5)
+    other = Database(database.cluster, database.name)
+    with psycopg.connect(other.cluster.dsn(other.name, user="app_user"), autocommit=True) as conn:
+        for i in range(4):
+            conn.execute(SLOW, (i,))
+    with database.connect() as conn:
+        conn.execute("SET pg_stat_statements.track = 'all'")  # nested statements too: toplevel = false
+        for i in range(3):
+            conn.execute("SELECT count_for(%s::smallint)", (i,))  # $1 typed as psycopg types small ints
+    entries = database.value(
+        "SELECT count(*) FROM pg_stat_statements WHERE query = 'SELECT count(*) FROM orders WHERE customer_id = $1'"
+    )
+    assert entries == 3  # postgres top-level, app_user top-level, postgres nested
+
+    first = capture(dbmaint, database, config)
+    assert first["status"] == "ok", first
+    found = [c for c in first["captured"] if c["query"] == "SELECT count(*) FROM orders WHERE customer_id = $1"]
+    assert len(found) == 1, [(c["queryid"], c["query"][:60], c["calls"]) for c in first["captured"]]
+    (slow,) = found
+    assert slow["calls"] == 12
+    run(database, SLOW, 2)
+    second = capture(dbmaint, database, config)
+    assert second["status"] == "ok", second
+    assert [c["calls"] for c in second["captured"] if c["queryid"] == slow["queryid"]] == [2]

@@ -626,3 +626,51 @@ def test_threads_stay_bounded_and_queued_runs_say_so(
             running.discard(subject)
         elif "still going" in rest:
             assert subject in running, line
+
+
+# Loaded by the service's interpreter at start-up (sitecustomize): each job's first run raises inside the
+# job, where a bug or a surprise from the server would; its later runs go through.
+INJECT = """
+import dbmaint.advisor, dbmaint.analyse.reindex, dbmaint.analyse.vacuum, dbmaint.capture
+from dbmaint.errors import StateStoreDataError
+
+def first_call_raises(module, name, error):
+    original, calls = getattr(module, name), []
+    def patched(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return original(*args, **kwargs)
+    setattr(module, name, patched)
+
+first_call_raises(dbmaint.analyse.vacuum, "plan", RuntimeError("injected into vacuum"))
+first_call_raises(dbmaint.analyse.reindex, "leftovers", KeyError("injected into reindex"))
+first_call_raises(dbmaint.capture, "slow", StateStoreDataError("injected into capture: UNIQUE constraint failed"))
+first_call_raises(dbmaint.advisor, "advise", ZeroDivisionError("injected into advisor"))
+"""
+
+
+def test_an_error_inside_any_job_is_that_runs_failure_and_the_service_goes_on(
+    database: Database,
+    write_config: Callable[[str], str],
+    start_service: Callable[..., ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    database.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(INJECT)
+    schedules = {job: EVERY_2S for job in ("vacuum", "reindex", "capture", "advisor")}
+    config = service_config({"app": database.dsn}, **schedules)
+    service = start_service(write_config(config), env={"PYTHONPATH": str(tmp_path / "inject")})
+
+    def each_job_ran_again() -> bool:
+        finished = [r for r in service.runs() if r.status != "running"]
+        return all(sum(r.job == job for r in finished) >= 2 for job in schedules)
+
+    wait_for(each_job_ran_again, timeout=60)
+    assert service.alive()
+    for job in schedules:
+        first, *later = [r for r in service.runs(job) if r.status != "running"]
+        assert first.status == "failed" and f"injected into {job}" in (first.reason or ""), first
+        assert any(r.status in ("ok", "skipped") for r in later), later
+    assert service.stop() == 0
