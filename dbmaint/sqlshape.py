@@ -174,7 +174,8 @@ def parse(query: str) -> list[ast.Node]:
     try:
         return [raw.stmt for raw in parse_sql(query)]
     except ParseError as exc:
-        raise ShapeError(f"syntax error: {exc}") from None
+        message = str(exc)  # pglast's own words already say "syntax error at or near ..."
+        raise ShapeError(message if message.startswith("syntax error") else f"syntax error: {message}") from None
 
 
 def analyse(query: str, catalog: Catalog) -> Shape:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dbmaint.identifiers import quote_ident
 from dbmaint.sqlshape import ColumnUse, Shape
 from dbmaint.units import format_size
 from dbmaint.whatif import Candidate
@@ -186,7 +187,7 @@ def _partial_candidates(
         # from an example statement: a partial index per user is no advice.
         few_values = 0 < _n_distinct(facts, use.column) <= PARTIAL_MAX_DISTINCT
         if frequency <= 0.2 and others and few_values:
-            result.add(make(others, where=f"{_quote(use.column)} = {use.constant}"))
+            result.add(make(others, where=f"{quote_ident(use.column)} = {use.constant}"))
     return result
 
 
@@ -197,10 +198,6 @@ def _listed(candidates: Iterable[Candidate]) -> str:
         + ", ".join(shown)
         + (" is" if len(shown) == 1 else " are")
     )
-
-
-def _quote(column: str) -> str:
-    return column if column.isidentifier() and column.islower() else '"' + column.replace('"', '""') + '"'
 
 
 # --- choosing the set ----------------------------------------------------------------------------------

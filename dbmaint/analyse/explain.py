@@ -1984,14 +1984,9 @@ def _label(raw: Mapping[str, Any]) -> str:
 
 def _ident(name: str | None) -> str:
     """An identifier as SQL: bare when PostgreSQL would not quote it (quote_ident's rule), else double-quoted."""
-    if name is None:
-        return '""'
-    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+    from dbmaint.identifiers import quote_ident  # pglast's keyword lists: only when a fix names something
 
-    reserved = name in RESERVED_KEYWORDS or name in TYPE_FUNC_NAME_KEYWORDS or name in COL_NAME_KEYWORDS
-    if _SIMPLE.fullmatch(name) and not reserved:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+    return '""' if name is None else quote_ident(name)
 
 
 def _unquote(name: str) -> str:

@@ -54,7 +54,8 @@ def classify(text: str) -> Verdict:
     try:
         statements = parse_sql(text)
     except ParseError as exc:
-        raise SyntaxProblem(f"syntax error: {exc}") from None
+        message = str(exc)  # pglast's own words already say "syntax error at or near ..."
+        raise SyntaxProblem(message if message.startswith("syntax error") else f"syntax error: {message}") from None
     except RecursionError:
         raise SyntaxProblem("the statement is nested too deeply to read") from None
     if not statements:

@@ -64,6 +64,16 @@ def test_partial_index_for_a_rare_constant() -> None:
     assert not any(c.where for c in many)
 
 
+def test_a_partial_predicate_quotes_reserved_words() -> None:
+    """WHERE user = 1 would compare with CURRENT_USER: the column named user is quoted, as quote_ident does."""
+    facts = {ORDERS: TableFacts("public", "orders", 100_000, (), n_distinct={"user": 3, "Kind": 3},
+                                common_values={"user": {"7": 0.01}, "Kind": {"x": 0.01}})}  # fmt: skip
+    predicates = {c.where for c in candidates_for(shape(("user", "eq"), ("created_at", "order"), constant="7"), facts)}
+    assert '"user" = 7' in predicates
+    mixed = {c.where for c in candidates_for(shape(("Kind", "eq"), ("created_at", "order"), constant="'x'"), facts)}
+    assert "\"Kind\" = 'x'" in mixed
+
+
 def test_sort_directions_an_index_must_have() -> None:
     def directions(orderings: dict[str, str]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
         uses = [("status", "eq"), *((column, "order") for column in orderings)]
