@@ -81,6 +81,9 @@ class Cluster:
     bindir: Path = field(default_factory=find_bindir)
     base: Path | None = None
     from_primary: Cluster | None = None
+    # Reachable only through its Unix socket, in a directory only the server's user (and root) may enter:
+    # no TCP port, so its passwordless superuser is nobody else's (the demo's server, kept or not).
+    private: bool = False
     _owned_base: bool = False
 
     @property
@@ -95,7 +98,8 @@ class Cluster:
 
     def dsn(self, dbname: str = "postgres", user: str = SERVER_USER, password: str | None = None) -> str:
         auth = f" password={password}" if password is not None else ""
-        return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user}{auth}"
+        host = str(self.base) if self.private else "127.0.0.1"
+        return f"host={host} port={self.port} dbname={dbname} user={user}{auth}"
 
     def _cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert self.base is not None
@@ -153,11 +157,15 @@ class Cluster:
                 "-D", str(self.datadir), "-U", SERVER_USER, "-A", "trust",
                 "--encoding", "UTF8", "--locale", "C", "--no-sync",
             )  # fmt: skip
-            hba = [*self.hba, "local all all trust", "host all all 127.0.0.1/32 trust",
-                   "local replication all trust", "host replication all 127.0.0.1/32 trust"]  # fmt: skip
+            hba = [*self.hba, "local all all trust", "local replication all trust"]
+            if not self.private:
+                hba += ["host all all 127.0.0.1/32 trust", "host replication all 127.0.0.1/32 trust"]
             self._write("pg_hba.conf", "\n".join(hba) + "\n")
         conf = {**FAST_SETTINGS, **self.settings, "port": str(self.port),
                 "unix_socket_directories": f"'{self.base}'"}  # fmt: skip
+        if self.private:
+            self.base.chmod(0o700)  # type: ignore[union-attr]
+            conf |= {"listen_addresses": "''", "unix_socket_permissions": "0700"}
         # Appended to postgresql.conf (the last value wins): postgresql.auto.conf holds the
         # primary_conninfo that pg_basebackup -R wrote for a standby.
         with (self.datadir / "postgresql.conf").open("a") as conf_file:

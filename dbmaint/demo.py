@@ -111,7 +111,9 @@ def run(*, keep: bool = False, output_format: str = "text", quiet: bool = False)
     """The whole demo; the cluster is removed on every way out except a successful ``--keep``."""
     _progress.quiet = quiet
     started = time.monotonic()
-    cluster = Cluster(settings=SERVER_SETTINGS)  # finds the server binaries: nothing to clean up yet
+    # Private: its Unix socket only, in a directory of mode 0700 (a kept demo server is a passwordless
+    # superuser, so never on TCP). Finds the server binaries: nothing to clean up yet.
+    cluster = Cluster(settings=SERVER_SETTINGS, private=True)
     cluster.settings = _with_qualstats(cluster)
     kept = False
     try:

@@ -116,3 +116,27 @@ def test_demo_text_ends_with_the_advisor_and_the_checklist_in_the_summary() -> N
     assert "also fixes the unindexed foreign key" in summary
     assert "advisor findings: 1 unindexed_foreign_key, 1 missing_primary_key" in summary
     assert "checklist: fail (fail: primary_keys, foreign_keys_indexed" in summary
+
+
+def test_a_kept_demo_server_is_reachable_through_its_private_socket_only() -> None:
+    """--keep leaves a passwordless superuser running: never on TCP, its socket in a 0700 directory."""
+    import os
+    import stat
+    import subprocess
+
+    import psycopg
+
+    result = CliRunner().invoke(cli, ["demo", "--keep", "--format", "json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    server = json.loads(result.stdout)["server"]
+    assert server["kept"] is True
+    fields = dict(part.split("=", 1) for part in server["dsn"].split())
+    directory = fields["host"]
+    try:
+        assert directory.startswith("/") and stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+        with psycopg.connect(server["dsn"]) as conn:
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(f"host=127.0.0.1 port={fields['port']} dbname=shop user=postgres", connect_timeout=3)
+    finally:
+        subprocess.run(server["stop_command"], shell=True, check=False, capture_output=True)

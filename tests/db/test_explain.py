@@ -140,7 +140,7 @@ def test_an_insert_says_sequences_advance(database: Database, dbmaint: Invoke) -
         ("SELECT 1; SELECT 2", "dbmaint: refused: 2 statements given"),
         ("COPY orders TO PROGRAM 'true'", "dbmaint: refused: COPY"),
         ("SELECT pg_terminate_backend(1)", "dbmaint: refused: calls pg_terminate_backend()"),
-        ("SELEC * FROM orders", "dbmaint: syntax error at or near \"SELEC\""),
+        ("SELEC * FROM orders", 'dbmaint: syntax error at or near "SELEC"'),
         ("SELECT * FROM no_such_table", 'dbmaint: relation "no_such_table" does not exist'),
     ],
 )
