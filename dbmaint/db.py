@@ -240,3 +240,13 @@ def fetch_value(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed
 
 def is_in_recovery(conn: psycopg.Connection[Any]) -> bool:
     return bool(fetch_value(conn, "SELECT pg_catalog.pg_is_in_recovery()"))
+
+
+def server_identity(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's system_identifier: the same on a cluster and its physical standbys (one history across
+    a failover), different for two clusters that each have a database of the same name."""
+    try:
+        value = fetch_value(conn, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()")
+    except psycopg.Error:  # a server that hides it: runs are then told apart by database name only
+        return None
+    return None if value is None else str(value)

@@ -69,11 +69,14 @@ runs = sa.Table(
     sa.Column("scheduled_for", UTCDateTime()),
     # The process that ran it: a run left running by a process that is gone is closed as interrupted.
     sa.Column("pid", sa.Integer),
+    # The PostgreSQL server it ran on (pg_control_system()'s system_identifier): two clusters with a
+    # database of the same name never share a history (nor reindex's min_interval).
+    sa.Column("server", sa.String(32)),
     sa.Index("dbmaint_runs_job_database_started", "job", "database", "started_at"),
 )
 
 # Columns added after the first release: added in place to an older store (create_all only makes tables).
-_ADDED_COLUMNS = {"dbmaint_runs": ["scheduled_for", "pid"]}
+_ADDED_COLUMNS = {"dbmaint_runs": ["scheduled_for", "pid", "server"]}
 
 # The service's schedule, per host: each job's next due time survives a restart, so a run the host was
 # down for is still run (within the misfire grace) or recorded as missed, and never run twice.
@@ -209,6 +212,7 @@ class RunRecord:
     interrupted: int = 0
     proposed: int = 0
     scheduled_for: datetime | None = None
+    server: str | None = None
 
     @property
     def action_counts(self) -> dict[str, int]:
@@ -236,6 +240,7 @@ class RunRecord:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
             "host": self.host,
+            "server": self.server,
             "actions": self.action_counts,
         }
 
@@ -382,6 +387,7 @@ class History:
             "reason": report.reason,
             "finished_at": report.finished_at or now(),
             "warnings": "\n".join(report.warnings) or None,
+            "server": report.server,
         }
 
         def update(conn: sa.Connection) -> None:
@@ -460,14 +466,16 @@ class History:
         self.start_action(report, action)
         self.finish_action(action)
 
-    def last_done(self, database: str, kind: str, objects: list[str]) -> dict[str, datetime]:
-        """When each object last had a successful action of this kind."""
+    def last_done(self, database: str, kind: str, objects: list[str], server: str | None = None) -> dict[str, datetime]:
+        """When each object last had a successful action of this kind (on this server, when known: runs
+        recorded before servers were, count for any)."""
         if not objects:
             return {}
+        same_server = sa.true() if server is None else sa.or_(runs.c.server == server, runs.c.server.is_(None))
         query = (
             sa.select(actions.c.object, sa.func.max(actions.c.started_at))
             .join(runs, runs.c.id == actions.c.run_id)
-            .where(runs.c.database == database, actions.c.kind == kind, actions.c.status == "done")
+            .where(runs.c.database == database, actions.c.kind == kind, actions.c.status == "done", same_server)
             .where(actions.c.object.in_(objects))
             .group_by(actions.c.object)
         )
@@ -535,6 +543,7 @@ class History:
                 interrupted=int(r.interrupted or 0),
                 proposed=int(r.proposed or 0),
                 scheduled_for=_aware(r.scheduled_for),
+                server=r.server,
             )
             for r in self._read(query)
         ]

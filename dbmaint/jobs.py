@@ -55,6 +55,7 @@ def guarded(
     yielded = False
     try:
         with db.connection(target, config.safety) as conn:
+            report.server = db.server_identity(conn)
             reason = _refusal(conn, config, job, dry_run, read_only)
             if reason is not None:
                 report.skip(reason)
@@ -245,7 +246,9 @@ def reindex(
             indexes,
             settings,
             exact=_exact_bloat(conn, indexes, settings),
-            last_rebuilt=history.last_done(target.name, "reindex", [i.qualified_name for i in indexes]),
+            last_rebuilt=history.last_done(
+                target.name, "reindex", [i.qualified_name for i in indexes], server=report.server
+            ),
             free_bytes=_free_disk(conn),
             now=model.now(),
         )

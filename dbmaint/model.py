@@ -81,6 +81,7 @@ class JobReport:
     run_id: int | None = None
     recorded: bool = field(default=False, repr=False)  # given to the state store (maybe still in memory there)
     scheduled_for: datetime | None = None  # the scheduled time this run answers (service runs only)
+    server: str | None = None  # the server's system_identifier, once connected
 
     def finish(self) -> JobReport:
         if self.status == "running":
@@ -112,6 +113,7 @@ class JobReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "database": self.database,
+            "server": self.server,
             "job": self.job,
             "dry_run": self.dry_run,
             "status": self.status,

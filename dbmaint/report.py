@@ -95,15 +95,23 @@ def print_history(records: Sequence[RunRecord]) -> None:
         out.print("no runs recorded yet")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("id", "started (UTC)", "job", "database", "status", "done/skip/fail", "took", "reason"):
+    for column in ("id", "started (UTC)", "job", "database", "status", "done/skip/fail", "took"):
         table.add_column(column, justify="right" if column in ("id", "took") else "left", overflow="fold")
+    # One line per run: a long reason is cut (the whole of it: `dbmaint history --run ID`, or JSON), never
+    # folded into a column forty lines tall on a narrow terminal.
+    table.add_column("reason", overflow="ellipsis", no_wrap=True, min_width=12)
+    # Two servers with a database of the same name: each run says which server (its system identifier).
+    servers: dict[str, set[str]] = {}
+    for r in records:
+        servers.setdefault(r.database, set()).add(r.server or "")
     for r in records:
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         table.add_row(
             str(r.id),
             r.started_at.strftime("%Y-%m-%d %H:%M"),
             r.job,
-            Text(r.database),  # Text, not str: names and reasons are never read as rich markup
+            # Text, not str: names and reasons are never read as rich markup
+            Text(r.database + (f" @{(r.server or '?')[-6:]}" if len(servers[r.database]) > 1 else "")),
             Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
             f"{r.done}/{r.skipped}/{r.failed}"
             + (f" +{r.interrupted} interrupted" if r.interrupted else "")
@@ -572,7 +580,9 @@ def run_header_text(run: RunRecord) -> str:
     due = f", due {_utc(run.scheduled_for)}" if run.scheduled_for else ""
     reason = f": {run.reason}" if run.reason else ""
     return (
-        f"run {run.id}: {run.job} on {run.database} ({run.host or '-'}), started {_utc(run.started_at)} UTC"
+        f"run {run.id}: {run.job} on {run.database} ({run.host or '-'}"
+        + (f", server {run.server}" if run.server else "")
+        + f"), started {_utc(run.started_at)} UTC"
         f"{due}{took}: {run.status}{reason}"
     )
 

@@ -14,6 +14,7 @@ import pytest
 
 from dbmaint.cluster import Cluster, free_port
 from tests.db.conftest import PASSWORD_USER, Database, Invoke
+from tests.db.helpers import json_output
 
 DEAD = "dead"
 
@@ -138,3 +139,28 @@ def test_one_database_keeps_its_one_line_and_exit_code(dbmaint: Invoke, tmp_path
     assert result.exit_code == 3
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_runs_say_which_server_two_databases_of_one_name_ran_on(pg: Cluster, dbmaint: Invoke) -> None:
+    """Two clusters, each with a database "app": their runs are told apart by the server's identity."""
+    other = Cluster().start()
+    try:
+        identities = []
+        for cluster in (pg, other):
+            with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                conn.execute('DROP DATABASE IF EXISTS "app" WITH (FORCE)')
+                conn.execute('CREATE DATABASE "app"')
+                row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+                assert row is not None
+                identities.append(row[0])
+            result = dbmaint("vacuum", "--dsn", cluster.dsn("app"), "--format", "json")
+            assert result.exit_code == 0, result.output
+        runs = json_output(dbmaint("history", "--format", "json"))["runs"]
+        assert sorted(r["server"] for r in runs if r["database"] == "app") == sorted(identities)
+        assert identities[0] != identities[1]
+        table = dbmaint("history")
+        assert f"@{identities[0][-6:]}" in table.output and f"@{identities[1][-6:]}" in table.output
+    finally:
+        other.destroy()
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "app" WITH (FORCE)')

@@ -73,3 +73,21 @@ def test_an_unusable_store_is_one_clear_error(tmp_path: Path) -> None:
         History(f"sqlite:///{blocker / 'state.db'}")
     with pytest.raises(ConfigError, match="invalid state store URL"):
         History("nonsense://")
+
+
+def test_two_servers_with_a_database_of_the_same_name_keep_apart(tmp_path: Path) -> None:
+    """A rebuild on one cluster's "app" is no reason to skip the other's (reindex's min_interval)."""
+    store = History(f"sqlite:///{tmp_path / 'state.db'}")
+    report = JobReport(database="app", job="reindex", server="7000000000000000001")
+    store.start_run(report, host="db1")
+    done = Action(object="public.a_idx", statement=sql.Composed([sql.SQL("REINDEX")]), reason="bloat", kind="reindex")
+    store.start_action(report, done)
+    done.status = "done"
+    store.finish_action(done)
+    report.actions = [done]
+    store.finish_run(report.finish())
+
+    assert store.last_done("app", "reindex", ["public.a_idx"], server="7000000000000000001").keys() == {"public.a_idx"}
+    assert store.last_done("app", "reindex", ["public.a_idx"], server="7000000000000000002") == {}
+    (run,) = store.recent_runs()
+    assert run.server == "7000000000000000001" and run.to_json()["server"] == "7000000000000000001"
