@@ -27,13 +27,14 @@ def setup(rows: int) -> list[str | sql.Composed]:
         "CREATE EXTENSION IF NOT EXISTS hypopg",
         "DROP TABLE IF EXISTS sized",
         """CREATE TABLE sized (id bigint, user_id int, status text, code text, created timestamptz, u uuid,
-                               amount numeric, maybe int, cat int, note text)""",
+                               amount numeric, maybe int, cat int, note text, mode char(10))""",
         sql.SQL(
             """INSERT INTO sized
             SELECT g, (g::bigint * 7919) % 20000, (ARRAY['new', 'paid', 'shipped', 'done'])[1 + g % 4],
                    'code-' || (g % 50000), now() - g * interval '1 second', md5(g::text)::uuid,
                    (g % 1000)::numeric / 7, CASE WHEN g % 3 = 0 THEN NULL ELSE g % 100 END, g % 10,
-                   repeat('n', 10 + g % 30)
+                   repeat('n', 10 + g % 30),
+                   (ARRAY['AIR', 'MAIL', 'SHIP', 'TRUCK', 'RAIL', 'FOB', 'REG AIR'])[1 + g % 7]
               FROM generate_series(1, {}) AS g"""
         ).format(sql.Literal(rows)),
         "ANALYZE sized",
@@ -77,6 +78,8 @@ CASES = (
     Case("INCLUDE (no deduplication)", ("user_id",), include=("amount",)),
     Case("partial", ("created",), where="status = 'new'"),
     Case("text of varying length, 30 values", ("note",)),
+    Case("char(10), 7 values (bpchar: no deduplication)", ("mode",)),
+    Case("char(10) + timestamptz (TPC-H's l_shipmode, l_receiptdate)", ("mode", "created")),
 )
 
 

@@ -113,9 +113,12 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
             item.plannable = _with_values(conn, item, catalog, measured=measured)
         whatif = WhatIf(conn, hypopg)
         analysed = _baselines(whatif, analysed, report)
-        budget = storage_budget_bytes(config.advisor.storage_budget, _database_size(conn))
+        database_bytes = _database_size(conn)
+        budget = storage_budget_bytes(config.advisor.storage_budget, database_bytes)
         partitioned = {key for key, relation in catalog.relations.items() if relation.kind == "p"}
-        report.recommendations = _proven(conn, whatif, analysed, tables, config, budget, report, partitioned)
+        report.recommendations = _proven(
+            conn, whatif, analysed, tables, config, budget, report, partitioned, database_bytes
+        )
         report.plans = whatif.plans
     report.analysed = len(analysed)
     _close_findings(report)
@@ -256,7 +259,8 @@ def _with_values(
     equalities (the lookup most rows answer), else the histogram's middle.
     """
     params = {u.param: u for u in item.shape.uses if u.param is not None}
-    if len(params) + len(item.shape.limit_params) < item.plannable.params:
+    offsets = {n: "0" for n in item.shape.offset_params if n not in params}  # $2 + $3: $3 planned as zero
+    if len(params) + len(item.shape.limit_params) + len(offsets) < item.plannable.params:
         return item.plannable  # a parameter outside a plain comparison: no value to draw
     real = _real_constants(item, params, measured)
     if real is not None:  # pg_qualstats saw the application's own values: plan with those
@@ -268,13 +272,21 @@ def _with_values(
     )
     if not misleading and not always:
         return item.plannable
-    values: dict[int, str] = dict(item.shape.limit_params)
+    values: dict[int, str] = {**item.shape.limit_params, **offsets}
+    # A column bounded on both sides (col >= $1 AND col < $2): a window of a tenth of its rows around the
+    # middle. Each bound drawn alone from the ends would make the range empty, and an index look free.
+    ranges = [use for use in params.values() if use.role == "range"]
+    sides = {(use.schema, use.table, use.column, use.operator in ("<", "<=")) for use in ranges}
     for number, use in params.items():
         column = stats[number]
         bounds = (column.histogram if column else None) or []
-        if use.role == "range" and bounds:  # a selective bound: what a range lookup usually asks for
+        if use.role == "range" and bounds:
             low_side = use.operator in ("<", "<=")
-            values[number] = bounds[len(bounds) // 10] if low_side else bounds[-1 - len(bounds) // 10]
+            both = (use.schema, use.table, use.column, not low_side) in sides
+            if both:
+                values[number] = bounds[len(bounds) * 11 // 20] if low_side else bounds[len(bounds) * 9 // 20]
+            else:  # one bound: a selective one, what a range lookup usually asks for
+                values[number] = bounds[len(bounds) // 10] if low_side else bounds[-1 - len(bounds) // 10]
         elif use.role == "read" and column is not None and column.least_common is not None:
             values[number] = column.least_common  # col <> $n: a rare value, so most rows pass
         elif column is not None and column.most_common is not None:  # the value most rows have
@@ -420,6 +432,7 @@ def _proven(
     budget: int | None,
     report: AdviceReport,
     partitioned: set[tuple[str, str]],
+    database_bytes: int,
 ) -> list[IndexRecommendation]:
     by_key = {item.plannable.key: item for item in analysed}
     candidates: set[Candidate] = set()
@@ -432,7 +445,16 @@ def _proven(
         except PlanError:
             return float("inf")  # never counted as a gain
 
-    work = [choice.WorkItem(item.plannable.key, float(item.statement.calls), item.shape) for item in analysed]
+    def cached_only_cost(key: str, indexes: frozenset[Candidate]) -> float:
+        try:
+            return whatif.cost(by_key[key].plannable, indexes, cached_only=True)
+        except PlanError:
+            return float("inf")
+
+    work = [
+        choice.WorkItem(item.plannable.key, float(item.statement.calls), item.shape, item.statement.total_time_ms)
+        for item in analysed
+    ]
     selection = choice.choose(
         work,
         candidates,
@@ -444,6 +466,9 @@ def _proven(
         tables=tables,
         min_improvement=config.advisor.min_improvement,
         write_penalty=config.advisor.write_penalty,
+        robust_cost=cached_only_cost,
+        database_bytes=database_bytes,
+        min_saving_per_size=config.advisor.min_saving_per_size,
     )
     report.rejected += [(r.candidate.describe(), r.reason) for r in selection.rejected]
     names = _taken_names(conn)

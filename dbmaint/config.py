@@ -122,6 +122,10 @@ class AdvisorConfig:
     max_statements: int = 1000
     # A candidate must make at least one statement this much cheaper on the planner's estimate.
     min_improvement: float = 0.2
+    # An index must save at least this many times the share of the database's size it adds, as a share of
+    # the time of the statements indexes could make faster (0.5: 4% of the size for at least 2% of that
+    # time); 0 switches the rule off.
+    min_saving_per_size: float = 0.5
     # Saving per byte is scaled by (1 - write_penalty x the table's share of writes): indexes cost writes.
     write_penalty: float = 0.5
     # Statements running longer than this right now join the workload (pg_stat_activity).
@@ -336,6 +340,7 @@ def _check_ranges(config: Config, source: str) -> None:
         ("reindex.min_bloat_ratio", 0 < config.reindex.min_bloat_ratio < 1, "between 0 and 1"),
         ("reindex.max_per_run", config.reindex.max_per_run >= 1, "at least 1"),
         ("advisor.min_improvement", 0 < config.advisor.min_improvement < 1, "between 0 and 1"),
+        ("advisor.min_saving_per_size", config.advisor.min_saving_per_size >= 0, "0 or more"),
         ("advisor.write_penalty", 0 <= config.advisor.write_penalty <= 1, "between 0 and 1"),
         (
             "advisor.storage_budget",

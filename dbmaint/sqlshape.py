@@ -87,6 +87,8 @@ class Shape:
     context_types: dict[int, str] = field(default_factory=dict)
     params_seen: set[int] = field(default_factory=set)
     array_params: set[int] = field(default_factory=set)
+    # $n added to or taken from a range's bound ($2 + $3): planned as zero, so the bound alone counts.
+    offset_params: set[int] = field(default_factory=set)
 
     def tables(self) -> set[tuple[str, str]]:
         return {(u.schema, u.table) for u in self.uses}
@@ -413,6 +415,7 @@ class _Walker:
             self.reads(node.rexpr, scope)
             return
         if kind == enums.A_Expr_Kind.AEXPR_BETWEEN:
+            self._subqueries(node, scope)
             if left is not None:
                 bounds = node.rexpr if isinstance(node.rexpr, (list, tuple)) else ()
                 self._use(left, "range", param=_first([_param(b) for b in bounds if _param(b)]))
@@ -423,6 +426,9 @@ class _Walker:
                 self._use(left, "read", param=_param(node.rexpr), operator=operator)
             return
         right = self.expression_origin(node.rexpr, scope)
+        # x > (SELECT ... FROM lineitem WHERE l_partkey = outer.col): the subquery's own uses count
+        # (TPC-H q17, q20), whatever the comparison makes of its value.
+        self._subqueries(node, scope)
         if left is not None and right is not None:
             if left[0] is not right[0]:
                 self._use(left, "join")
@@ -430,10 +436,12 @@ class _Walker:
             return
         role: Role = "eq" if operator == "=" else "range"
         if left is not None and not self._mentions_columns(node.rexpr, scope):
-            self._use(left, role, param=_param(node.rexpr), constant=_constant(node.rexpr), operator=operator)
+            param = _param(node.rexpr) or self._offset_bound(node.rexpr)
+            self._use(left, role, param=param, constant=_constant(node.rexpr), operator=operator)
         elif right is not None and not self._mentions_columns(node.lexpr, scope):
             flipped = _FLIPPED.get(operator, operator)
-            self._use(right, role, param=_param(node.lexpr), constant=_constant(node.lexpr), operator=flipped)
+            param = _param(node.lexpr) or self._offset_bound(node.lexpr)
+            self._use(right, role, param=param, constant=_constant(node.lexpr), operator=flipped)
         else:
             self.reads(node, scope)
 
@@ -460,6 +468,22 @@ class _Walker:
                     found[tuple(part for end in ends for part in end)] = (left, right)
             common = found if common is None else {key: common[key] for key in common.keys() & found.keys()}
         return list((common or {}).values())
+
+    def _offset_bound(self, node: Any) -> int | None:
+        """``$2::date + $3::interval`` (TPC-H's ``date '1994-01-01' + interval '1' year``): the bound is $2,
+        and $3 an offset that can be planned as zero (recorded in offset_params)."""
+        if not (isinstance(node, ast.A_Expr) and _is_arithmetic(node) and _names(node.name)[-1] in ("+", "-")):
+            return None
+        bound, offset = _param(node.lexpr), _param(node.rexpr)
+        if bound is None or offset is None:
+            return None
+        self.shape.offset_params.add(offset)
+        return bound
+
+    def _subqueries(self, node: Any, scope: _Scope) -> None:
+        for found in _walk(node):
+            if isinstance(found, ast.SubLink):
+                self._sublink(found, scope)
 
     def _sublink(self, node: ast.SubLink, scope: _Scope) -> None:
         if node.subLinkType == enums.SubLinkType.ANY_SUBLINK and node.testexpr is not None:

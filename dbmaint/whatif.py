@@ -107,6 +107,8 @@ class WhatIf:
         self.conn = conn
         self.hypopg = hypopg_schema
         self._costs: dict[tuple[str, frozenset[Candidate]], float] = {}
+        self._cached_only_costs: dict[tuple[str, frozenset[Candidate]], float] = {}
+        self._buffers: str | None = None
         self._sizes: dict[Candidate, int] = {}
         self.plans = 0
         db.set_settings(
@@ -122,17 +124,33 @@ class WhatIf:
     def available(self) -> bool:
         return self.hypopg is not None
 
-    def cost(self, statement: Plannable, indexes: Iterable[Candidate] = ()) -> float:
-        """Total estimated cost of the statement's plan with these hypothetical indexes present."""
+    def cost(self, statement: Plannable, indexes: Iterable[Candidate] = (), *, cached_only: bool = False) -> float:
+        """Total estimated cost of the statement's plan with these hypothetical indexes present.
+
+        ``cached_only``: planned as if only shared_buffers held pages (effective_cache_size set to it),
+        not the gigabytes of OS cache the default assumes, which make many index scans look cheap.
+        """
         key = (statement.key, frozenset(indexes))
-        if key not in self._costs:
+        costs = self._cached_only_costs if cached_only else self._costs
+        if key not in costs:
             created = [self._create(candidate) for candidate in sorted(key[1], key=repr)]
             try:
-                self._costs[key] = self._plan(statement)
+                if cached_only:
+                    db.set_settings(self.conn, {"effective_cache_size": self._shared_buffers()})
+                try:
+                    costs[key] = self._plan(statement)
+                finally:
+                    if cached_only and not self.conn.closed:
+                        self.conn.execute("RESET effective_cache_size")
             finally:
                 if created:
                     self._reset()
-        return self._costs[key]
+        return costs[key]
+
+    def _shared_buffers(self) -> str:
+        if self._buffers is None:
+            self._buffers = str(db.fetch_value(self.conn, "SELECT pg_catalog.current_setting('shared_buffers')"))
+        return self._buffers
 
     def size(self, candidate: Candidate) -> int:
         """hypopg's estimate of the index's size on disk."""

@@ -1,6 +1,6 @@
 -- What the btree size model needs of some columns of one table: the type's storage and alignment,
 -- whether its default btree operator class compares by image (so a build may deduplicate; varchar
--- compares as text), the collation's determinism, and pg_stats; with the table's row count.
+-- compares as text; bpchar never does), the collation's determinism, and pg_stats; with the table's row count.
 SELECT a.attname AS name,
        t.typlen::int AS typlen,
        t.typalign::text AS typalign,
@@ -9,6 +9,9 @@ SELECT a.attname AS name,
        coalesce(s.n_distinct, 0)::float8 AS n_distinct,
        coalesce(s.most_common_freqs, '{}')::float8[] AS common_freqs,
        coalesce(co.collisdeterministic, true)
+       -- bpchar never deduplicates (its index's allequalimage is false) though its family lists
+       -- btvarstrequalimage: measured on PG15, a char(10) key of 7 values takes its full width per row.
+       AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END) <> 'pg_catalog.bpchar'::pg_catalog.regtype
        AND EXISTS (SELECT FROM pg_catalog.pg_opclass AS oc
                      JOIN pg_catalog.pg_am AS am ON am.oid = oc.opcmethod AND am.amname = 'btree'
                      JOIN pg_catalog.pg_amproc AS p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 4

@@ -178,3 +178,50 @@ def test_a_set_that_makes_any_statement_costlier_is_not_recommended_as_is() -> N
     assert [c.candidate for c in selection.chosen] == [C]
     reasons = {r.candidate: r.reason for r in selection.rejected}
     assert "costlier on the planner's estimate (500 -> 700): q2" in reasons[A]
+
+
+def test_an_early_pick_a_wider_one_made_marginal_is_dropped() -> None:
+    """Greedy took (account_id) first; (account_id, status) then does its work, leaving it 0.1% on q2."""
+    q1 = WorkItem("q1", 1, shape(("account_id", "eq"), ("status", "eq")))
+    q2 = WorkItem("q2", 1, shape(("account_id", "eq")))
+    costs = {
+        ("q1", frozenset()): 1000.0, ("q1", frozenset({A})): 100.0, ("q1", frozenset({AB})): 10.0,
+        ("q1", frozenset({A, AB})): 10.0,
+        ("q2", frozenset()): 1000.0, ("q2", frozenset({A})): 995.0, ("q2", frozenset({AB})): 996.0,
+        ("q2", frozenset({A, AB})): 995.0,
+    }  # fmt: skip
+    sizes = {A: 8192, AB: 8192 * 2}
+    selection = choose([q1, q2], [A, AB], lambda key, ix: costs[(key, ix)], sizes.__getitem__, tables=FACTS)
+    assert [c.candidate for c in selection.chosen] == [AB]
+    reasons = {r.candidate: r.reason for r in selection.rejected}
+    assert reasons[A].startswith("adds too little once an index on (account_id, status) is chosen: saves at most 0%")
+
+
+def test_an_index_must_be_worth_its_size_and_its_saving_must_not_lean_on_the_os_cache() -> None:
+    """q1 is 90% of the real time and A serves it; C serves q2 (10% of the time) but would be 30% of the
+    database. A's saving vanishes when planned with only shared_buffers cached (robust_cost): both go."""
+    q1 = WorkItem("q1", 1, shape(("account_id", "eq")), time_ms=900.0)
+    q2 = WorkItem("q2", 1, shape(("created_at", "range")), time_ms=100.0)
+    costs = {("q1", frozenset()): 1000.0, ("q1", frozenset({A})): 10.0, ("q2", frozenset()): 1000.0,
+             ("q2", frozenset({C})): 10.0, ("q1", frozenset({C})): 1000.0, ("q2", frozenset({A})): 1000.0,
+             ("q1", frozenset({A, C})): 10.0, ("q2", frozenset({A, C})): 10.0}  # fmt: skip
+    sizes = {A: 8192 * 10, C: 8192 * 300}
+    database = 8192 * 1000
+
+    def choose_with(
+        robust: dict[tuple[str, frozenset[Candidate]], float] | None,
+    ) -> tuple[set[Candidate], dict[Candidate, str]]:
+        selection = choose(
+            [q1, q2], [A, C], lambda key, ix: costs[(key, ix)], sizes.__getitem__, tables=FACTS,
+            database_bytes=database, min_saving_per_size=0.5,
+            robust_cost=None if robust is None else (lambda key, ix: robust[(key, ix)]),
+        )  # fmt: skip
+        return {c.candidate for c in selection.chosen}, {r.candidate: r.reason for r in selection.rejected}
+
+    chosen, reasons = choose_with(None)
+    assert chosen == {A}
+    assert reasons[C].startswith("would save about 9.9% of the time indexes could save for 30.0% of the database")
+    robust = {**costs, ("q1", frozenset({A})): 990.0}
+    chosen, reasons = choose_with(robust)
+    assert chosen == set()
+    assert "effective_cache_size" in reasons[A] and "saves at most 1%" in reasons[A]

@@ -288,7 +288,7 @@ CREATE TABLE dbmaint_runs (
 
 def test_an_older_store_gets_the_new_column_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    expected = {c.name for c in history_module.runs.columns} - {"scheduled_for", "pid"}
+    expected = {c.name for c in history_module.runs.columns} - {"scheduled_for", "pid", "server"}
     with sqlite3.connect(path) as conn:
         conn.execute(OLD_RUNS)
         conn.execute("CREATE INDEX dbmaint_runs_job_database_started ON dbmaint_runs (job, database, started_at)")
@@ -302,7 +302,7 @@ def test_an_older_store_gets_the_new_column_and_keeps_its_runs(tmp_path: Path) -
 
     store = History(f"sqlite:///{path}")
     columns = {c["name"] for c in sa.inspect(store.engine).get_columns("dbmaint_runs")}
-    assert columns == expected | {"scheduled_for", "pid"}
+    assert columns == expected | {"scheduled_for", "pid", "server"}
 
     (old,) = store.recent_runs()
     assert (old.job, old.database, old.status, old.host) == ("vacuum", "app", "ok", "db1")

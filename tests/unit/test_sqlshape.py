@@ -185,3 +185,13 @@ def test_statements_on_different_tables_are_never_merged() -> None:
     same = merged([Statement("SELECT 1 FROM t WHERE x = 42", 1, 5.0, "log"),
                    Statement("SELECT 1 FROM t WHERE x = $1", 10, 50.0, "pg_stat_statements")])  # fmt: skip
     assert [(s.calls, s.total_time_ms) for s in same] == [(11, 55.0)]
+
+
+def test_a_bound_plus_an_offset_is_the_bound() -> None:
+    """date $2 + interval $3 year, normalized: the range's bound is $2, and $3 is planned as zero."""
+    shape = analyse("SELECT 1 FROM orders WHERE created_at >= $1 AND created_at < $2::date + $3::interval", CATALOG)
+    assert {(u.column, u.role, u.param) for u in shape.uses if u.role == "range"} == {
+        ("created_at", "range", 1),
+        ("created_at", "range", 2),
+    }
+    assert shape.offset_params == {3}
