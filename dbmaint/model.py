@@ -64,6 +64,13 @@ class Action:
         }
 
 
+NO_PRIVILEGE = (
+    "nothing maintained: every table was skipped for lack of privilege (on PostgreSQL 15 only a table's "
+    "owner, the database's owner or a superuser may VACUUM or REINDEX it: run dbmaint as that role, or "
+    "GRANT the owning role to dbmaint's)"
+)
+
+
 @dataclass
 class JobReport:
     """What one job did (or would do, in a dry run) on one database."""
@@ -92,6 +99,10 @@ class JobReport:
                 self.reason = self.reason or detail or "dbmaint was stopped while this run was going"
             elif "failed" in statuses:
                 self.status = "partial" if "done" in statuses else "failed"
+            elif "skipped" in statuses and "done" not in statuses and self._all_refused():
+                # Nothing maintained, and not for a passing reason (a lock, the window): a failure to fix.
+                self.status = "failed"
+                self.reason = self.reason or NO_PRIVILEGE
             elif "skipped" in statuses:
                 self.status = "partial" if "done" in statuses else "skipped"
             else:
@@ -100,6 +111,10 @@ class JobReport:
                 self.reason = "; ".join(sorted({a.detail or "skipped" for a in self.actions if not a.decided}))
         self.finished_at = now()
         return self
+
+    def _all_refused(self) -> bool:
+        open_ = [a for a in self.actions if not a.decided and a.status == "skipped"]
+        return bool(open_) and all((a.detail or "").startswith("insufficient privilege") for a in open_)
 
     def skip(self, reason: str) -> JobReport:
         self.status = "skipped"

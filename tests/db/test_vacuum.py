@@ -215,11 +215,15 @@ def test_parallel_workers_do_all_the_work(
 def test_tables_this_role_may_not_vacuum_are_skipped_with_the_reason(database: Database, dbmaint: Invoke) -> None:
     make_clean_and_dirty(database)
     dsn = database.dsn.replace("user=postgres", "user=app_user")
-    document = json_output(dbmaint("vacuum", "--dsn", dsn, "--format", "json"))
+    result = dbmaint("vacuum", "--dsn", dsn, "--format", "json")
+    document = json_output(result)
     (action,) = user_actions(document)
     assert action["status"] == "skipped"
     assert action["detail"].startswith("insufficient privilege")
     assert counts(database, "dirty")[0] == 1
+    # Nothing could be maintained: a failure with what to grant, not a quiet "skipped" and exit 0.
+    assert result.exit_code == 1
+    assert document["status"] == "failed" and "GRANT the owning role" in document["reason"]
 
 
 def test_history_records_the_run(database: Database, dbmaint: Invoke) -> None:
