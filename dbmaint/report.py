@@ -229,6 +229,19 @@ def print_advice(advice: Any, *, rejections: bool = False) -> None:
     )
     for note in advice.notes:
         out.print(Text(f"note: {note}", style="yellow"))
+    if advice.verification:  # --verify built each index for real: say what it kept and dropped, and why
+        table = Table(title="--verify: built, timed, kept or dropped", show_edge=False, pad_edge=False,
+                      title_justify="left")  # fmt: skip
+        table.add_column("index", overflow="fold")
+        table.add_column("result", no_wrap=True)
+        table.add_column("why", overflow="fold")
+        for verdict in advice.verification:
+            timings = "; ".join(
+                f"{_one_line(t.query, 40)}: {t.before_ms:,.1f} -> {t.after_ms:,.1f} ms" for t in verdict.timings[:3]
+            )
+            why = Text(verdict.reason + (f"\n{timings}" if timings else ""))
+            table.add_row(Text(verdict.index), Text("kept", "green") if verdict.kept else Text("dropped", "red"), why)
+        out.print(table)
     if rejections and advice.rejected:
         table = Table(title="rejected candidates", show_edge=False, pad_edge=False, title_justify="left")
         table.add_column("candidate", overflow="fold")

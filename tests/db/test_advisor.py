@@ -226,6 +226,12 @@ def test_verify_builds_times_and_keeps_what_delivers(database: Database, dbmaint
     assert timing["after_ms"] < timing["before_ms"]
     assert "t_code_idx" in valid_indexes(database)
     assert [r["name"] for r in document["recommendations"]] == ["t_code_idx"]
+    database.execute("DROP INDEX t_code_idx")
+    # The text output says what --verify built, kept and why (it used to say nothing of it).
+    text = dbmaint("advise", "--config", budget, "--dsn", database.dsn, "--no-stats", "--verify",
+                   "-s", "SELECT id FROM t WHERE code = 'c777'")  # fmt: skip
+    assert "--verify: built, timed, kept or dropped" in text.stdout
+    assert "t_code_idx" in text.stdout and "kept" in text.stdout
 
 
 def test_verify_is_refused_on_a_server_with_replicas(database: Database, dbmaint: Invoke) -> None:
