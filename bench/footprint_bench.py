@@ -51,7 +51,8 @@ class Result:
 
     @property
     def rss_start_mb(self) -> float:
-        return self.samples[0][1] if self.samples else 0.0
+        """The first sample of the running service (one taken before its interpreter was up reads 0)."""
+        return next((r for _, r, _ in self.samples if r > 0), 0.0)
 
     @property
     def rss_max_mb(self) -> float:
