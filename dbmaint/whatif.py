@@ -109,6 +109,7 @@ class WhatIf:
         self._costs: dict[tuple[str, frozenset[Candidate]], float] = {}
         self._cached_only_costs: dict[tuple[str, frozenset[Candidate]], float] = {}
         self._buffers: str | None = None
+        self._cached_only_mode = False
         self._sizes: dict[Candidate, int] = {}
         self.plans = 0
         db.set_settings(
@@ -135,17 +136,21 @@ class WhatIf:
         if key not in costs:
             created = [self._create(candidate) for candidate in sorted(key[1], key=repr)]
             try:
-                if cached_only:
-                    db.set_settings(self.conn, {"effective_cache_size": self._shared_buffers()})
-                try:
-                    costs[key] = self._plan(statement)
-                finally:
-                    if cached_only and not self.conn.closed:
-                        self.conn.execute("RESET effective_cache_size")
+                self._cache_mode(cached_only)
+                costs[key] = self._plan(statement)
             finally:
                 if created:
                     self._reset()
         return costs[key]
+
+    def _cache_mode(self, cached_only: bool) -> None:
+        """Switch effective_cache_size only when the mode changes: the robust plans come in a run."""
+        if cached_only != self._cached_only_mode:
+            if cached_only:
+                db.set_settings(self.conn, {"effective_cache_size": self._shared_buffers()})
+            else:
+                self.conn.execute("RESET effective_cache_size")
+            self._cached_only_mode = cached_only
 
     def _shared_buffers(self) -> str:
         if self._buffers is None:

@@ -389,15 +389,18 @@ def _without_fragile(
                 fragile.append((short, chosen))
         if not fragile:
             return selection
-        why, dropped = min(fragile, key=lambda f: (f[1].gain, repr(f[1].candidate)))
-        selection.rejected.append(
-            Rejection(
-                dropped.candidate,
-                "its saving rests on the planner counting on the OS cache (effective_cache_size): planned with "
-                f"only shared_buffers cached it {why}",
+        # All at once: each is judged with the others in place, and one at a time re-plans the workload per
+        # drop (minutes on a thousand statements).
+        for why, dropped in fragile:
+            selection.rejected.append(
+                Rejection(
+                    dropped.candidate,
+                    "its saving rests on the planner counting on the OS cache (effective_cache_size): planned "
+                    f"with only shared_buffers cached it {why}",
+                )
             )
-        )
-        selection.chosen = [c for c in selection.chosen if c is not dropped]
+        gone = {id(chosen) for _, chosen in fragile}
+        selection.chosen = [c for c in selection.chosen if id(c) not in gone]
         selection = _without_redundant(selection, affected, cost, item_tables)
 
 
