@@ -13,6 +13,7 @@ histogram bound, a typical value for equalities) are planned as a custom plan in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterable, Mapping
@@ -23,11 +24,13 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from dbmaint import db, stopping
+from dbmaint import db, own_statements, stopping
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
 _PREPARED = "dbmaint_whatif"
+# Several statements in one string (one round trip), each marked as dbmaint's, not only the first.
+_SEPARATOR = (";\n" + own_statements.MARKER).encode()
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class WhatIf:
         self._buffers: str | None = None
         self._cached_only_mode = False
         self._sizes: dict[Candidate, int] = {}
+        self._defined: dict[Candidate, int] = {}  # the hypothetical indexes the session holds now, by oid
+        self._bodies: dict[Candidate, str] = {}
+        self._plan_texts: dict[str, list[bytes]] = {}
         self.plans = 0
         db.set_settings(
             conn,
@@ -134,13 +140,8 @@ class WhatIf:
         key = (statement.key, frozenset(indexes))
         costs = self._cached_only_costs if cached_only else self._costs
         if key not in costs:
-            created = [self._create(candidate) for candidate in sorted(key[1], key=repr)]
-            try:
-                self._cache_mode(cached_only)
-                costs[key] = self._plan(statement)
-            finally:
-                if created:
-                    self._reset()
+            self._cache_mode(cached_only)
+            costs[key] = self._define_and_plan(key[1], statement)
         return costs[key]
 
     def _cache_mode(self, cached_only: bool) -> None:
@@ -160,60 +161,145 @@ class WhatIf:
     def size(self, candidate: Candidate) -> int:
         """hypopg's estimate of the index's size on disk."""
         if candidate not in self._sizes:
-            oid = self._create(candidate)
-            try:
-                value = db.fetch_value(self.conn, self._fn("SELECT {}.hypopg_relation_size(%s)"), (oid,))
-                self._sizes[candidate] = int(value or 0)
-            finally:
-                self._reset()
+            self._define(frozenset(self._defined) | {candidate})
+            value = db.fetch_value(
+                self.conn, self._fn("SELECT {}.hypopg_relation_size(%s)"), (self._defined[candidate],)
+            )
+            self._sizes[candidate] = int(value or 0)
         return self._sizes[candidate]
 
     def _fn(self, template: str) -> sql.Composed:
         assert self.hypopg is not None
         return sql.SQL(template).format(sql.Identifier(self.hypopg))
 
-    def _create(self, candidate: Candidate) -> int:
-        statement = candidate.body().as_string(self.conn)
-        try:
-            row = self.conn.execute(self._fn("SELECT indexrelid FROM {}.hypopg_create_index(%s)"), (statement,))
-            value = row.fetchone()
-        except psycopg.Error as exc:
-            raise PlanError(f"hypothetical index {statement}: {db.first_line(str(exc))}") from None
-        assert value is not None
-        return int(value[0])
-
-    def _reset(self) -> None:
-        self.conn.execute(self._fn("SELECT {}.hypopg_reset()"))
-
-    def _plan(self, statement: Plannable) -> float:
-        stopping.check()  # thousands of plans in a run: a stop must not wait for all of them
+    def _define_and_plan(self, wanted: frozenset[Candidate], statement: Plannable) -> float:
+        """The statement's cost with exactly ``wanted`` defined, in one round trip: the difference from the
+        last plan's set is dropped and created (greedy plans a statement with and without one candidate),
+        then PREPARE, EXPLAIN EXECUTE and DEALLOCATE (thousands of plans in a run)."""
+        stopping.check()  # a stop must not wait for all of them
         self.plans += 1
+        define, create = self._definition(wanted)
+        try:
+            cursor = self.conn.execute(_SEPARATOR.join([*define, *self._plan_steps(statement)]))
+        except psycopg.Error:
+            # Which part failed, told apart by doing them one at a time (the message says which).
+            self._forget_all()
+            self._deallocate()
+            self._define(wanted)
+            return self._plan(statement)
+        oids = self._read_definition(cursor, define, create)
+        while cursor.statusmessage != "EXPLAIN" and cursor.nextset():
+            pass
+        row = cursor.fetchone()
+        self._defined_now(wanted, create, oids)
+        assert row is not None
+        return float(row[0][0]["Plan"]["Total Cost"])
+
+    def _definition(self, wanted: frozenset[Candidate]) -> tuple[list[bytes], list[Candidate]]:
+        """Statements that turn the session's hypothetical indexes into ``wanted``, and those created."""
+        drop = [oid for candidate, oid in self._defined.items() if candidate not in wanted]
+        create = sorted(wanted - self._defined.keys(), key=repr)
+        hypopg = sql.Identifier(self.hypopg or "")
+        steps = []
+        if drop:
+            steps.append(
+                sql.SQL("SELECT pg_catalog.count({}.hypopg_drop_index(o)) FROM pg_catalog.unnest({}::oid[]) o")
+                .format(hypopg, sql.Literal(drop))
+                .as_bytes(self.conn)
+            )
+        if create:
+            steps.append(
+                sql.SQL(
+                    "SELECT h.indexrelid FROM pg_catalog.unnest({}::text[]) WITH ORDINALITY AS u(body, n), "
+                    "LATERAL {}.hypopg_create_index(u.body) h ORDER BY u.n"
+                )
+                .format(sql.Literal([self._body(candidate) for candidate in create]), hypopg)
+                .as_bytes(self.conn)
+            )
+        return steps, create
+
+    def _body(self, candidate: Candidate) -> str:
+        if candidate not in self._bodies:
+            self._bodies[candidate] = candidate.body().as_string(self.conn)
+        return self._bodies[candidate]
+
+    @staticmethod
+    def _read_definition(cursor: psycopg.Cursor[Any], define: list[bytes], create: list[Candidate]) -> list[int]:
+        """The new indexes' oids: the result of the last definition step (the first result is current)."""
+        if not create:
+            return []
+        for _ in range(len(define) - 1):
+            cursor.nextset()
+        oids = [int(row[0]) for row in cursor.fetchall()]
+        cursor.nextset()
+        return oids
+
+    def _defined_now(self, wanted: frozenset[Candidate], create: list[Candidate], oids: list[int]) -> None:
+        for candidate in self._defined.keys() - wanted:
+            del self._defined[candidate]
+        self._defined.update(zip(create, oids, strict=True))
+
+    def _define(self, wanted: frozenset[Candidate]) -> None:
+        """Make the session's hypothetical indexes exactly ``wanted``, on their own."""
+        define, create = self._definition(wanted)
+        if not define:
+            return
+        try:
+            cursor = self.conn.execute(_SEPARATOR.join(define))
+            oids = self._read_definition(cursor, define, create)
+        except psycopg.Error as exc:
+            self._forget_all()
+            described = ", ".join(c.describe() for c in create) or "dropping hypothetical indexes"
+            raise PlanError(f"hypothetical index {described}: {db.first_line(str(exc))}") from None
+        self._defined_now(wanted, create, oids)
+
+    def _forget_all(self) -> None:
+        """After a failure the session's hypothetical indexes are unknown: none, from a clean slate."""
+        self._defined.clear()
+        if not self.conn.closed:
+            self.conn.execute(self._fn("SELECT {}.hypopg_reset()"))
+
+    def _plan_steps(self, statement: Plannable) -> list[bytes]:
+        """PREPARE, EXPLAIN EXECUTE, DEALLOCATE (composed once per statement: it is planned many times)."""
+        if statement.key in self._plan_texts:
+            return self._plan_texts[statement.key]
         name = sql.Identifier(_PREPARED)
         types = [statement.param_types.get(n, "unknown") for n in range(1, statement.params + 1)]
+        arguments = [statement.custom_values.get(n) for n in range(1, statement.params + 1)]
+        custom = bool(statement.custom_values) and all(a is not None for a in arguments)
         prepare = sql.SQL("PREPARE {} {} AS ").format(
             name,
             sql.SQL("({})").format(sql.SQL(", ").join(map(sql.SQL, types))) if types else sql.SQL(""),
         ) + sql.SQL(statement.text)
+        execute = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name)
+        if statement.params:
+            execute += sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(a) for a in arguments))
+        steps: list[sql.Composable] = [prepare, execute, sql.SQL("DEALLOCATE {}").format(name)]
+        if custom:  # a failure rolls the setting back with the implicit transaction of the whole string
+            steps[1:1] = [sql.SQL("SELECT pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', false)")]
+            steps.append(sql.SQL("SELECT pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false)"))
+        self._plan_texts[statement.key] = [step.as_bytes(self.conn) for step in steps]
+        return self._plan_texts[statement.key]
+
+    def _plan(self, statement: Plannable) -> float:
+        """The statement's cost with the hypothetical indexes now defined; PlanError says why it has none."""
         try:
-            self.conn.execute(prepare)
+            cursor = self.conn.execute(_SEPARATOR.join(self._plan_steps(statement)))
+            while cursor.statusmessage != "EXPLAIN" and cursor.nextset():
+                pass
+            row = cursor.fetchone()
         except pgerrors.IndeterminateDatatype:
+            self._deallocate()
             raise PlanError("the type of a parameter cannot be determined") from None
         except psycopg.Error as exc:
+            self._deallocate()
             raise PlanError(db.first_line(str(exc))) from None
-        try:
-            arguments = [statement.custom_values.get(n) for n in range(1, statement.params + 1)]
-            custom = bool(statement.custom_values) and all(a is not None for a in arguments)
-            if custom:
-                db.set_settings(self.conn, {"plan_cache_mode": "force_custom_plan"})
-            execute = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name)
-            if statement.params:
-                execute += sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(a) for a in arguments))
-            row = self.conn.execute(execute).fetchone()
-        except psycopg.Error as exc:
-            raise PlanError(db.first_line(str(exc))) from None
-        finally:
-            if not self.conn.closed:
-                self.conn.execute(sql.SQL("DEALLOCATE {}").format(name))
-                db.set_settings(self.conn, {"plan_cache_mode": "force_generic_plan"})
         assert row is not None
         return float(row[0][0]["Plan"]["Total Cost"])
+
+    def _deallocate(self) -> None:
+        """PREPARE outlives the failure of what followed it in the same string."""
+        if self.conn.closed:
+            return
+        with contextlib.suppress(pgerrors.InvalidSqlStatementName):  # the PREPARE itself failed
+            self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))

@@ -13,6 +13,7 @@ oracle is passed in, so this module stays free of I/O.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -258,8 +259,9 @@ def choose(
     workload's cost than ``min_saving_per_size`` times the share of the database they add.
 
     A candidate is scored against the statements that use its leading column; after a choice only the
-    candidates sharing a statement with that choice's table are scored again (every cost is a function of
-    the statement and the chosen indexes on its tables, so the others' scores have not changed).
+    candidates sharing a statement with that choice's table can have lost value (every cost is a function
+    of the statement and the chosen indexes on its tables), and they are scored again lazily, when one
+    comes out best on its old score.
     """
     selection = Selection()
     item_tables = {item.key: frozenset(item.shape.tables()) for item in work}
@@ -268,7 +270,6 @@ def choose(
     chosen_on: dict[tuple[str, str], set[Candidate]] = {}
     contexts: dict[str, frozenset[Candidate]] = {}
     scores: dict[Candidate, tuple[float, float, int, tuple[tuple[str, float, float], ...]]] = {}
-    dirty = set(pool)
     used = 0
 
     def context(item: WorkItem) -> frozenset[Candidate]:
@@ -276,52 +277,66 @@ def choose(
             contexts[item.key] = frozenset().union(*(chosen_on.get(t, set()) for t in item_tables[item.key]))
         return contexts[item.key]
 
+    def score(candidate: Candidate) -> None:
+        """Its saving with the current choices in place, or its rejection when that is too little."""
+        per_statement = []
+        gain = 0.0
+        for item in affected[candidate]:
+            before = cost(item.key, context(item))
+            after = cost(item.key, context(item) | {candidate})
+            if after < before:
+                per_statement.append((item.key, before, after))
+                gain += item.weight * (before - after)
+        best_ratio = max(((b - a) / b for _, b, a in per_statement if b > 0), default=0.0)
+        if best_ratio < min_improvement:
+            earlier = chosen_on.get((candidate.schema, candidate.table), set())
+            if earlier:
+                reason = f"adds too little once {_listed(earlier)} chosen"
+            elif not per_statement:
+                reason = "no statement's plan gets cheaper with it"
+            else:
+                reason = f"saves at most {best_ratio:.0%} of a statement's cost (minimum {min_improvement:.0%})"
+            selection.rejected.append(Rejection(candidate, reason))
+            pool.discard(candidate)
+            scores.pop(candidate, None)
+            return
+        facts = tables.get((candidate.schema, candidate.table))
+        penalty = 1.0 - write_penalty * (facts.write_share if facts else 0.0)
+        bytes_needed = max(size(candidate), 8192)
+        scores[candidate] = (gain * penalty / bytes_needed, gain, bytes_needed, tuple(per_statement))
+
+    for candidate in sorted(pool, key=repr):
+        score(candidate)
     density: _Density | None = None
-    first_round = True
-    while pool:
-        for candidate in sorted(dirty & pool, key=repr):
-            per_statement = []
-            gain = 0.0
-            for item in affected[candidate]:
-                before = cost(item.key, context(item))
-                after = cost(item.key, context(item) | {candidate})
-                if after < before:
-                    per_statement.append((item.key, before, after))
-                    gain += item.weight * (before - after)
-            best_ratio = max(((b - a) / b for _, b, a in per_statement if b > 0), default=0.0)
-            if best_ratio < min_improvement:
-                earlier = chosen_on.get((candidate.schema, candidate.table), set())
-                if earlier:
-                    reason = f"adds too little once {_listed(earlier)} chosen"
-                elif not per_statement:
-                    reason = "no statement's plan gets cheaper with it"
-                else:
-                    reason = f"saves at most {best_ratio:.0%} of a statement's cost (minimum {min_improvement:.0%})"
-                selection.rejected.append(Rejection(candidate, reason))
+    if database_bytes > 0 and min_saving_per_size > 0:
+        # Each candidate on its own (nothing chosen yet): what it could save at best. One that is not
+        # worth its size alone never will be; whether it still adds enough beside the others is
+        # min_improvement's question during the choice, and this rule's again on the final set.
+        improvable = {key for _, _, _, evidence in scores.values() for key, _, _ in evidence}
+        density = _Density.of(work, improvable, cost, database_bytes, min_saving_per_size)
+        for candidate in sorted(scores, key=repr):
+            short = density.shortfall(candidate, scores[candidate][2], scores[candidate][3]) if density else None
+            if short is not None:
+                selection.rejected.append(Rejection(candidate, short))
                 pool.discard(candidate)
-                scores.pop(candidate, None)
-                continue
-            facts = tables.get((candidate.schema, candidate.table))
-            penalty = 1.0 - write_penalty * (facts.write_share if facts else 0.0)
-            bytes_needed = max(size(candidate), 8192)
-            scores[candidate] = (gain * penalty / bytes_needed, gain, bytes_needed, tuple(per_statement))
-        if first_round and database_bytes > 0 and min_saving_per_size > 0:
-            # Each candidate on its own (nothing chosen yet): what it could save at best. One that is not
-            # worth its size alone never will be; whether it still adds enough beside the others is
-            # min_improvement's question during the choice, and this rule's again on the final set.
-            first_round = False
-            improvable = {key for _, _, _, evidence in scores.values() for key, _, _ in evidence}
-            density = _Density.of(work, improvable, cost, database_bytes, min_saving_per_size)
-            for candidate in sorted(scores, key=repr):
-                short = density.shortfall(candidate, scores[candidate][2], scores[candidate][3]) if density else None
-                if short is not None:
-                    selection.rejected.append(Rejection(candidate, short))
-                    pool.discard(candidate)
-                    del scores[candidate]
-        dirty = set()
-        if not scores:
-            break
-        candidate = max(scores, key=lambda c: (scores[c][0], -len(c.columns), repr(c)))
+                del scores[candidate]
+    # Lazy greedy: a candidate's saving only shrinks as others are chosen, so a stale score is an upper
+    # bound. Only the best is scored again, and it is picked once its fresh score is still the best: the
+    # same picks as scoring every affected candidate after each choice, for a fraction of the plans.
+    stale: set[Candidate] = set()
+    names = {c: repr(c) for c in scores}
+    ranked = [(-value[0], len(c.columns), names[c], c) for c, value in scores.items()]
+    heapq.heapify(ranked)
+    while ranked:
+        ratio, _, _, candidate = heapq.heappop(ranked)
+        if candidate not in scores or -ratio != scores[candidate][0]:
+            continue  # rejected or picked since, or scored again: a newer entry stands for it
+        if candidate in stale:
+            stale.discard(candidate)
+            score(candidate)
+            if candidate in scores:
+                heapq.heappush(ranked, (-scores[candidate][0], len(candidate.columns), names[candidate], candidate))
+            continue
         _, gain, bytes_needed, evidence = scores.pop(candidate)
         pool.discard(candidate)
         table = (candidate.schema, candidate.table)
@@ -336,10 +351,12 @@ def choose(
         chosen_on.setdefault(table, set()).add(candidate)
         used += bytes_needed
         selection.chosen.append(Choice(candidate, bytes_needed, gain, evidence))
+        if _greedy_full(selection, pool, scores, table, max_new_indexes, max_per_table):
+            break
         changed = {key for key, found in item_tables.items() if table in found}
         for key in changed:
             contexts.pop(key, None)
-        dirty = {c for c in pool if any(item.key in changed for item in affected[c])}
+        stale |= {c for c in scores if any(item.key in changed for item in affected[c])}
     selection = _without_redundant(selection, affected, cost, item_tables)
     selection = _without_marginal(selection, affected, cost, item_tables, min_improvement)
     if robust_cost is not None:
@@ -351,6 +368,49 @@ def choose(
         selection = _without_redundant(selection, affected, cost, item_tables)  # the survivors' savings changed
         selection = _without_marginal(selection, affected, cost, item_tables, min_improvement)
     return selection
+
+
+# Greedy stops choosing on a table, and in all, once this many times the count caps of its picks save more
+# than any candidate left could (a candidate's saving only shrinks as others are chosen): the later passes
+# may drop picks (redundant, marginal, not worth their size), and the caps then keep those that save the
+# most. Choosing on past it re-planned hundreds of picks on a workload of a thousand statements, for picks
+# the caps would drop anyway.
+GREEDY_SLACK = 2
+
+
+def _greedy_full(
+    selection: Selection,
+    pool: set[Candidate],
+    scores: dict[Candidate, tuple[float, float, int, tuple[tuple[str, float, float], ...]]],
+    table: tuple[str, str],
+    max_new_indexes: int,
+    max_per_table: int,
+) -> bool:
+    """After a pick on ``table``: leave out what the caps could not keep any more; True when nothing is left."""
+    left = {c: scores[c][1] for c in pool if c in scores}
+    if not left:
+        return not pool
+    ahead = sum(1 for c in selection.chosen if c.gain >= max(left.values()))
+    if ahead >= GREEDY_SLACK * max_new_indexes:
+        reason = f"advisor.max_new_indexes ({max_new_indexes})"
+        closed = set(left)
+    else:
+        on_table = {c: gain for c, gain in left.items() if (c.schema, c.table) == table}
+        best_here = max(on_table.values(), default=0.0)
+        ahead = sum(
+            1 for c in selection.chosen if (c.candidate.schema, c.candidate.table) == table and c.gain >= best_here
+        )
+        if not on_table or ahead < GREEDY_SLACK * max_per_table:
+            return False
+        reason = f"advisor.max_indexes_per_table ({max_per_table})"
+        closed = set(on_table)
+    for candidate in sorted(closed, key=repr):
+        selection.rejected.append(
+            Rejection(candidate, f"{ahead} new indexes that save more are chosen, more than {reason} keeps")
+        )
+        pool.discard(candidate)
+        scores.pop(candidate, None)
+    return not pool
 
 
 def _without_fragile(

@@ -225,3 +225,25 @@ def test_an_index_must_be_worth_its_size_and_its_saving_must_not_lean_on_the_os_
     chosen, reasons = choose_with(robust)
     assert chosen == set()
     assert "effective_cache_size" in reasons[A] and "saves at most 1%" in reasons[A]
+
+
+def test_greedy_stops_once_more_picks_than_the_caps_keep_save_more_than_what_is_left() -> None:
+    """Ten statements on one table, each served by its own index, savings falling from q0 to q9: with
+    room for two on the table, greedy chooses four (slack for the later passes), leaves the other six out
+    with the cap as the reason, and plans none of them again."""
+    names = ("account_id", "status", "created_at", "total", "a", "b", "c", "d", "e", "f")
+    indexes = [Candidate("public", "orders", (name,)) for name in names]
+    items = [WorkItem(f"q{i}", 100 - i, shape((name, "eq"))) for i, name in enumerate(names)]
+    planned: list[tuple[str, frozenset[Candidate]]] = []
+
+    def cost(key: str, chosen: frozenset[Candidate]) -> float:
+        planned.append((key, chosen))
+        return 10.0 if indexes[int(key[1:])] in chosen else 1000.0
+
+    selection = choose(items, indexes, cost, lambda c: 8192, tables=FACTS, max_per_table=2)
+    assert [c.candidate for c in selection.chosen] == indexes[:2]
+    left_out = {r.candidate: r.reason for r in selection.rejected if "advisor.max_indexes_per_table (2)" in r.reason}
+    assert set(left_out) == set(indexes[4:])
+    assert all(r.startswith("4 new indexes that save more are chosen") for r in left_out.values())
+    # Scored once each in the first round, never again once the table was full.
+    assert sum(1 for _, chosen in planned if indexes[9] in chosen) == 1
