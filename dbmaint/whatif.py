@@ -193,7 +193,7 @@ class WhatIf:
         row = cursor.fetchone()
         self._defined_now(wanted, create, oids)
         assert row is not None
-        return float(row[0][0]["Plan"]["Total Cost"])
+        return plan_cost(row[0][0]["Plan"])
 
     def _definition(self, wanted: frozenset[Candidate]) -> tuple[list[bytes], list[Candidate]]:
         """Statements that turn the session's hypothetical indexes into ``wanted``, and those created."""
@@ -295,7 +295,7 @@ class WhatIf:
             self._deallocate()
             raise PlanError(db.first_line(str(exc))) from None
         assert row is not None
-        return float(row[0][0]["Plan"]["Total Cost"])
+        return plan_cost(row[0][0]["Plan"])
 
     def _deallocate(self) -> None:
         """PREPARE outlives the failure of what followed it in the same string."""
@@ -303,3 +303,26 @@ class WhatIf:
             return
         with contextlib.suppress(pgerrors.InvalidSqlStatementName):  # the PREPARE itself failed
             self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+
+
+# Between a LIMIT and the scan it stops early: these keep the scan's order and pass its rows on.
+_ORDER_KEEPING = ("Gather Merge", "Incremental Sort", "Result")
+
+
+def plan_cost(plan: Mapping[str, Any]) -> float:
+    """The plan's total cost, except that a LIMIT stopping a filtered walk of an index early costs the whole
+    walk. The planner prices ``ORDER BY b LIMIT n`` over an index on b with a filter on a as the fraction
+    of the index it expects to read before n rows pass, as if the matching rows were spread evenly; where
+    they lie elsewhere it reads all of it (the plan problem "wrong index for ORDER BY ... LIMIT"). An index
+    must not be recommended on that bet: an index on created_at made a shop's "an account's latest orders
+    in one status" 20x cheaper on the estimate and 1.9x slower in reality."""
+    total = float(plan["Total Cost"])
+    if plan.get("Node Type") != "Limit" or not plan.get("Plans"):
+        return total
+    below = plan["Plans"][0]
+    scan = below
+    while scan.get("Node Type") in _ORDER_KEEPING and scan.get("Plans"):
+        scan = scan["Plans"][0]
+    if scan.get("Node Type") in ("Index Scan", "Index Only Scan") and "Filter" in scan:
+        return max(total, float(below["Total Cost"]))
+    return total

@@ -277,6 +277,8 @@ def choose(
             contexts[item.key] = frozenset().union(*(chosen_on.get(t, set()) for t in item_tables[item.key]))
         return contexts[item.key]
 
+    density: _Density | None = None  # known after the first round
+
     def score(candidate: Candidate) -> None:
         """Its saving with the current choices in place, or its rejection when that is too little."""
         per_statement = []
@@ -303,11 +305,19 @@ def choose(
         facts = tables.get((candidate.schema, candidate.table))
         penalty = 1.0 - write_penalty * (facts.write_share if facts else 0.0)
         bytes_needed = max(size(candidate), 8192)
+        earlier = chosen_on.get((candidate.schema, candidate.table), set())
+        # What it adds beside the earlier picks must be worth its size too: an INCLUDE variant 5x the size of
+        # the plain index chosen first, for an index-only scan over 200 rows, is not.
+        short = density.shortfall(candidate, bytes_needed, per_statement) if density and earlier else None
+        if short is not None:
+            selection.rejected.append(Rejection(candidate, f"once {_listed(earlier)} chosen, it {short}"))
+            pool.discard(candidate)
+            scores.pop(candidate, None)
+            return
         scores[candidate] = (gain * penalty / bytes_needed, gain, bytes_needed, tuple(per_statement))
 
     for candidate in sorted(pool, key=repr):
         score(candidate)
-    density: _Density | None = None
     if database_bytes > 0 and min_saving_per_size > 0:
         # Each candidate on its own (nothing chosen yet): what it could save at best. One that is not
         # worth its size alone never will be; whether it still adds enough beside the others is

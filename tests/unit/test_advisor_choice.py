@@ -247,3 +247,22 @@ def test_greedy_stops_once_more_picks_than_the_caps_keep_save_more_than_what_is_
     assert all(r.startswith("4 new indexes that save more are chosen") for r in left_out.values())
     # Scored once each in the first round, never again once the table was full.
     assert sum(1 for _, chosen in planned if indexes[9] in chosen) == 1
+
+
+def test_a_wider_variant_must_be_worth_its_size_beside_the_pick_it_extends() -> None:
+    """(account_id) makes q0 100x cheaper; its INCLUDE variant, ten times the size, saves the last few
+    cost units of an index-only scan: beside the plain index it is not worth its size."""
+    plain = Candidate("public", "orders", ("account_id",))
+    covering = Candidate("public", "orders", ("account_id",), include=("total",))
+    q0 = WorkItem("q0", 10, shape(("account_id", "eq"), ("total", "read")), time_ms=1000.0)
+    costs = {frozenset(): 10_000.0, frozenset({plain}): 100.0, frozenset({covering}): 10.0}
+    costs[frozenset({plain, covering})] = 10.0
+    sizes = {plain: 10 * 2**20, covering: 100 * 2**20}
+
+    selection = choose(
+        [q0], [plain, covering], lambda key, ix: costs[ix], sizes.__getitem__,
+        tables=FACTS, database_bytes=1000 * 2**20, min_saving_per_size=0.5,
+    )  # fmt: skip
+    assert [c.candidate for c in selection.chosen] == [plain]
+    reasons = {r.candidate: r.reason for r in selection.rejected}
+    assert reasons[covering].startswith("once an index on (account_id) is chosen, it would save about 0.9%")
