@@ -79,6 +79,9 @@ memoize_thrash              >= 1,000 lookups with more misses than hits and evic
 non_default_settings        any ``Settings``: info; warning when an ``enable_*`` planner switch is off.
 ==========================  ==============================================================================
 
+Critical is for a statement that takes at least CRITICAL_MIN_MS (10 ms) to plan and run: below that, what
+would be critical is a warning (a 99.9% filter in an 8 ms scan is worth an index, not an alarm).
+
 Index suggestions are hypotheses: ``Problem.index_candidate`` gives (schema, table, columns), equality
 columns first, then one range column, so that the caller can prove them with hypothetical indexes. Columns
 come from the node's conditions, parsed with pglast; only plain columns of the scanned relation are used.
@@ -88,6 +91,7 @@ written either way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -110,6 +114,7 @@ STALE_BASE, STALE_SCALE = 50, 0.1  # autovacuum_analyze_threshold, autovacuum_an
 FILTER_WARNING, FILTER_CRITICAL = 0.5, 0.9
 FILTER_MIN_ROWS = 1000.0
 FILTER_MIN_SHARE = 0.1
+CRITICAL_MIN_MS = 10.0  # planning and execution: a faster statement has no critical problem
 HEAP_FETCH_MIN = 1000
 HEAP_FETCH_SHARES = (0.0, 0.4, 0.9)
 NESTED_LOOP_FACTOR = 10.0
@@ -795,7 +800,16 @@ class _Plan:
         found += self._planning()
         found += self._triggers()
         found += self._settings()
-        return self._hot_nodes(found) + found
+        return self._urgency(self._hot_nodes(found) + found)
+
+    def _urgency(self, found: list[Problem]) -> list[Problem]:
+        """Critical means it makes the statement slow: in a statement that took less than CRITICAL_MIN_MS to
+        plan and run, the same problems are warnings. A 99.9% filter in an 8 ms scan is worth an index, not
+        an alarm."""
+        planning = _float(self.top.get("Planning Time")) or 0.0
+        if self.execution_ms is None or self.execution_ms + planning >= CRITICAL_MIN_MS:
+            return found
+        return [dataclasses.replace(p, severity="warning") if p.severity == "critical" else p for p in found]
 
     # 1. hot node
     def _hot_nodes(self, others: Sequence[Problem]) -> list[Problem]:

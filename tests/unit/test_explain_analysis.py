@@ -46,7 +46,8 @@ EXPECTED: dict[str, list[tuple[str, str, int | None]]] = {
         ("hot_node", "info", 1),
         ("non_default_settings", "info", None),
     ],
-    "stale_statistics": [("row_misestimate", "critical", 1), ("stale_statistics", "critical", 1)],
+    # 8.8 ms in all: critical problems, but not of a slow statement (CRITICAL_MIN_MS).
+    "stale_statistics": [("row_misestimate", "warning", 1), ("stale_statistics", "warning", 1)],
     "seq_scan_filter": [("seq_scan_filter", "critical", 0)],
     "hash_spill": [
         ("hot_node", "warning", 0),
@@ -73,7 +74,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None]]] = {
         ("workers_not_launched", "warning", 1),
         ("non_default_settings", "info", None),
     ],
-    "heap_fetches": [("heap_fetches", "critical", 0)],
+    "heap_fetches": [("heap_fetches", "warning", 0)],  # 0.8 ms
     "large_offset": [("hot_node", "warning", 1), ("large_offset", "warning", 0)],
     "hashagg_spill": [
         ("hot_node", "warning", 2),
@@ -89,7 +90,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None]]] = {
         ("non_default_settings", "info", None),
     ],
     "wrong_index_order_by": [("hot_node", "critical", 1), ("wrong_index_order_by", "critical", 1)],
-    "inefficient_index": [("inefficient_index", "critical", 0)],
+    "inefficient_index": [("inefficient_index", "warning", 0)],  # 6.4 ms
     "slow_trigger": [("slow_trigger", "critical", None)],
     "read_efficiency": [("read_efficiency", "warning", 0)],
     "cte_temp_spill": [
