@@ -207,7 +207,7 @@ def print_advice(advice: Any, *, rejections: bool = False) -> None:
         table = Table(title="recommended indexes", show_edge=False, pad_edge=False, title_justify="left")
         table.add_column("index", overflow="fold", ratio=1)
         table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("verified", no_wrap=True)
+        table.add_column("hypopg", no_wrap=True)  # proven on the planner; --verify is the real build
         for rec in advice.recommendations:
             what = Text.assemble((rec.definition, "cyan"), "\n", (rec.reason, "dim"))
             for query in rec.queries[:3]:
@@ -215,7 +215,7 @@ def print_advice(advice: Any, *, rejections: bool = False) -> None:
                 what.append(f"\n  {query.calls} x {_one_line(query.query, 90)}  {cost}", style="dim")
             for closed in rec.closes:
                 what.append(f"\n  also fixes the {closed}", style="green")
-            table.add_row(what, format_size(rec.estimated_size_bytes), "yes" if rec.verified else "no")
+            table.add_row(what, format_size(rec.estimated_size_bytes), "proven" if rec.verified else "not proven")
         out.print(table)
     else:
         out.print("recommended indexes: none")
@@ -287,7 +287,8 @@ def _share_style(share: float | None) -> str:
 def _node_line(node: Any) -> Text:
     from rich.text import Text
 
-    line = Text(node.label, style="bold" if (node.share or 0) > 0.1 else "")
+    line = Text(f"[{node.id}] ", style="dim")  # the number the problems below refer to
+    line.append(node.label, style="bold" if (node.share or 0) > 0.1 else "")
     figures = []
     if node.exclusive_ms is not None:
         share = f" ({node.share:.0%})" if node.share is not None else ""

@@ -116,6 +116,8 @@ def test_demo_text_ends_with_the_advisor_and_the_checklist_in_the_summary() -> N
     assert "also fixes the unindexed foreign key" in summary
     assert "advisor findings: 1 unindexed_foreign_key, 1 missing_primary_key" in summary
     assert "checklist: fail (fail: primary_keys, foreign_keys_indexed" in summary
+    # What the demo changed from the defaults, said where its figures are.
+    assert "reindex.min_size 5MB and advisor.min_total_time 10ms instead of the defaults 10MB and 100ms" in summary
 
 
 def test_a_kept_demo_server_is_reachable_through_its_private_socket_only() -> None:

@@ -4,6 +4,7 @@ alarm on healthy queries, no data changed, refusals with the reason, $n on Postg
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,6 +185,10 @@ def test_text_output_shows_the_tree_and_the_fixes(shop: Database, dbmaint: Invok
     assert result.exit_code == 0
     assert "Seq Scan" in result.stdout and "seq_scan_filter" in result.stdout
     assert "CREATE INDEX CONCURRENTLY" in result.stdout
+    # The problem names its node by the number the tree shows.
+    where = re.search(r"seq_scan_filter at \[(\d+)\] (Seq Scan on \S+)", result.stdout)
+    assert where is not None, result.stdout
+    assert f"[{where[1]}] {where[2]}" in result.stdout.split("problems")[0]
 
 
 def test_statement_from_stdin(shop: Database) -> None:
