@@ -219,6 +219,9 @@ class Choice:
 class Rejection:
     candidate: Candidate
     reason: str
+    # Dropped from the final set for what it does there (not worth its size, fragile, a regression): the
+    # choice is made again without it, since greedy may have turned others down in its favour.
+    final: bool = False
 
 
 @dataclass
@@ -233,6 +236,10 @@ def _serves(candidate: Candidate, item: WorkItem) -> bool:
         (u.schema, u.table, u.column) == (candidate.schema, candidate.table, candidate.columns[0]) and u.role != "read"
         for u in item.shape.uses
     )
+
+
+# Rounds of the choice: each made again without what the final-set rules dropped in the one before.
+CHOICE_ROUNDS = 3
 
 
 def choose(
@@ -251,6 +258,47 @@ def choose(
     database_bytes: int = 0,
     min_saving_per_size: float = 0.0,
 ) -> Selection:
+    """The set of indexes to recommend (see ``_choose_round``), chosen again without the picks the
+    final-set rules drop: greedy turned other candidates down beside them (on TPC-H, ``lineitem
+    (l_shipdate)`` was not worth its size "once (l_suppkey) is chosen", and l_suppkey was then dropped as
+    fragile). The planner's costs are cached, so a round costs only the plans it has not seen."""
+    everything = list(candidates)
+    banned: dict[Candidate, Rejection] = {}
+    density: _Density | None = None
+    for _ in range(CHOICE_ROUNDS):
+        selection, density = _choose_round(
+            work, [c for c in everything if c not in banned], cost, size,
+            budget_bytes=budget_bytes, max_new_indexes=max_new_indexes, max_per_table=max_per_table,
+            tables=tables, min_improvement=min_improvement, write_penalty=write_penalty,
+            robust_cost=robust_cost, database_bytes=database_bytes, min_saving_per_size=min_saving_per_size,
+            density=density,
+        )  # fmt: skip
+        dropped = {r.candidate: r for r in selection.rejected if r.final and r.candidate not in banned}
+        if not dropped:
+            break
+        banned.update(dropped)
+    turned_down = {r.candidate for r in selection.rejected}
+    selection.rejected += [r for candidate, r in banned.items() if candidate not in turned_down]
+    return selection
+
+
+def _choose_round(
+    work: Sequence[WorkItem],
+    candidates: Iterable[Candidate],
+    cost: CostFn,
+    size: Callable[[Candidate], int],
+    *,
+    budget_bytes: int | None = None,
+    max_new_indexes: int = 10,
+    max_per_table: int = 3,
+    tables: Mapping[tuple[str, str], TableFacts],
+    min_improvement: float = 0.2,
+    write_penalty: float = 0.5,
+    robust_cost: CostFn | None = None,
+    database_bytes: int = 0,
+    min_saving_per_size: float = 0.0,
+    density: _Density | None = None,
+) -> tuple[Selection, _Density | None]:
     """Greedy: the best saving per byte first, re-planning with the earlier choices in place.
 
     Then what greedy cannot see is taken back: picks a later one made redundant or marginal, picks past the
@@ -276,8 +324,6 @@ def choose(
         if item.key not in contexts:
             contexts[item.key] = frozenset().union(*(chosen_on.get(t, set()) for t in item_tables[item.key]))
         return contexts[item.key]
-
-    density: _Density | None = None  # known after the first round
 
     def score(candidate: Candidate) -> None:
         """Its saving with the current choices in place, or its rejection when that is too little."""
@@ -322,8 +368,11 @@ def choose(
         # Each candidate on its own (nothing chosen yet): what it could save at best. One that is not
         # worth its size alone never will be; whether it still adds enough beside the others is
         # min_improvement's question during the choice, and this rule's again on the final set.
-        improvable = {key for _, _, _, evidence in scores.values() for key, _, _ in evidence}
-        density = _Density.of(work, improvable, cost, database_bytes, min_saving_per_size)
+        # The improvable workload is the first round's: a later round without a dropped candidate must not
+        # find its statements' time gone from the denominator (and everything else worth more).
+        if density is None:
+            improvable = {key for _, _, _, evidence in scores.values() for key, _, _ in evidence}
+            density = _Density.of(work, improvable, cost, database_bytes, min_saving_per_size)
         for candidate in sorted(scores, key=repr):
             short = density.shortfall(candidate, scores[candidate][2], scores[candidate][3]) if density else None
             if short is not None:
@@ -377,7 +426,7 @@ def choose(
     if _without_regressions(selection, work, cost, item_tables) or capped:
         selection = _without_redundant(selection, affected, cost, item_tables)  # the survivors' savings changed
         selection = _without_marginal(selection, affected, cost, item_tables, min_improvement)
-    return selection
+    return selection, density
 
 
 # Greedy stops choosing on a table, and in all, once this many times the count caps of its picks save more
@@ -467,6 +516,7 @@ def _without_fragile(
                     dropped.candidate,
                     "its saving rests on the planner counting on the OS cache (effective_cache_size): planned "
                     f"with only shared_buffers cached it {why}",
+                    final=True,
                 )
             )
         gone = {id(chosen) for _, chosen in fragile}
@@ -547,7 +597,7 @@ def _without_costly(
             (c for c in selection.chosen if c.candidate in costly),
             key=lambda c: (density.saved(c.per_statement) / c.size, repr(c.candidate)),
         )
-        selection.rejected.append(Rejection(dropped.candidate, costly[dropped.candidate]))
+        selection.rejected.append(Rejection(dropped.candidate, costly[dropped.candidate], final=True))
         selection.chosen = [c for c in selection.chosen if c is not dropped]
         selection = _without_redundant(selection, affected, cost, item_tables)
 
@@ -619,7 +669,7 @@ def _without_regressions(
             f"with the other chosen indexes it makes a statement costlier on the planner's estimate "
             f"({before:,.0f} -> {after:,.0f}): {item.key[:80]}"
         )
-        selection.rejected.append(Rejection(culprit, reason))
+        selection.rejected.append(Rejection(culprit, reason, final=True))
         dropped = True
 
 

@@ -266,3 +266,28 @@ def test_a_wider_variant_must_be_worth_its_size_beside_the_pick_it_extends() -> 
     assert [c.candidate for c in selection.chosen] == [plain]
     reasons = {r.candidate: r.reason for r in selection.rejected}
     assert reasons[covering].startswith("once an index on (account_id) is chosen, it would save about 0.9%")
+
+
+def test_the_choice_is_made_again_without_what_the_final_set_rules_dropped() -> None:
+    """Greedy takes A (cheap per byte) for q1 and turns B down for q2 as adding too little beside it;
+    A is then dropped as fragile. Chosen again without A, B gets its place."""
+    b = Candidate("public", "orders", ("account_id", "status"))
+    q1 = WorkItem("q1", 10, shape(("account_id", "eq")), time_ms=500.0)
+    q2 = WorkItem("q2", 1, shape(("account_id", "eq"), ("status", "eq")), time_ms=500.0)
+    costs = {
+        ("q1", frozenset()): 1000.0, ("q1", frozenset({A})): 10.0, ("q1", frozenset({b})): 12.0,
+        ("q1", frozenset({A, b})): 10.0,
+        ("q2", frozenset()): 1000.0, ("q2", frozenset({A})): 20.0, ("q2", frozenset({b})): 18.0,
+        ("q2", frozenset({A, b})): 18.0,
+    }  # fmt: skip
+    robust = {**costs, ("q1", frozenset({A})): 1000.0, ("q2", frozenset({A})): 1000.0,
+              ("q1", frozenset({A, b})): 12.0, ("q2", frozenset({A, b})): 18.0}  # fmt: skip
+    sizes = {A: 8192, b: 8192 * 4}
+    selection = choose(
+        [q1, q2], [A, b], lambda key, ix: costs[(key, ix)], sizes.__getitem__, tables=FACTS,
+        robust_cost=lambda key, ix: robust[(key, ix)],
+    )  # fmt: skip
+    assert [c.candidate for c in selection.chosen] == [b]
+    reasons = {r.candidate: r.reason for r in selection.rejected}
+    assert "effective_cache_size" in reasons[A]
+    assert b not in reasons
