@@ -155,3 +155,21 @@ def test_one_statement_run_by_several_roles_and_nested_is_one_captured_statement
     second = capture(dbmaint, database, config)
     assert second["status"] == "ok", second
     assert [c["calls"] for c in second["captured"] if c["queryid"] == slow["queryid"]] == [2]
+
+
+def test_a_reset_between_passes_counts_from_zero(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    """pg_stat_statements_reset() (or an entry evicted by pg_stat_statements.max and seen again) between
+    two passes: the counters went down, so the second pass counts what it sees, never a negative delta."""
+    database.execute(*SCHEMA)
+    config = write_config('[capture]\nmin_mean_time = "2ms"\n')
+    run(database, SLOW, 6)
+    (first,) = capture(dbmaint, database, config)["captured"]
+    assert first["calls"] == 6
+    database.execute("SELECT pg_stat_statements_reset()")
+    run(database, SLOW, 2)
+    second = capture(dbmaint, database, config)
+    assert second["status"] == "ok"
+    (again,) = second["captured"]
+    assert again["queryid"] == first["queryid"] and again["calls"] == 2
