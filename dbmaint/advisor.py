@@ -80,6 +80,7 @@ class Sources:
 
     statements: Sequence[workload.Statement] = ()
     use_pg_stat_statements: bool = True
+    findings: bool = True  # the schema's findings too (explain asks for the recommendations alone)
 
 
 @dataclass
@@ -92,8 +93,8 @@ class _Analysed:
 
 def advise(conn: Connection, database: str, config: Config, sources: Sources) -> AdviceReport:
     report = AdviceReport(database=database)
-    schema = collect.collect_schema(conn)
-    report.findings = findings_analysis.findings(schema)
+    if sources.findings:
+        report.findings = findings_analysis.findings(collect.collect_schema(conn))
     statements = _workload(conn, config, sources, report)
     catalog = collect.catalog(conn)
     analysed = _analyse(statements, catalog, config, report, from_stats=sources.use_pg_stat_statements)

@@ -209,6 +209,7 @@ def _capture_plan(
     request = explain.Request(
         sqlshape.repair_normalized(captured.query), analyze=settings.analyze, analyze_writes=False,
         timeout_s=settings.statement_timeout, lock_timeout_s=config.safety.lock_timeout, role=config.explain.role,
+        advisor=config.advisor,
     )  # fmt: skip
     try:
         found = explain.explain(conn, request, relations=relations)

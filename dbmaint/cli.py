@@ -546,6 +546,7 @@ def explain(
         request = explaining.Request(
             text, analyze=not no_analyze, analyze_writes=analyze_writes, params=params, timeout_s=timeout,
             lock_timeout_s=config.safety.lock_timeout, trust_functions=trust_functions, role=config.explain.role,
+            advisor=config.advisor,
         )  # fmt: skip
         result = explaining.explain(conn, request)
     if other_text is not None:

@@ -30,6 +30,7 @@ from dbmaint.errors import DatabaseError, UsageError
 
 if TYPE_CHECKING:
     from dbmaint import sqlshape
+    from dbmaint.config import AdvisorConfig
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -48,6 +49,8 @@ class Request:
     trust_functions: bool = False
     # A weaker role to execute the statement as (SET LOCAL ROLE), from [explain] role.
     role: str | None = None
+    # The rules index fixes are chosen by, as for dbmaint advise ([advisor]).
+    advisor: AdvisorConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
     )  # fmt: skip
     if rare_values and len(rare_values) == params:
         result.rare = _rare(conn, statement, verdict.kind, params, types, rare_values, request, analysis)
-    result.fixes = prove_fixes(conn, result, types)
+    result.fixes = prove_fixes(conn, result, request.advisor)
     return result
 
 
@@ -408,46 +411,48 @@ def _index_definitions(conn: Connection, table_oids: Sequence[int]) -> dict[int,
 # --- index fixes, proven with hypothetical indexes -----------------------------------------------------
 
 
-def prove_fixes(conn: Connection, result: Result, types: Mapping[int, str]) -> list[ProvenFix]:
+def prove_fixes(conn: Connection, result: Result, advisor_config: AdvisorConfig | None = None) -> list[ProvenFix]:
+    """The index each problem's table should get, as `dbmaint advise -s` would recommend it for this
+    statement: the same candidates (composites, sort order, INCLUDE), the same proof and choice rules, so
+    that explain and advise never propose two different indexes for one statement."""
     candidates = [(i, p) for i, p in enumerate(result.analysis.problems) if p.index_candidate is not None]
     if not candidates:
         return []
-    from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
+    from dbmaint import advisor, workload
+    from dbmaint.config import AdvisorConfig, Config
 
-    hypopg = collect.extension_schema(conn, "hypopg")
-    if hypopg is None:
+    if collect.extension_schema(conn, "hypopg") is None:
         result.notes.append(
             "index fixes are not proven: hypopg is not installed (package postgresql-15-hypopg, then "
             "CREATE EXTENSION hypopg)"
         )
         return []
-    whatif = WhatIf(conn, hypopg)
-    statement = Plannable(
-        key=result.statement, text=result.statement, params=safety.highest_param(result.statement),
-        param_types=types, custom_values=result.values,
-    )  # fmt: skip
-    proven = []
+    statement = workload.Statement(result.statement, 1, 0.0, "explain")
+    sources = advisor.Sources(statements=[statement], use_pg_stat_statements=False, findings=False)
     try:
-        before = whatif.cost(statement)
-        for position, problem in candidates:
-            assert problem.index_candidate is not None
-            schema, table, columns = problem.index_candidate
-            candidate = Candidate(schema, table, tuple(columns))
-            after = whatif.cost(statement, [candidate])
-            if after < 0.9 * before:
-                definition = candidate.body(concurrently=True).as_string(conn)
-                proven.append(ProvenFix(position, definition, before, after))
-            else:
-                result.notes.append(
-                    f"a hypothetical index on {schema}.{table} ({', '.join(columns)}) would not make the plan "
-                    f"cheaper ({before:,.0f} -> {after:,.0f}): look elsewhere"
-                )
-    except PlanError as exc:
-        result.notes.append(f"index fixes could not be proven: {exc}")
-    finally:  # leave the session as explain found it: WhatIf sets these for its own planning
+        advice = advisor.advise(conn, "explain", Config(advisor=advisor_config or AdvisorConfig()), sources)
+    finally:  # leave the session as explain found it: the what-if planning sets these for itself
         db.set_settings(
             conn, {"default_transaction_read_only": "off", "plan_cache_mode": "auto", "statement_timeout": "0"}
         )
+    if not advice.analysed:
+        why = "; ".join(f"{reason} ({count})" for reason, count in advice.left_out.items())
+        result.notes.append(f"index fixes could not be proven: {why or 'the statement could not be planned'}")
+        return []
+    by_table = {rec.table: rec for rec in advice.recommendations}
+    proven = []
+    for position, problem in candidates:
+        assert problem.index_candidate is not None
+        schema, table, _ = problem.index_candidate
+        rec = by_table.get(f"{schema}.{table}")
+        if rec is None or not rec.queries:
+            minimum = (advisor_config or AdvisorConfig()).min_improvement
+            result.notes.append(
+                f"no index on {schema}.{table} makes this statement {minimum:.0%} cheaper on the planner's "
+                "estimate (the rule dbmaint advise applies): look elsewhere"
+            )
+            continue
+        proven.append(ProvenFix(position, rec.definition, rec.queries[0].cost_before, rec.queries[0].cost_after))
     return proven
 
 
