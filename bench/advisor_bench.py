@@ -403,9 +403,22 @@ class Benefit:
 
     @property
     def handmade_time_ratio(self) -> float:
-        """The workload's server time with the advisor's set over the time with the hand-made set."""
-        totals = self.totals()["exec_ms"]
-        return common.ratio(totals["after"], totals["handmade"])
+        """The workload's server time with the advisor's set over the time with the hand-made set, over the
+        statements an index can serve. The decoy has no index in either set by design, so its time is the
+        same sequential scan twice; its run-to-run noise (10% of a parallel scan, 100 ms a call) was the
+        whole difference between two identical sets measured on two runs (0.82x, then 1.14x)."""
+        return self._ratio_over("after", "handmade", [q for q in self.queries if not q.decoy])
+
+    @property
+    def handmade_time_ratio_with_decoy(self) -> float:
+        return self._ratio_over("after", "handmade", self.queries)
+
+    def _ratio_over(self, numerator: str, denominator: str, queries: Sequence[Query]) -> float:
+        by_label = {p.label: p for p in self.passes}
+        return common.ratio(
+            sum(by_label[numerator].exec_ms(q.name) for q in queries),
+            sum(by_label[denominator].exec_ms(q.name) for q in queries),
+        )
 
     @property
     def handmade_storage_ratio(self) -> float:
@@ -475,6 +488,7 @@ class Benefit:
             "handmade_set": list(SHOP_HANDMADE),
             "handmade_bytes": self.handmade_bytes,
             "after_over_handmade_time": common.rounded(self.handmade_time_ratio),
+            "after_over_handmade_time_with_decoy": common.rounded(self.handmade_time_ratio_with_decoy),
             "advisor_over_handmade_storage": common.rounded(self.handmade_storage_ratio),
             "migration": self.migration,
             "alembic_upgrade_seconds": self.upgrade_seconds,
@@ -701,7 +715,8 @@ class Result:
         lines.append(
             f"  hand-made set ({len(SHOP_HANDMADE)} indexes, {common.format_bytes(b.handmade_bytes)}): workload "
             f"{totals['exec_ms']['handmade']:.0f} ms; advisor's set / hand-made: time {b.handmade_time_ratio:.2f}x "
-            f"(target <= {HANDMADE_TIME_TARGET}), storage {b.handmade_storage_ratio:.2f}x "
+            f"without the decoy (target <= {HANDMADE_TIME_TARGET}; {b.handmade_time_ratio_with_decoy:.2f}x with it), "
+            f"storage {b.handmade_storage_ratio:.2f}x "
             f"(target <= {HANDMADE_STORAGE_TARGET})"
         )
         lines.append(
