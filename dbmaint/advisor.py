@@ -254,10 +254,11 @@ def _with_values(
 ) -> Plannable:
     """Where a generic plan misleads, plan with values from pg_stats instead.
 
-    A generic plan prices `col > $1` at a third of the table, and `col = $1` at 1/n_distinct even when
-    most rows share one value. With a range on a parameter, or an equality on a skewed column, every $n
-    gets a representative value: a selective histogram bound for ranges, the most common value for
-    equalities (the lookup most rows answer), else the histogram's middle.
+    A generic plan prices `col > $1` at a third of the table, `col = $1` at 1/n_distinct even when most
+    rows share one value, and `LIMIT $1` at a tenth of the rows. With a range on a parameter, an equality
+    on a skewed column, or a LIMIT parameter, every $n gets a representative value: a selective histogram
+    bound for ranges, the most common value for equalities (the lookup most rows answer), else the
+    histogram's middle, and 20 for a LIMIT (a page).
     """
     params = {u.param: u for u in item.shape.uses if u.param is not None}
     offsets = {n: "0" for n in item.shape.offset_params if n not in params}  # $2 + $3: $3 planned as zero
@@ -267,7 +268,9 @@ def _with_values(
     if real is not None:  # pg_qualstats saw the application's own values: plan with those
         return dataclasses.replace(item.plannable, custom_values={**item.shape.limit_params, **real})
     stats = {n: collect.column_stats(conn, use.schema, use.table, use.column) for n, use in params.items()}
-    misleading = any(
+    # LIMIT $n: a generic plan reads a tenth of the rows, where the application asks for a page of them
+    # (an index on the ORDER BY's first column looked 1,000x costlier than with LIMIT 10).
+    misleading = bool(item.shape.limit_params) or any(
         use.role == "range" or (stats[n] is not None and stats[n].most_common_freq >= SKEWED)  # type: ignore[union-attr]
         for n, use in params.items()
     )

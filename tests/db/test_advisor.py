@@ -357,7 +357,10 @@ def test_the_workload_counts_add_up(shop: Database, dbmaint: Invoke, budget: str
 
 
 def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbmaint: Invoke, budget: str) -> None:
-    """Multi-column ORDER BY ... LIMIT: the whole sort in the index, mixed directions stated."""
+    """Multi-column ORDER BY ... LIMIT: the whole sort in the index, mixed directions stated.
+
+    40 users and 30 blogs: a page sorted out of 7,500-10,000 rows. (With 15-row groups an index on the
+    first column and an incremental sort were as fast as the composite, measured: 0.11 ms each.)"""
     name = "advisor_sorts"
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -368,7 +371,7 @@ def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbma
         "CREATE EXTENSION hypopg",
         "CREATE TABLE posts (id bigint PRIMARY KEY, user_id int NOT NULL, blog_id int NOT NULL,"
         " created_at timestamptz NOT NULL, title text)",
-        "INSERT INTO posts SELECT g, (g::bigint * 7919) % 20000, (g::bigint * 104729) % 3000,"
+        "INSERT INTO posts SELECT g, (g::bigint * 7919) % 40, (g::bigint * 104729) % 30,"
         " timestamptz '2026-01-01' - g * interval '1 minute', md5(g::text) FROM generate_series(1, 300000) g",
         "VACUUM ANALYZE posts",
         "SELECT pg_stat_statements_reset()",
@@ -383,6 +386,9 @@ def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbma
     assert mixed["directions"] == ["", "", "DESC"], mixed
     assert '"created_at", "user_id" DESC)' in mixed["definition"]
     assert found[("user_id", "blog_id")]["directions"] == []
+    # LIMIT $1 planned as the page the application asks for, not the generic plan's tenth of the table.
+    (paged,) = found[("user_id", "blog_id")]["queries"]
+    assert paged["cost_after"] < 0.01 * paged["cost_before"], paged
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
