@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from dbmaint.errors import ConfigError, StateStoreDataError, StateStoreError
 from dbmaint.model import Action, JobReport, now
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # A failed write is tried again after these pauses (a PostgreSQL store restarting, a lock just missed).
 WRITE_RETRY_DELAYS_S = (0.5, 2.0, 5.0)
+# Records a service keeps in memory while its store answers reads but refuses writes (a read-only or full
+# disk): months of nightly runs. Past it the service stops rather than drop one.
+MAX_HELD_RECORDS = 100_000
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -280,6 +284,9 @@ class History:
         # A run's records not yet written (the store was busy or away), oldest first.
         self._pending: list[Callable[[sa.Connection], Callable[[], None] | None]] = []
         self._abandoned_closed = False
+        # The service's mode: a run's last record the store refuses while it still answers reads waits in
+        # memory for the next write, instead of failing (a command by hand fails and says so).
+        self.hold_refused_writes = False
         try:
             parsed = make_url(url)
             if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
@@ -287,8 +294,12 @@ class History:
             if parsed.drivername in ("postgresql", "postgres"):
                 parsed = parsed.set(drivername="postgresql+psycopg")
             # pre_ping: a PostgreSQL store that restarted costs a reconnect, not a failed write.
-            connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if parsed.drivername.startswith("sqlite") else {}
-            self.engine = sa.create_engine(parsed, future=True, pool_pre_ping=True, connect_args=connect_args)
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if parsed.drivername.startswith("sqlite"):
+                # A SQLite file opened per transaction (microseconds): an open handle between them would
+                # keep the service's disk from being remounted read-only, and hold a file a DBA removed.
+                options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}, "poolclass": NullPool}
+            self.engine = sa.create_engine(parsed, future=True, **options)
             self._with_retries(self._create_tables, "open")
         except (ArgumentError, ValueError) as exc:
             raise ConfigError(f"invalid state store URL {_masked(url)}: {exc}") from None
@@ -318,7 +329,7 @@ class History:
             except (IntegrityError, DataError) as exc:  # the data, not the store: trying again cannot help
                 raise _refused(self.url, exc) from None
             except SQLAlchemyError as exc:
-                if delay is None:
+                if delay is None or _read_only(exc):
                     raise StateStoreError(f"cannot {what} the state store {_masked(self.url)}: {_short(exc)}") from None
                 log.warning("state store %s: %s; trying again in %g s", _masked(self.url), _short(exc), delay)
                 time.sleep(delay)
@@ -336,6 +347,13 @@ class History:
             try:
                 (self._with_retries if final else _once)(self._flush_pending)
             except (SQLAlchemyError, StateStoreError) as exc:
+                holding = self.hold_refused_writes and len(self._pending) <= MAX_HELD_RECORDS
+                if final and holding and self.answers_reads():
+                    log.error(
+                        "state store %s answers but refuses writes (%s): %d record(s) kept in memory, written "
+                        "as soon as it takes them", _masked(self.url), _short(exc), len(self._pending),
+                    )  # fmt: skip
+                    return
                 if final:
                     raise StateStoreError(
                         f"cannot write to the state store {_masked(self.url)}: {_short(exc)} "
@@ -345,6 +363,20 @@ class History:
                     "state store %s cannot take records now (%s): %d kept in memory, written with the next",
                     _masked(self.url), _short(exc), len(self._pending),
                 )  # fmt: skip
+
+    def answers_reads(self) -> bool:
+        """Whether the store is there at all: a store that reads but refuses writes (a read-only or full
+        disk) may take them again, one that does not answer is lost."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(runs.c.id).limit(1)).all()
+        except SQLAlchemyError:
+            return False
+        return True
+
+    @property
+    def held_records(self) -> int:
+        return len(self._pending)
 
     def settle(self) -> None:
         """Every record still waiting in memory is written now (retried, then ``StateStoreError``)."""
@@ -450,14 +482,21 @@ class History:
         if not gone:
             return 0
         reason = "the dbmaint process running it ended without recording the end (killed, or the host restarted)"
-        self._write(
-            runs.update().where(runs.c.id.in_(gone)).values(status="interrupted", reason=reason, finished_at=now())
-        )
-        self._write(
-            actions.update()
-            .where(actions.c.run_id.in_(gone), actions.c.status == "started")
-            .values(status="interrupted", detail=reason)
-        )
+
+        def close() -> bool:
+            self._write(
+                runs.update().where(runs.c.id.in_(gone)).values(status="interrupted", reason=reason, finished_at=now())
+            )
+            self._write(
+                actions.update()
+                .where(actions.c.run_id.in_(gone), actions.c.status == "started")
+                .values(status="interrupted", detail=reason)
+            )
+            return True
+
+        if not self._housekeeping(close, "runs left running by a gone process not closed yet"):
+            self._abandoned_closed = False  # the next run tries again
+            return 0
         log.warning("%d run(s) left running by a dbmaint process that is gone: recorded as interrupted", len(gone))
         return len(gone)
 
@@ -560,23 +599,21 @@ class History:
     def save_schedule(self, host: str, state: ScheduleState) -> None:
         """Upsert one job's schedule and next due time (delete + insert: portable across SQLite and PostgreSQL)."""
         key = (schedules.c.host == host, schedules.c.job == state.job, schedules.c.database == state.database)
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(schedules.delete().where(*key))
-                    conn.execute(
-                        schedules.insert().values(
-                            host=host,
-                            job=state.job,
-                            database=state.database,
-                            schedule=state.schedule,
-                            timezone=state.timezone,
-                            next_run_at=state.next_run_at,
-                            updated_at=now(),
-                        )
-                    )
-            except SQLAlchemyError as exc:
-                raise StateStoreError(f"cannot write to the state store {_masked(self.url)}: {_short(exc)}") from None
+        values = {
+            "host": host,
+            "job": state.job,
+            "database": state.database,
+            "schedule": state.schedule,
+            "timezone": state.timezone,
+            "next_run_at": state.next_run_at,
+            "updated_at": now(),
+        }
+
+        def upsert(conn: sa.Connection) -> None:
+            conn.execute(schedules.delete().where(*key))
+            conn.execute(schedules.insert().values(**values))
+
+        self._record(upsert, final=True)
 
     def forget_schedules(self, host: str, keep: set[tuple[str, str]]) -> None:
         """Drop the schedule rows of jobs no longer configured on this host."""
@@ -627,23 +664,29 @@ class History:
 
     def record_not_run(
         self, job: str, database: str, status: str, reason: str, scheduled_for: datetime, host: str
-    ) -> int:
+    ) -> int | None:
         """A scheduled run that did not happen (missed, or skipped because the last one is still going):
-        a run row of its own, so history and alerts show the gap."""
+        a run row of its own, so history and alerts show the gap. Its id, or None while it waits in memory."""
         when = now()
-        result = self._write(
-            runs.insert().values(
-                job=job,
-                database=database,
-                status=status,
-                reason=reason,
-                started_at=when,
-                finished_at=when,
-                host=host,
-                scheduled_for=scheduled_for,
-            )
+        row = runs.insert().values(
+            job=job,
+            database=database,
+            status=status,
+            reason=reason,
+            started_at=when,
+            finished_at=when,
+            host=host,
+            scheduled_for=scheduled_for,
         )
-        return int(result.inserted_primary_key[0])
+        written: list[int] = []
+
+        def insert(conn: sa.Connection) -> None:
+            key = conn.execute(row).inserted_primary_key
+            assert key is not None
+            written.append(int(key[0]))
+
+        self._record(insert, final=True)
+        return written[0] if written else None
 
     def interrupt_running(self, host: str, since: datetime, reason: str) -> int:
         """Runs this service started that are still marked running when it must exit: say why they ended.
@@ -716,12 +759,28 @@ class History:
         """Delete runs (and their actions) older than the retention period; returns how many runs went."""
         cutoff = now() - timedelta(seconds=retention_s)
         old = sa.select(runs.c.id).where(runs.c.started_at < cutoff)
-        self._write(actions.delete().where(actions.c.run_id.in_(old)))
-        self._write(samples.delete().where(samples.c.run_id.in_(old)))
-        self._write(plans.delete().where(plans.c.run_id.in_(old)))
-        self._write(statements.delete().where(statements.c.last_seen < cutoff))
-        result = self._write(runs.delete().where(runs.c.started_at < cutoff))
-        return int(result.rowcount or 0)
+
+        def delete() -> int:
+            with self.engine.begin() as conn:
+                conn.execute(actions.delete().where(actions.c.run_id.in_(old)))
+                conn.execute(samples.delete().where(samples.c.run_id.in_(old)))
+                conn.execute(plans.delete().where(plans.c.run_id.in_(old)))
+                conn.execute(statements.delete().where(statements.c.last_seen < cutoff))
+                return int(conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount or 0)
+
+        with self._lock:
+            return int(self._housekeeping(lambda: self._with_retries(delete), "old runs not pruned") or 0)
+
+    def _housekeeping(self, work: Callable[[], Any], skipped: str) -> Any:
+        """Upkeep the run does not depend on: a service whose store refuses writes but answers goes on
+        without it (the next run does it), anything else raises."""
+        try:
+            return work()
+        except StateStoreError as exc:
+            if not (self.hold_refused_writes and self.answers_reads()):
+                raise
+            log.warning("%s: %s", skipped, exc)
+            return None
 
     # --- slow-query capture ---------------------------------------------------------------------------
 
@@ -892,6 +951,15 @@ def _masked(url: str) -> str:
 
 def _refused(url: str, exc: BaseException) -> StateStoreDataError:
     return StateStoreDataError(f"the state store {_masked(url)} refused this run's data: {_short(exc)}")
+
+
+def _read_only(exc: SQLAlchemyError) -> bool:
+    """A store that refuses writes for good (a read-only disk, a PostgreSQL store now a standby): waiting
+    seconds for it, as for a busy one, cannot help."""
+    original = getattr(exc, "orig", None)
+    return getattr(original, "sqlite_errorname", None) == "SQLITE_READONLY" or (
+        getattr(original, "sqlstate", None) == "25006"  # read_only_sql_transaction
+    )
 
 
 def _short(exc: BaseException) -> str:

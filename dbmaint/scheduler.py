@@ -120,6 +120,7 @@ class Service:
         self.targets = {t.name: t for t in db.resolve_targets(self.config, database, dsn)}
         self.planned: dict[str, Planned] = {}
         self.history = History(self.config.state.url)
+        self.history.hold_refused_writes = True
         self.sentry = Sentry(self.config.sentry)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -257,6 +258,14 @@ class Service:
         else:
             self._stop_signal = signal.Signals(signum).name
         self._wake.set()
+
+    def _store_refused(self, error: StateStoreError) -> None:
+        """A write the store refused. One that still answers (a read-only or full disk) may take writes
+        again, and the runs go on meanwhile, their records held in memory; one that does not is lost: stop."""
+        if self.history.answers_reads():
+            log.error("%s (the state store still answers: the service goes on)", error)
+            return
+        self._fail(error)
 
     def _fail(self, error: DbmaintError) -> None:
         """A problem the service cannot run on (the state store is unusable): stop, and exit non-zero."""
@@ -446,7 +455,7 @@ class Service:
                 self._log_run(report, time.monotonic() - started)
                 self.sentry.report_run(report)
             except StateStoreError as exc:
-                self._fail(exc)
+                self._store_refused(exc)
             except Exception as exc:
                 if stopping.requested():  # the stop cut the run short wherever it was: no failure to report
                     log.info("%s on %s: interrupted by the stop (%s)", job, database, db.first_line(str(exc)))
@@ -565,7 +574,7 @@ class Service:
         try:
             self.history.heartbeat(self.host, os.getpid())
         except StateStoreError as exc:
-            self._fail(exc)
+            self._store_refused(exc)
 
     def _sample_health(self) -> None:
         with self._lock:

@@ -5,10 +5,12 @@ happened, and the next run finishes the work. These tests restart and stop a clu
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,4 +153,63 @@ def test_the_server_gone_for_a_while_under_the_service(own: Database, service: C
     before = len(running.runs("vacuum"))
     wait_for(lambda: any(r.status == "ok" for r in running.runs("vacuum")[before:]), timeout=60)
     assert running.alive()
+    assert "Traceback" not in running.log
+
+
+@pytest.fixture
+def store_disk(tmp_path: Path) -> Iterator[Path]:
+    """A filesystem of the state store's own, to remount read-only under the service."""
+    mount_point = tmp_path / "store"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(mount_point)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+def remount(mount_point: Path, mode: str) -> None:
+    """Refused while a file on it is open for writing: the store is opened per transaction, so soon not."""
+
+    def remounted() -> bool:
+        command = ["mount", "-o", f"remount,{mode}", str(mount_point)]
+        return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+    wait_for(remounted, timeout=20)
+
+
+def test_a_read_only_state_store_disk_holds_the_records_and_the_service_goes_on(
+    own: Database, store_disk: Path, write_config: Callable[[str], str], tmp_path: Path
+) -> None:
+    running = ServiceProcess(
+        write_config(service_config({"app": own.dsn}, vacuum=EVERY_2S)),
+        f"sqlite:///{store_disk / 'state.db'}",
+        tmp_path / "service.log",
+    )
+    try:
+        running.wait_for_runs(1, job="vacuum")
+        remount(store_disk, "ro")
+        written = len(running.runs("vacuum"))
+        went_read_only = datetime.now(UTC)
+        dirty_table(own, rows=5_000)
+
+        wait_for(lambda: dead_rows(own, "dirty") == 0, timeout=60)  # maintained, with nothing written
+        wait_for(lambda: "record(s) kept in memory" in running.log, timeout=60)
+        assert running.alive(), running.log
+        assert len(running.runs("vacuum")) == written
+
+        remount(store_disk, "rw")
+
+        def vacuumed_dirty_recorded() -> bool:
+            later = [r for r in running.runs("vacuum") if r.started_at > went_read_only and r.status == "ok"]
+            return any(r.done for r in later)
+
+        wait_for(vacuumed_dirty_recorded, timeout=60)
+        assert running.alive(), running.log
+    finally:
+        code = running.stop()
+    assert code == 0, running.log
     assert "Traceback" not in running.log

@@ -74,7 +74,7 @@ def test_a_store_held_longer_than_sqlites_default_wait_loses_nothing(
     database: Database, dbmaint: Invoke, created_store: str
 ) -> None:
     dirty_tables(database)
-    holder = Holder(store_path(created_store), seconds=8)  # Python's sqlite3 gives up after 5 s
+    holder = Holder(store_path(created_store), seconds=30)  # Python's sqlite3 gives up after 5 s; ours waits 60
     result = dbmaint("vacuum", "--dsn", database.dsn)
     holder.thread.join()
     assert result.exit_code == 0, result.output
