@@ -418,7 +418,19 @@ class _Walker:
             self._subqueries(node, scope)
             if left is not None:
                 bounds = node.rexpr if isinstance(node.rexpr, (list, tuple)) else ()
-                self._use(left, "range", param=_first([_param(b) for b in bounds if _param(b)]))
+                # Each bound a range use of its own, as `col >= $1 AND col <= $2` would be: both need a
+                # value to plan with (one left out, the statement fell back to a generic plan, which
+                # prices a two-sided range at 0.5% of the rows: TPC-H q06's year looked 2.7x cheaper
+                # with an index on l_shipdate and ran 1.6x slower).
+                sides = [
+                    (_param(bound) or self._offset_bound(bound), operator)
+                    for bound, operator in zip(bounds, (">=", "<="), strict=False)
+                ]
+                if not any(param for param, _ in sides):
+                    self._use(left, "range")
+                for param, operator in sides:
+                    if param:
+                        self._use(left, "range", param=param, operator=operator)
             return
         if kind != enums.A_Expr_Kind.AEXPR_OP or (operator != "=" and operator not in _RANGE_OPERATORS):
             self.reads(node, scope)  # LIKE, <>, IS DISTINCT FROM ...: no plain btree use

@@ -146,7 +146,8 @@ def test_parameters_get_a_type_from_their_context() -> None:
         " AND customer_id = ANY ($11) AND id = ANY (ARRAY[$12, $13])"
     )
     types = analyse(query, CATALOG).param_types(CATALOG)
-    assert {types[n] for n in (2, 3, 5, 6, 7, 8)} == {"numeric"}  # numbers the server cannot type
+    assert {types[n] for n in (2, 3, 6, 8)} == {"numeric"}  # numbers the server cannot type
+    assert types[5] == types[7] == "integer"  # a BETWEEN's bounds: the column's type, their offsets numeric
     assert types[4] == "text"  # $4 was extract's field, repaired away: any type declares it
     assert (types[9], types[10]) == ("interval", "integer")  # timestamp - interval, date - days
     assert (types[11], types[12], types[13]) == ("integer[]", "integer", "integer")
@@ -195,3 +196,16 @@ def test_a_bound_plus_an_offset_is_the_bound() -> None:
         ("created_at", "range", 2),
     }
     assert shape.offset_params == {3}
+
+
+def test_both_bounds_of_a_between_are_range_parameters() -> None:
+    """Each bound gets a value to plan with; a bound left without one sent the statement to a generic plan."""
+    shape = analyse("SELECT id FROM orders WHERE created_at BETWEEN $1 AND $2 AND id < $3", CATALOG)
+    bounds = {(u.column, u.param, u.operator) for u in shape.uses if u.role == "range"}
+    assert bounds == {("created_at", 1, ">="), ("created_at", 2, "<="), ("id", 3, "<")}
+    # TPC-H q06 as pg_stat_statements keeps it: each bound $n plus or minus an offset planned as zero.
+    offsets = analyse("SELECT id FROM orders WHERE id BETWEEN $4 - $5 AND $6 + $7", CATALOG)
+    assert {(u.param, u.operator) for u in offsets.uses if u.role == "range"} == {(4, ">="), (6, "<=")}
+    assert offsets.offset_params == {5, 7}
+    constant = analyse("SELECT id FROM orders WHERE id BETWEEN 1 AND 9", CATALOG)
+    assert [(u.column, u.role) for u in constant.uses if u.role != "read"] == [("id", "range")]
