@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbmaint.model import JobReport
@@ -174,6 +175,15 @@ def print_status(status: Any, *, config_source: str, state_url: str, timezone: s
     out.print(table)
     for number, reason in enumerate(reasons, 1):
         out.print(f"[{number}] {reason}", soft_wrap=True, markup=False)  # reasons quote PostgreSQL: brackets
+    # Which server each database's latest run reached (its system_identifier): two clusters with a database
+    # of the same name keep histories of their own, and this says which one these runs are.
+    servers: dict[str, str] = {}
+    for job in sorted(status.jobs, key=lambda j: j.last.started_at if j.last else datetime.min.replace(tzinfo=UTC)):
+        if job.last is not None and job.last.server:
+            servers[job.database] = job.last.server
+    if servers:
+        listed = "; ".join(f"{database} on {server}" for database, server in sorted(servers.items()))
+        out.print(f"servers (system_identifier of the latest run): {listed}", style="dim", markup=False)
     if not running and status.jobs:
         out.print("(no service runs on this host: the due times above run only once `dbmaint run` does)", style="dim")
 

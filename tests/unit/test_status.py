@@ -248,3 +248,21 @@ def test_status_text_shows_reasons_as_footnotes_verbatim(history: History, capsy
     assert "missed [1]" in out
     assert f"[1] vacuum on app, missed: {reason}" in out
     assert "(no service runs on this host" in out
+
+
+def test_status_says_which_server_each_database_last_reached(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two clusters may each have a database of the same name: the latest run's system_identifier says which."""
+    from dbmaint.report import print_status
+
+    day = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+    for job, server, started in (("vacuum", "7301", day), ("reindex", "7302", day + timedelta(days=1))):
+        report = JobReport(database="app", job=job, started_at=started, server=server)
+        history.start_run(report, host=HOST)
+        report.status, report.finished_at = "ok", started + timedelta(minutes=5)
+        history.finish_run(report)
+    status = gather(config(), ["app"], history, HOST)
+    assert job_status(status, "vacuum", "app").to_json()["last_run"]["server"] == "7301"
+    print_status(status, config_source="test", state_url="sqlite://", timezone="UTC")
+    assert "servers (system_identifier of the latest run): app on 7302" in capsys.readouterr().out
