@@ -35,6 +35,7 @@ WRITE_RETRY_DELAYS_S = (0.5, 2.0, 5.0)
 # Records a service keeps in memory while its store answers reads but refuses writes (a read-only or full
 # disk): months of nightly runs. Past it the service stops rather than drop one.
 MAX_HELD_RECORDS = 100_000
+HELD_RECORDS_LOGGED_EVERY = 100
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -359,10 +360,12 @@ class History:
                         f"cannot write to the state store {_masked(self.url)}: {_short(exc)} "
                         f"({len(self._pending)} record(s) of this run not written)"
                     ) from None
-                log.warning(
-                    "state store %s cannot take records now (%s): %d kept in memory, written with the next",
-                    _masked(self.url), _short(exc), len(self._pending),
-                )  # fmt: skip
+                held = len(self._pending)
+                if held == 1 or held % HELD_RECORDS_LOGGED_EVERY == 0:  # a pass over 500 tables: not 1,000 lines
+                    log.warning(
+                        "state store %s cannot take records now (%s): %d kept in memory, written with the next",
+                        _masked(self.url), _short(exc), held,
+                    )  # fmt: skip
 
     def answers_reads(self) -> bool:
         """Whether the store is there at all: a store that reads but refuses writes (a read-only or full

@@ -353,3 +353,22 @@ def test_last_interrupted_is_the_latest_due_time_only_when_that_run_was_interrup
 def test_an_unsupported_state_store_url_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unsupported state store URL mysql://u:\*\*\*@h/db: use sqlite"):
         History("mysql://u:secret@h/db")
+
+
+def test_records_held_in_memory_are_logged_once_then_every_hundred(
+    store: History, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pass over 500 tables while the store refuses writes: a few lines, not one per record; all kept."""
+
+    def refused() -> None:
+        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database"))
+
+    monkeypatch.setattr(store, "_flush_pending", refused)
+    report = JobReport(database="app", job="vacuum")
+    with caplog.at_level("WARNING", logger="dbmaint.history"):
+        store.start_run(report, host="db1")
+        for number in range(249):
+            store.start_action(report, action(f"t{number}"))
+    assert store.held_records == 250
+    held = [r.getMessage() for r in caplog.records if "cannot take records now" in r.getMessage()]
+    assert [message.split("): ")[1].split(" ")[0] for message in held] == ["1", "100", "200"]
