@@ -290,16 +290,20 @@ class History:
         self.hold_refused_writes = False
         try:
             parsed = make_url(url)
-            if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            sqlite_file = parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:")
+            if sqlite_file:
+                Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
             if parsed.drivername in ("postgresql", "postgres"):
                 parsed = parsed.set(drivername="postgresql+psycopg")
             # pre_ping: a PostgreSQL store that restarted costs a reconnect, not a failed write.
             options: dict[str, Any] = {"pool_pre_ping": True}
             if parsed.drivername.startswith("sqlite"):
+                options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+            if sqlite_file:
                 # A SQLite file opened per transaction (microseconds): an open handle between them would
                 # keep the service's disk from being remounted read-only, and hold a file a DBA removed.
-                options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}, "poolclass": NullPool}
+                # (An in-memory store lives only as long as its one connection: it keeps the default pool.)
+                options["poolclass"] = NullPool
             self.engine = sa.create_engine(parsed, future=True, **options)
             self._with_retries(self._create_tables, "open")
         except (ArgumentError, ValueError) as exc:

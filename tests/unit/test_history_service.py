@@ -372,3 +372,13 @@ def test_records_held_in_memory_are_logged_once_then_every_hundred(
     assert store.held_records == 250
     held = [r.getMessage() for r in caplog.records if "cannot take records now" in r.getMessage()]
     assert [message.split("): ")[1].split(" ")[0] for message in held] == ["1", "100", "200"]
+
+
+def test_an_in_memory_store_keeps_its_runs() -> None:
+    """sqlite:// lives in one connection: opening a file per transaction must not apply to it."""
+    store = History("sqlite://")
+    report = JobReport(database="app", job="vacuum")
+    store.start_run(report, host="db1")
+    report.status = "ok"
+    store.finish_run(report)
+    assert [(r.job, r.status) for r in store.recent_runs()] == [("vacuum", "ok")]
