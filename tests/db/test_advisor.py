@@ -356,6 +356,28 @@ def test_the_workload_counts_add_up(shop: Database, dbmaint: Invoke, budget: str
     assert counts["statements"] >= len(given)
 
 
+def test_both_bounds_of_a_between_are_planned_with_values(database: Database, dbmaint: Invoke, budget: str) -> None:
+    """`d BETWEEN $1 AND $2` is planned on a window of a tenth of the rows. With one bound left without a
+    value it fell back to the generic plan, which prices the pair at 0.5% of the rows: the index on d then
+    looked to take 65% off the cost (measured), where a tenth of the rows leaves it about 44%."""
+    database.execute(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE t (id bigint PRIMARY KEY, d date NOT NULL, v numeric NOT NULL)",
+        "INSERT INTO t SELECT g, date '2020-01-01' + ((g::bigint * 7919) % 2000)::int, g % 97"
+        " FROM generate_series(1, 300000) g",
+        "VACUUM ANALYZE t",
+        "SELECT pg_stat_statements_reset()",
+    )
+    with database.connect() as conn:
+        for _ in range(20):
+            conn.execute("SELECT sum(v) FROM t WHERE d BETWEEN %s AND %s", ("2021-01-01", "2021-07-01"))
+    document = advise(dbmaint, "--config", budget, "--dsn", database.dsn)
+    (on_d,) = [r for r in document["recommendations"] if r["columns"] == ["d"]]
+    (planned,) = on_d["queries"]
+    assert planned["cost_after"] > 0.45 * planned["cost_before"], planned
+
+
 def test_sorts_get_the_composite_in_their_order_and_directions(pg: Cluster, dbmaint: Invoke, budget: str) -> None:
     """Multi-column ORDER BY ... LIMIT: the whole sort in the index, mixed directions stated.
 
