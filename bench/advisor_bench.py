@@ -36,7 +36,7 @@ from bench.advisor_workloads import (
     shop_schema,
     shop_workload,
 )
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 NAME = "advisor"
 SHOP = "advisorshop"

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbmaint.cluster import SERVER_USER, Cluster
+from dbmaint.pg.cluster import SERVER_USER, Cluster
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 

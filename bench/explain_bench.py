@@ -17,7 +17,7 @@ few times each, and 5 slow ones (seq scans, sorts and aggregates over a 1M-row t
 configured ``capture.min_mean_time = "50ms"``). ``dbmaint capture --format json`` is timed on a first pass
 (empty state store) and on a second pass after the workload ran again (the deltas since the first). Each pass
 is repeated from the same starting state, and right after each the same EXPLAINs are timed directly
-(``dbmaint.explain.explain`` in this process, as capture calls it): dbmaint's own time is the pass's wall time
+(``dbmaint.explain.runner.explain`` in this process, as capture calls it): dbmaint's own time is the pass's wall time
 less that. A cProfile of each kind of pass says where the rest goes.
 
 Bytecode: this environment may set PYTHONDONTWRITEBYTECODE=1, and then Python compiles every module that has
@@ -60,7 +60,7 @@ from psycopg import sql  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from bench import common  # noqa: E402
-from dbmaint.cluster import Cluster  # noqa: E402
+from dbmaint.pg.cluster import Cluster  # noqa: E402
 
 NAME = "explain"
 EXPLAIN_DB = "explainbench"
@@ -333,34 +333,34 @@ def import_profile(
 EXPLAIN_PHASES = (
     ("imports (all, lazy ones included)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("load config", "dbmaint/config.py", "load_config"),
-    ("connect (and session settings)", "dbmaint/db.py", "connect"),
-    ("explain.explain", "dbmaint/explain.py", "explain"),
-    ("  classify (pglast parser)", "dbmaint/explain.py", "classify"),
-    ("  $n scan", "dbmaint/explain.py", "highest_param"),
-    ("  the EXPLAIN ANALYZE transaction", "dbmaint/explain.py", "_run"),
-    ("  table context", "dbmaint/explain.py", "table_context"),
-    ("  plan analysis", "dbmaint/analyse/explain.py", "analyse"),
+    ("connect (and session settings)", "dbmaint/pg/db.py", "connect"),
+    ("explain.explain", "dbmaint/explain/runner.py", "explain"),
+    ("  classify (pglast parser)", "dbmaint/explain/runner.py", "classify"),
+    ("  $n scan", "dbmaint/explain/runner.py", "highest_param"),
+    ("  the EXPLAIN ANALYZE transaction", "dbmaint/explain/runner.py", "_run"),
+    ("  table context", "dbmaint/explain/runner.py", "table_context"),
+    ("  plan analysis", "dbmaint/explain/plan_analysis.py", "analyse"),
     ("JSON output", "dbmaint/report.py", "print_json"),
 )
 CAPTURE_PHASES = (
     ("imports (all, lazy ones included)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("config, state store (open, create_all)", "dbmaint/cli.py", "_context"),
+    ("config, state store (open, create_all)", "dbmaint/cli/base.py", "context"),
     ("capture job (connect, guards, pass)", "dbmaint/jobs.py", "capture"),
-    ("  history.prune", "dbmaint/history.py", "prune"),
-    ("  capture.run", "dbmaint/capture.py", "run"),
-    ("    read pg_stat_statements", "dbmaint/workload.py", "from_pg_stat_statements"),
-    ("    previous counters (read twice)", "dbmaint/history.py", "counters"),
-    ("    deltas", "dbmaint/capture.py", "deltas"),
-    ("    slow filter", "dbmaint/capture.py", "slow"),
-    ("    pglast fingerprints", "dbmaint/workload.py", "fingerprint"),
-    ("    save counters (upsert)", "dbmaint/history.py", "save_counters"),
-    ("    samples", "dbmaint/history.py", "add_sample"),
-    ("    plans: explain and store", "dbmaint/capture.py", "_capture_plan"),
-    ("      explain.explain", "dbmaint/explain.py", "explain"),
-    ("        catalog (relations, columns)", "dbmaint/collect.py", "catalog"),
-    ("        the EXPLAIN transaction", "dbmaint/explain.py", "_run"),
-    ("        table context", "dbmaint/explain.py", "table_context"),
-    ("      store (latest plan, insert)", "dbmaint/capture.py", "_store_plan"),
+    ("  history.prune", "dbmaint/store/history.py", "prune"),
+    ("  capture.run", "dbmaint/capture/slow_statements.py", "run"),
+    ("    read pg_stat_statements", "dbmaint/advisor/workload.py", "from_pg_stat_statements"),
+    ("    previous counters (read twice)", "dbmaint/store/history.py", "counters"),
+    ("    deltas", "dbmaint/capture/slow_statements.py", "deltas"),
+    ("    slow filter", "dbmaint/capture/slow_statements.py", "slow"),
+    ("    pglast fingerprints", "dbmaint/advisor/workload.py", "fingerprint"),
+    ("    save counters (upsert)", "dbmaint/store/history.py", "save_counters"),
+    ("    samples", "dbmaint/store/history.py", "add_sample"),
+    ("    plans: explain and store", "dbmaint/capture/slow_statements.py", "_capture_plan"),
+    ("      explain.explain", "dbmaint/explain/runner.py", "explain"),
+    ("        catalog (relations, columns)", "dbmaint/pg/catalog.py", "catalog"),
+    ("        the EXPLAIN transaction", "dbmaint/explain/runner.py", "_run"),
+    ("        table context", "dbmaint/explain/runner.py", "table_context"),
+    ("      store (latest plan, insert)", "dbmaint/capture/slow_statements.py", "_store_plan"),
     ("JSON output", "dbmaint/report.py", "print_json"),
 )
 
@@ -727,15 +727,17 @@ class CapturePart:
 
 
 def time_explains(dsn: str, queries: Sequence[str]) -> float:
-    """The EXPLAINs of a capture pass, timed directly: ``dbmaint.explain.explain`` with the Request capture makes,
-    on a connection like its own. A first, untimed call pays the lazy imports, which are not the EXPLAIN's."""
-    from dbmaint import db, sqlshape
-    from dbmaint import explain as explaining
+    """The EXPLAINs of a capture pass, timed directly: ``dbmaint.explain.runner.explain`` with the Request
+    capture makes, on a connection like its own. A first, untimed call pays the lazy imports, which are not
+    the EXPLAIN's."""
     from dbmaint.config import CaptureConfig, SafetyConfig
+    from dbmaint.explain import runner
+    from dbmaint.pg import db
+    from dbmaint.sql import sqlshape
 
     capture, safety = CaptureConfig(), SafetyConfig()
     requests = [
-        explaining.Request(
+        runner.Request(
             sqlshape.repair_normalized(q),
             analyze=capture.analyze,
             analyze_writes=False,
@@ -747,10 +749,10 @@ def time_explains(dsn: str, queries: Sequence[str]) -> float:
     target = db.Target(CAPTURE_DB, make_conninfo(dsn, options="-c pg_stat_statements.track=none"))
     with db.connection(target, safety) as conn:
         if requests:
-            explaining.explain(conn, requests[0])
+            runner.explain(conn, requests[0])
         started = time.perf_counter()
         for request in requests:
-            explaining.explain(conn, request)
+            runner.explain(conn, request)
         return time.perf_counter() - started
 
 
@@ -964,7 +966,8 @@ class Result:
         lines = [
             f"CAPTURE: {c.recorded:,} pg_stat_statements entries ({c.statements:,} statements x {c.calls} calls, "
             f"{len(SLOW)} slow ones: {slow} ms mean), min_mean_time {MIN_MEAN_TIME_MS:g} ms, plans estimated "
-            "(capture.analyze = false, the default); EXPLAINs = dbmaint.explain.explain of the captured statements, "
+            "(capture.analyze = false, the default); EXPLAINs = dbmaint.explain.runner.explain of the captured "
+            "statements, "
             "timed directly after each pass; own = wall - EXPLAINs",
         ]
         for kind, figures in (("first", first), ("second", second)):

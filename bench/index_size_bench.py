@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from bench import common
-from dbmaint.sizing import Sizer
+from dbmaint.advisor.sizing import Sizer
 
 NAME = "index_size"
 SETTINGS = {"autovacuum": "off", "maintenance_work_mem": "'256MB'"}

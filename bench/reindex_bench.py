@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from bench import common, pgbench
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 NAME = "reindex"
 DATABASE = "pgbench"

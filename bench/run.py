@@ -39,7 +39,7 @@ from bench import (  # noqa: E402
     tpch_bench,
     vacuum_bench,
 )
-from dbmaint.cluster import find_bindir  # noqa: E402
+from dbmaint.pg.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
 BENCHMARKS = ("vacuum", "reindex", "advisor", "tpch", "index_size", "service", "footprint")

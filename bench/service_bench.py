@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from bench import common
-from dbmaint.history import History
+from dbmaint.store.history import History
 
 SETTINGS = {"autovacuum": "off", "shared_preload_libraries": "'pg_stat_statements'"}
 NAME = "service"

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from bench import common
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 NAME = "vacuum"
 DATABASE = "vacuumbench"

@@ -226,7 +226,7 @@ def _convert(where: str, fld: dataclasses.Field[Any], value: object) -> object:
     if kind == "cron":
         if not isinstance(value, str):
             raise ValueError('expected a cron expression such as "0 3 * * *"')
-        from dbmaint.schedule import parse_cron
+        from dbmaint.service.schedule import parse_cron
 
         parse_cron(value)  # ValueError with the reason
         return value

@@ -16,13 +16,13 @@ from typing import Any
 
 import psycopg
 
-from dbmaint import actions, collect, db, model, stopping
-from dbmaint.analyse import reindex as reindex_analysis
-from dbmaint.analyse import vacuum as vacuum_analysis
+from dbmaint import model
 from dbmaint.config import Config, ReindexConfig, VacuumConfig
 from dbmaint.errors import DatabaseError, DbmaintError
-from dbmaint.history import History
+from dbmaint.maintenance import actions, reindex_analysis, vacuum_analysis
 from dbmaint.model import Action, JobReport, RunStatus
+from dbmaint.pg import collect, db, facts, stopping
+from dbmaint.store.history import History
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def reindex(
     return report
 
 
-def _drop_action(index: collect.InvalidIndex) -> Action:
+def _drop_action(index: facts.InvalidIndex) -> Action:
     return Action(
         object=index.qualified_name,
         statement=reindex_analysis.drop_statement(index),
@@ -308,7 +308,7 @@ def _record_size_after(conn: Connection, action: Action) -> None:
 
 
 def _exact_bloat(
-    conn: Connection, indexes: list[collect.IndexStats], settings: ReindexConfig
+    conn: Connection, indexes: list[facts.IndexStats], settings: ReindexConfig
 ) -> dict[int, reindex_analysis.Bloat]:
     """pgstattuple's exact figure for the btree indexes that may be candidates, when it is installed."""
     schema = collect.extension_schema(conn, "pgstattuple") if settings.use_pgstattuple else None
@@ -343,14 +343,14 @@ def _free_disk(conn: Connection) -> dict[int, int]:
 
 def capture(target: db.Target, config: Config, history: History, *, scheduled_for: datetime | None = None) -> Any:
     """One slow-query capture pass (read-only: it runs on standbys too, for their own queries)."""
-    from dbmaint import capture as capturing
+    from dbmaint.capture import slow_statements
 
     guard = guarded(target, config, history, "capture", dry_run=False, read_only=True, scheduled_for=scheduled_for)
     with guard as (report, conn):
         if conn is None:
-            return capturing.CaptureReport(report)
-        return capturing.run(conn, report, config, history)
-    return capturing.CaptureReport(report)  # the pass ended early (lost connection, stop): the report says why
+            return slow_statements.CaptureReport(report)
+        return slow_statements.run(conn, report, config, history)
+    return slow_statements.CaptureReport(report)  # the pass ended early (lost connection, stop): the report says why
 
 
 def advisor(target: db.Target, config: Config, history: History, *, scheduled_for: datetime | None = None) -> JobReport:
@@ -363,12 +363,12 @@ def advisor(target: db.Target, config: Config, history: History, *, scheduled_fo
     """
     from psycopg import sql
 
-    from dbmaint import advisor as advising
+    from dbmaint.advisor import recommend
 
     with guarded(target, config, history, "advisor", dry_run=False, scheduled_for=scheduled_for) as (report, conn):
         if conn is None:
             return report
-        advice = advising.advise(conn, target.name, config, advising.Sources())
+        advice = recommend.advise(conn, target.name, config, recommend.Sources())
         report.warnings = [*advice.notes, *(f"{f.kind.replace('_', ' ')}: {f.detail}" for f in advice.findings)]
         for recommendation in advice.recommendations:
             action = Action(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # imported where used: dbmaint explain --format json starts w
     from rich.console import Console
     from rich.text import Text
 
-    from dbmaint.history import RunRecord
+    from dbmaint.store.history import RunRecord
 
 _STATUS_STYLE = {
     "done": "green",
@@ -492,7 +492,7 @@ def print_explain_comparison(before: Any, after: Any, comparison: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from dbmaint.analyse.compare import describe_key, format_figure
+    from dbmaint.explain.compare import describe_key, format_figure
 
     out = console()
     verdict = comparison.figure("execution_ms")
@@ -552,7 +552,7 @@ def _comparison_side(result: Any) -> Text:
     """One statement's summary: its text, timing, figures and problems, for a column of the comparison."""
     from rich.text import Text
 
-    from dbmaint.analyse.compare import format_figure, format_ms
+    from dbmaint.explain.compare import format_figure, format_ms
 
     analysis = result.analysis
     text = Text(_one_line(result.statement, 160) + "\n", style="bold")

@@ -28,7 +28,7 @@ def database_dsn() -> str:
         return os.environ["DBMAINT_DSN"]
     # Imported here so that a deploy which passes the DSN does not need dbmaint installed.
     from dbmaint.config import load_config
-    from dbmaint.db import resolve_targets
+    from dbmaint.pg.db import resolve_targets
 
     config = load_config(arguments.get("config"))
     targets = resolve_targets(config, arguments.get("database"), None)

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dbmaint.cli import cli
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 PASSWORD_USER = "dbmaint_pw"
 PASSWORD = "correct horse"

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from click.testing import Result
 
-from dbmaint.cluster import Cluster
-from dbmaint.history import History, RunRecord
+from dbmaint.pg.cluster import Cluster
+from dbmaint.store.history import History, RunRecord
 
 if TYPE_CHECKING:
     from tests.db.conftest import Database

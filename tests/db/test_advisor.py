@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from alembic import command
 
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import in_thread, json_output
 from tests.db.test_migrations import alembic_config
@@ -319,8 +319,8 @@ def test_the_scheduled_advisor_job_keeps_its_advice_in_history_and_creates_nothi
     shop = database
     from dbmaint import jobs
     from dbmaint.config import load_config
-    from dbmaint.db import Target
-    from dbmaint.history import History
+    from dbmaint.pg.db import Target
+    from dbmaint.store.history import History
 
     indexes_before = valid_indexes(shop)
     expected = {r["definition"] for r in advise(dbmaint, "--config", budget, "--dsn", shop.dsn)["recommendations"]}

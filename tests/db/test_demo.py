@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from dbmaint import demo
 from dbmaint.cli import cli
-from dbmaint.cluster import find_bindir
 from dbmaint.config import AdvisorConfig
+from dbmaint.demo import sample
 from dbmaint.errors import ClusterError
+from dbmaint.pg.cluster import find_bindir
 
 
 def _have_server() -> bool:
@@ -49,7 +49,7 @@ def _actions(document: dict[str, Any], job: str) -> list[dict[str, Any]]:
 
 
 def test_every_slow_query_runs_often_enough_for_the_advisor() -> None:
-    assert all(len(values) >= AdvisorConfig().min_calls for _, values in demo.SLOW_QUERIES)
+    assert all(len(values) >= AdvisorConfig().min_calls for _, values in sample.SLOW_QUERIES)
 
 
 def test_demo_vacuums_the_dirty_tables_and_rebuilds_the_bloated_index() -> None:

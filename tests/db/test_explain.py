@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output, run_dbmaint_process
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from dbmaint import db, html
-from dbmaint import explain as explaining
-from dbmaint.analyse.compare import compare
-from dbmaint.analyse.explain import TableContext, analyse
 from dbmaint.config import SafetyConfig
+from dbmaint.explain import html, runner
+from dbmaint.explain.compare import compare
+from dbmaint.explain.plan_analysis import TableContext, analyse
+from dbmaint.pg import db
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
 from tests.db.test_explain import shop  # noqa: F401  (the shop database fixture, built once for this module)
@@ -41,9 +41,9 @@ SLOW = "SELECT id, amount FROM orders WHERE customer_id + 0 = 42"
 FAST = "SELECT id, amount FROM orders WHERE customer_id = 42"
 
 
-def explained(database: Database, statement: str) -> explaining.Result:
+def explained(database: Database, statement: str) -> runner.Result:
     with db.connection(db.Target(database.name, database.dsn), SafetyConfig()) as conn:
-        return explaining.explain(conn, explaining.Request(statement))
+        return runner.explain(conn, runner.Request(statement))
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -72,7 +72,7 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def page(shop: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[explaining.Result, Path]:  # noqa: F811
+def page(shop: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.Result, Path]:  # noqa: F811
     """The HTML page of a statement with a <script> in a string literal, written to a file."""
     result = explained(shop, SCRIPTED)
     path = tmp_path_factory.mktemp("html") / "plan.html"
@@ -80,7 +80,7 @@ def page(shop: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[expl
     return result, path
 
 
-def test_the_page_escapes_what_comes_from_the_database(page: tuple[explaining.Result, Path]) -> None:
+def test_the_page_escapes_what_comes_from_the_database(page: tuple[runner.Result, Path]) -> None:
     result, path = page
     text = path.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.count("<script>") == 1  # the page's own, at the end
@@ -92,7 +92,7 @@ def test_the_page_escapes_what_comes_from_the_database(page: tuple[explaining.Re
 
 @needs_chromium
 def test_a_browser_shows_the_plan_and_the_problems_and_runs_no_script_from_the_statement(
-    page: tuple[explaining.Result, Path], tmp_path: Path
+    page: tuple[runner.Result, Path], tmp_path: Path
 ) -> None:
     result, path = page
     dom = chromium(tmp_path / "profile", "--dump-dom", path.as_uri()).stdout.decode()
@@ -114,7 +114,7 @@ def test_a_browser_shows_the_plan_and_the_problems_and_runs_no_script_from_the_s
 
 
 @needs_chromium
-def test_a_screenshot_of_the_page(page: tuple[explaining.Result, Path], tmp_path: Path) -> None:
+def test_a_screenshot_of_the_page(page: tuple[runner.Result, Path], tmp_path: Path) -> None:
     _, path = page
     picture = tmp_path / "plan.png"
     chromium(tmp_path / "profile", "--window-size=1400,1400", f"--screenshot={picture}", path.as_uri())
@@ -226,11 +226,11 @@ def test_a_comparison_page_escapes_names_and_values_too() -> None:
     plan[0]["Plan"]["Filter"] = f"(sku = '{hostile}'::text)"
     plan[0]["Settings"] = {"search_path": hostile}
     context = {"public.orders": TableContext("public.orders", None, 0, 1.0, 8192, (f"CREATE INDEX {hostile}",))}
-    after = explaining.Result(
+    after = runner.Result(
         statement=f"SELECT '{hostile}'", kind="read", analyzed=True, plan=plan, analysis=analyse(plan),
         notes=[hostile], values={1: hostile}, context=context,
     )  # fmt: skip
     other = json.loads((PLANS / "healthy_pk_lookup.json").read_text())
-    before = explaining.Result(f"-- {hostile}", "read", True, other, analyse(other))
+    before = runner.Result(f"-- {hostile}", "read", True, other, analyse(other))
     for text in (html.render(after), html.render_comparison(before, after, compare(before.analysis, after.analysis))):
         assert "<img" not in text and escape(hostile) in text

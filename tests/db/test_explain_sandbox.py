@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmaint.analyse import sandbox as policy
+from dbmaint.explain import sandbox_policy
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
 
@@ -233,17 +233,19 @@ def test_every_volatile_builtin_is_classified_on_purpose(db: Database) -> None:
             "WHERE n.nspname = 'pg_catalog' AND p.provolatile = 'v'"
         ).fetchall()
     volatile = {name for (name,) in rows}
-    assert volatile | {"unique_key_recheck"} >= policy.VOLATILE_BUILTINS_ALLOWED
+    assert volatile | {"unique_key_recheck"} >= sandbox_policy.VOLATILE_BUILTINS_ALLOWED
     dangerous = {
         "pg_terminate_backend", "pg_cancel_backend", "pg_replication_slot_advance", "pg_stat_reset_slru",
         "pg_log_backend_memory_contexts", "pg_reload_conf", "pg_switch_wal", "lo_import", "lo_export",
         "pg_read_file", "pg_ls_dir", "pg_advisory_lock", "pg_notify", "pg_drop_replication_slot", "setval",
         "set_config", "query_to_xml", "cursor_to_xml", "ts_stat", "pg_sleep", "pg_promote",
     }  # fmt: skip
-    assert dangerous <= volatile | policy.BUILTINS_DENIED
+    assert dangerous <= volatile | sandbox_policy.BUILTINS_DENIED
     for name in volatile:
-        function = policy.Function(0, "pg_catalog", name, "v", False, "internal")
-        refused = policy.judge(function) is not None
-        assert refused == (name not in policy.VOLATILE_BUILTINS_ALLOWED or name in policy.BUILTINS_DENIED), name
+        function = sandbox_policy.Function(0, "pg_catalog", name, "v", False, "internal")
+        refused = sandbox_policy.judge(function) is not None
+        assert refused == (
+            name not in sandbox_policy.VOLATILE_BUILTINS_ALLOWED or name in sandbox_policy.BUILTINS_DENIED
+        ), name
         if name in dangerous:
             assert refused, name

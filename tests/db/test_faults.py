@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database
 from tests.db.helpers import ServiceProcess, wait_for
 from tests.db.test_service import EVERY_2S, dbmaint_backends, dirty_table, service_config, slow_vacuums

@@ -8,16 +8,16 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from dbmaint import collect
-from dbmaint.analyse import findings as analysis
+from dbmaint.advisor import schema_findings
 from dbmaint.model import Finding
+from dbmaint.pg import collect
 from tests.db.conftest import Database
 from tests.db.helpers import LockHolder
 
 
-def schema_findings(database: Database, min_observed: timedelta = analysis.MIN_OBSERVED) -> list[Finding]:
+def findings_of(database: Database, min_observed: timedelta = schema_findings.MIN_OBSERVED) -> list[Finding]:
     with psycopg.connect(database.dsn, autocommit=True) as conn:
-        return analysis.findings(collect.collect_schema(conn), min_observed=min_observed)
+        return schema_findings.findings(collect.collect_schema(conn), min_observed=min_observed)
 
 
 def of_kind(found: list[Finding], kind: str) -> dict[str, Finding]:
@@ -49,7 +49,7 @@ def test_tables_without_primary_key(database: Database) -> None:
         "CREATE TABLE keyed_parts (id int, d date, PRIMARY KEY (id, d)) PARTITION BY RANGE (d)",
         "CREATE TABLE keyed_parts_2026 PARTITION OF keyed_parts FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     )
-    found = of_kind(schema_findings(database), "missing_primary_key")
+    found = of_kind(findings_of(database), "missing_primary_key")
 
     assert set(found) == {"public.logs", "public.events", "public.codes", "public.nullable", "public.readings"}
     assert "about 1,000 rows" in found["public.logs"].detail and found["public.logs"].fix is None
@@ -61,7 +61,7 @@ def test_tables_without_primary_key(database: Database) -> None:
 
     run_fix(database, found["public.events"])  # adopts the index as it is
     run_fix(database, found["public.codes"])  # builds a twin concurrently, then adopts it
-    after = of_kind(schema_findings(database), "missing_primary_key")
+    after = of_kind(findings_of(database), "missing_primary_key")
     assert set(after) == {"public.logs", "public.nullable", "public.readings"}
     assert database.value("SELECT conindid::regclass::text FROM pg_constraint WHERE conname = 'events_id'") == (
         "events_id"
@@ -96,7 +96,7 @@ FOREIGN_KEYS = (
 def test_unindexed_foreign_keys(database: Database) -> None:
     database.execute(*FOREIGN_KEYS)
     database.execute("UPDATE customers SET id = id WHERE id <= 50", "ANALYZE")
-    found = [f for f in schema_findings(database) if f.kind == "unindexed_foreign_key"]
+    found = [f for f in findings_of(database) if f.kind == "unindexed_foreign_key"]
     by_table = {f.table: f for f in found}
 
     assert set(by_table) == {
@@ -117,7 +117,7 @@ def test_unindexed_foreign_keys(database: Database) -> None:
 
     for finding in (orders, by_table["public.half_refs"], by_table["public.Odd Table"]):
         run_fix(database, finding)
-    after = {f.table for f in schema_findings(database) if f.kind == "unindexed_foreign_key"}
+    after = {f.table for f in findings_of(database) if f.kind == "unindexed_foreign_key"}
     assert after == {"public.shipments", "public.notes"}
 
 
@@ -128,11 +128,11 @@ def test_foreign_key_on_a_partitioned_table_is_one_finding(database: Database) -
         "CREATE TABLE visits_2025 PARTITION OF visits FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
         "CREATE TABLE visits_2026 PARTITION OF visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     )
-    (finding,) = [f for f in schema_findings(database) if f.kind == "unindexed_foreign_key"]
+    (finding,) = [f for f in findings_of(database) if f.kind == "unindexed_foreign_key"]
     assert finding.table == "public.visits"
     assert finding.fix == 'CREATE INDEX "visits_customer_id_idx" ON "public"."visits" ("customer_id")'
     run_fix(database, finding)
-    assert [f for f in schema_findings(database) if f.kind == "unindexed_foreign_key"] == []
+    assert [f for f in findings_of(database) if f.kind == "unindexed_foreign_key"] == []
 
 
 # --- duplicate_index and redundant_index ---
@@ -160,7 +160,7 @@ def test_duplicate_indexes(database: Database) -> None:
         # Both back a constraint: neither may be dropped.
         "CREATE TABLE v (a int PRIMARY KEY UNIQUE)",
     )
-    found = of_kind(schema_findings(database), "duplicate_index")
+    found = of_kind(findings_of(database), "duplicate_index")
 
     assert set(found) == {
         "public.t_a_second",
@@ -176,7 +176,7 @@ def test_duplicate_indexes(database: Database) -> None:
     assert found["public.t_lower_twice"].columns == ("lower(s)",)
     for finding in found.values():
         run_fix(database, finding)
-    assert of_kind(schema_findings(database), "duplicate_index") == {}
+    assert of_kind(findings_of(database), "duplicate_index") == {}
     assert database.value("SELECT count(*) FROM pg_constraint WHERE conrelid IN ('t'::regclass, 'u'::regclass)") == 2
 
 
@@ -192,7 +192,7 @@ def test_redundant_indexes(database: Database) -> None:
         "CREATE INDEX r_b_incl ON r (b) INCLUDE (c)",
         "CREATE INDEX r_b_d ON r (b, d)",
     )
-    found = of_kind(schema_findings(database), "redundant_index")
+    found = of_kind(findings_of(database), "redundant_index")
     # r_c is unique, r_d_partial has a predicate r_d_b lacks, r_b_incl answers index-only scans on c.
     assert set(found) == {"public.r_a"}
     assert "is a leading part of public.r_a_b on (a, b)" in found["public.r_a"].detail
@@ -213,8 +213,8 @@ def test_unused_indexes(database: Database) -> None:
     )
     database.execute("SET enable_seqscan = off", "SELECT count(*) FROM t WHERE a = 5")
 
-    assert of_kind(schema_findings(database), "unused_index") == {}  # a database minutes old proves nothing
-    found = of_kind(schema_findings(database, min_observed=timedelta(0)), "unused_index")
+    assert of_kind(findings_of(database), "unused_index") == {}  # a database minutes old proves nothing
+    found = of_kind(findings_of(database, min_observed=timedelta(0)), "unused_index")
     assert set(found) == {"public.t_b"}  # t_a was used, t_c is unique, t_pkey backs the key
     detail = found["public.t_b"].detail
     assert "has not been scanned since the database was created (statistics never reset)" in detail
@@ -222,8 +222,8 @@ def test_unused_indexes(database: Database) -> None:
     assert found["public.t_b"].fix == 'DROP INDEX CONCURRENTLY "public"."t_b"'
 
     database.execute("SELECT pg_stat_reset()")
-    assert of_kind(schema_findings(database), "unused_index") == {}  # a fresh count says nothing yet
-    found = of_kind(schema_findings(database, min_observed=timedelta(0)), "unused_index")
+    assert of_kind(findings_of(database), "unused_index") == {}  # a fresh count says nothing yet
+    found = of_kind(findings_of(database, min_observed=timedelta(0)), "unused_index")
     assert set(found) == {"public.t_a", "public.t_b"}
     assert "since the statistics were reset less than a day ago (" in found["public.t_a"].detail
 
@@ -235,7 +235,7 @@ def test_unused_index_on_a_partitioned_table_is_one_finding(database: Database) 
         "CREATE TABLE m_2026 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
         "CREATE INDEX m_v ON m (v)",
     )
-    found = of_kind(schema_findings(database, min_observed=timedelta(0)), "unused_index")
+    found = of_kind(findings_of(database, min_observed=timedelta(0)), "unused_index")
     assert set(found) == {"public.m_v"}
     assert found["public.m_v"].fix == 'DROP INDEX "public"."m_v"'
 
@@ -257,7 +257,7 @@ def test_invalid_indexes(database: Database) -> None:
     database.execute("ALTER INDEX t_code_leftover RENAME TO t_code_ccnew")
     database.execute("CREATE INDEX t_id_ok ON t (id)")
 
-    found = of_kind(schema_findings(database), "invalid_index")
+    found = of_kind(findings_of(database), "invalid_index")
     assert set(found) == {"public.t_code", "public.t_code_ccnew"}
     failed = found["public.t_code"]
     assert "failed CREATE INDEX CONCURRENTLY" in failed.detail and "duplicate values" in failed.detail
@@ -269,10 +269,10 @@ def test_invalid_indexes(database: Database) -> None:
     assert "left by a failed REINDEX CONCURRENTLY" in leftover.detail
     assert leftover.fix == 'DROP INDEX CONCURRENTLY "public"."t_code_ccnew"'
     # Invalid indexes are reported as such, not as duplicates or unused ones.
-    assert {f.index for f in schema_findings(database) if f.kind != "invalid_index"}.isdisjoint(found)
+    assert {f.index for f in findings_of(database) if f.kind != "invalid_index"}.isdisjoint(found)
 
     run_fix(database, leftover)
-    assert set(of_kind(schema_findings(database), "invalid_index")) == {"public.t_code"}
+    assert set(of_kind(findings_of(database), "invalid_index")) == {"public.t_code"}
 
 
 # --- never waiting ---
@@ -295,7 +295,7 @@ def test_collection_does_not_wait_for_a_locked_table(database: Database) -> None
     finally:
         holder.release()
     assert elapsed < 2
-    found = of_kind(analysis.findings(facts), "duplicate_index")
+    found = of_kind(schema_findings.findings(facts), "duplicate_index")
     # Found all the same; only the printed expression had to wait for another time.
     assert set(found) == {"public.busy_lower_2"} and found["public.busy_lower_2"].columns == ("(expression)",)
-    assert of_kind(analysis.findings(facts), "missing_primary_key").keys() == {"public.busy"}
+    assert of_kind(schema_findings.findings(facts), "missing_primary_key").keys() == {"public.busy"}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dbmaint.history import History
 from dbmaint.model import JobReport
+from dbmaint.store.history import History
 from tests.db.conftest import Database
 
 

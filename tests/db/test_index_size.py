@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from bench import index_size_bench
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database
 
 pytestmark = pytest.mark.slow

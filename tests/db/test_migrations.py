@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from psycopg import sql as psycopg_sql
 
-from dbmaint.migrations import write_revision
+from dbmaint.advisor.revision import write_revision
 from dbmaint.model import IndexRecommendation
 from tests.db.conftest import Database
 from tests.db.helpers import LockHolder

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmaint.cluster import Cluster, free_port
+from dbmaint.pg.cluster import Cluster, free_port
 from tests.db.conftest import PASSWORD_USER, Database, Invoke
 from tests.db.helpers import json_output
 

@@ -13,10 +13,11 @@ import psycopg
 import pytest
 
 from bench import tpch
-from dbmaint import collect, sqlshape
-from dbmaint.advisor import plannable
-from dbmaint.cluster import Cluster
-from dbmaint.whatif import PlanError, WhatIf
+from dbmaint.advisor.recommend import plannable
+from dbmaint.advisor.whatif import PlanError, WhatIf
+from dbmaint.pg import collect
+from dbmaint.pg.cluster import Cluster
+from dbmaint.sql import sqlshape
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
 

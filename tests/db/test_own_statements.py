@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbmaint import db, own_statements, workload
-from dbmaint.cluster import Cluster
+from dbmaint.advisor import workload
 from dbmaint.config import SafetyConfig
+from dbmaint.pg import db, own_statements
+from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Invoke
 from tests.db.helpers import json_output
 

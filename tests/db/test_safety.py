@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmaint.cluster import Cluster, free_port
+from dbmaint.pg.cluster import Cluster, free_port
 from tests.db.conftest import PASSWORD, PASSWORD_USER, Database, Invoke
 from tests.db.helpers import database_exists, json_output, replayed, run_dbmaint_process, wait_for
 

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dbmaint.cluster import Cluster, free_port
-from dbmaint.history import History, ScheduleState
 from dbmaint.model import now
-from dbmaint.own_statements import MARKER
+from dbmaint.pg.cluster import Cluster, free_port
+from dbmaint.pg.own_statements import MARKER
+from dbmaint.store.history import History, ScheduleState
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import (
     ServiceProcess,
@@ -618,7 +618,7 @@ def test_threads_stay_bounded_and_queued_runs_say_so(
     # "still going" only for a run that really is: started and not yet ended (a queued one says so).
     running: set[str] = set()
     for line in service.log.splitlines():
-        message = line.split(": ", 1)[-1] if " dbmaint.scheduler: " in line else ""
+        message = line.split(": ", 1)[-1] if " dbmaint.service.scheduler: " in line else ""
         subject, _, rest = message.partition(": ")
         if rest.startswith("started"):
             running.add(subject)
@@ -631,7 +631,8 @@ def test_threads_stay_bounded_and_queued_runs_say_so(
 # Loaded by the service's interpreter at start-up (sitecustomize): each job's first run raises inside the
 # job, where a bug or a surprise from the server would; its later runs go through.
 INJECT = """
-import dbmaint.advisor, dbmaint.analyse.reindex, dbmaint.analyse.vacuum, dbmaint.capture
+import dbmaint.advisor.recommend, dbmaint.capture.slow_statements
+import dbmaint.maintenance.reindex_analysis, dbmaint.maintenance.vacuum_analysis
 from dbmaint.errors import StateStoreDataError
 
 def first_call_raises(module, name, error):
@@ -643,10 +644,12 @@ def first_call_raises(module, name, error):
         return original(*args, **kwargs)
     setattr(module, name, patched)
 
-first_call_raises(dbmaint.analyse.vacuum, "plan", RuntimeError("injected into vacuum"))
-first_call_raises(dbmaint.analyse.reindex, "leftovers", KeyError("injected into reindex"))
-first_call_raises(dbmaint.capture, "slow", StateStoreDataError("injected into capture: UNIQUE constraint failed"))
-first_call_raises(dbmaint.advisor, "advise", ZeroDivisionError("injected into advisor"))
+first_call_raises(dbmaint.maintenance.vacuum_analysis, "plan", RuntimeError("injected into vacuum"))
+first_call_raises(dbmaint.maintenance.reindex_analysis, "leftovers", KeyError("injected into reindex"))
+first_call_raises(
+    dbmaint.capture.slow_statements, "slow", StateStoreDataError("injected into capture: UNIQUE constraint failed")
+)
+first_call_raises(dbmaint.advisor.recommend, "advise", ZeroDivisionError("injected into advisor"))
 """
 
 

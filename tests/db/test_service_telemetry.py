@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dbmaint.cluster import free_port
+from dbmaint.pg.cluster import free_port
 from tests.db.conftest import Database
 from tests.db.helpers import ServiceProcess, wait_for
 from tests.db.test_service import EVERY_2S, service_config

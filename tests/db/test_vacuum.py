@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from dbmaint.actions import job_lock_key
+from dbmaint.maintenance.actions import job_lock_key
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import LockHolder, json_output, run_dbmaint_process
 

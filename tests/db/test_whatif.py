@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from dbmaint.whatif import Candidate, PlanError, Plannable, WhatIf
+from dbmaint.advisor.candidates import Candidate, Plannable
+from dbmaint.advisor.whatif import PlanError, WhatIf
 from tests.db.conftest import Database
 
 SCHEMA = (

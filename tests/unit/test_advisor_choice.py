@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dbmaint.analyse.advisor import TableFacts, WorkItem, candidates_for, choose
-from dbmaint.sqlshape import ColumnUse, Shape
-from dbmaint.whatif import Candidate
+from dbmaint.advisor.candidates import Candidate
+from dbmaint.advisor.choice import TableFacts, WorkItem, candidates_for, choose
+from dbmaint.sql.sqlshape import ColumnUse, Shape
 
 ORDERS = ("public", "orders")
 FACTS = {

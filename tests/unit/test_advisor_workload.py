@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dbmaint import workload
-from dbmaint.advisor import _left_out_by_weight
+from dbmaint.advisor import workload
+from dbmaint.advisor.recommend import _left_out_by_weight
 from dbmaint.config import Config
 
 CONFIG = Config()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dbmaint import check
-from dbmaint.history import RunRecord
+from dbmaint.advisor.workload import Statement
+from dbmaint.check import checklist
 from dbmaint.model import Finding
-from dbmaint.workload import Statement
+from dbmaint.store.history import RunRecord
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -20,35 +20,35 @@ def run(hours_ago: float, status: str = "ok") -> RunRecord:
 def test_schema_items() -> None:
     missing = Finding("missing_primary_key", "public.events", "no key")
     unindexed = Finding("unindexed_foreign_key", "public.orders", "no index", columns=("user_id",))
-    assert check.primary_keys([missing]).status == "fail"
-    assert "public.events" in check.primary_keys([missing]).evidence
-    assert check.primary_keys([unindexed]).status == "pass"
-    assert check.foreign_keys([unindexed]).evidence == "1 unindexed foreign key(s): public.orders (user_id)"
-    assert check.foreign_keys([]).status == "pass"
+    assert checklist.primary_keys([missing]).status == "fail"
+    assert "public.events" in checklist.primary_keys([missing]).evidence
+    assert checklist.primary_keys([unindexed]).status == "pass"
+    assert checklist.foreign_keys([unindexed]).evidence == "1 unindexed foreign key(s): public.orders (user_id)"
+    assert checklist.foreign_keys([]).status == "pass"
 
 
 def test_slow_queries_ignore_utility_statements() -> None:
     slow_select = Statement("SELECT * FROM t WHERE a = $1", 10, 5000.0, "pg_stat_statements")
     slow_vacuum = Statement("VACUUM t", 1, 60000.0, "pg_stat_statements")
     fast = Statement("SELECT 1", 100, 10.0, "pg_stat_statements")
-    assert check.slow_queries([slow_vacuum, fast], 100).status == "pass"
+    assert checklist.slow_queries([slow_vacuum, fast], 100).status == "pass"
     one_off = Statement("UPDATE t SET a = 1", 1, 900.0, "pg_stat_statements")
-    assert check.slow_queries([one_off], 100, min_calls=5).status == "pass"
-    item = check.slow_queries([slow_select, slow_vacuum], 100)
+    assert checklist.slow_queries([one_off], 100, min_calls=5).status == "pass"
+    item = checklist.slow_queries([slow_select, slow_vacuum], 100)
     assert item.status == "fail" and "worst 500 ms over 10 calls" in item.evidence
 
 
 def test_connections_and_vacuum_schedule() -> None:
-    assert check.connections(79, 80).status == "pass"
-    assert check.connections(80, 80).status == "fail"
-    assert check.vacuum_scheduled(True, run(5), NOW).status == "pass"
-    assert check.vacuum_scheduled(True, run(72), NOW).status == "fail"
-    assert check.vacuum_scheduled(True, run(5, "failed"), NOW).status == "fail"
-    assert check.vacuum_scheduled(True, None, NOW).status == "unknown"
-    assert check.vacuum_scheduled(False, run(1), NOW).status == "fail"
+    assert checklist.connections(79, 80).status == "pass"
+    assert checklist.connections(80, 80).status == "fail"
+    assert checklist.vacuum_scheduled(True, run(5), NOW).status == "pass"
+    assert checklist.vacuum_scheduled(True, run(72), NOW).status == "fail"
+    assert checklist.vacuum_scheduled(True, run(5, "failed"), NOW).status == "fail"
+    assert checklist.vacuum_scheduled(True, None, NOW).status == "unknown"
+    assert checklist.vacuum_scheduled(False, run(1), NOW).status == "fail"
 
 
 def test_overall_status() -> None:
-    items = (check.Item("a", "pass", ""), check.Item("b", "unknown", ""))
-    assert check.CheckReport("app", items).status == "unknown"
-    assert check.CheckReport("app", (*items, check.Item("c", "fail", ""))).status == "fail"
+    items = (checklist.Item("a", "pass", ""), checklist.Item("b", "unknown", ""))
+    assert checklist.CheckReport("app", items).status == "unknown"
+    assert checklist.CheckReport("app", (*items, checklist.Item("c", "fail", ""))).status == "fail"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dbmaint.cli import cli
-from dbmaint.db import mask_dsn
+from dbmaint.pg.db import mask_dsn
 
 COMMANDS = sorted(cli.commands)
 
@@ -39,8 +39,8 @@ def test_passwords_are_masked_in_every_form() -> None:
 def test_a_dsn_libpq_cannot_parse_is_not_quoted_back() -> None:
     """libpq quotes the piece it could not parse, which may be the password: the message leaves it out."""
     from dbmaint.config import Config
-    from dbmaint.db import Target, connect
     from dbmaint.errors import ConfigError
+    from dbmaint.pg.db import Target, connect
 
     with pytest.raises(ConfigError) as error:
         connect(Target("app", "postgresql://u:s3%zzcret@db.example/app"), Config().safety)
@@ -55,8 +55,8 @@ def test_history_of_one_run_shows_its_header_and_notes(tmp_path: Path, monkeypat
     from click.testing import CliRunner
 
     from dbmaint.cli import cli
-    from dbmaint.history import History
     from dbmaint.model import JobReport
+    from dbmaint.store.history import History
 
     url = f"sqlite:///{tmp_path / 'state.db'}"
     monkeypatch.setenv("DBMAINT_STATE_URL", url)

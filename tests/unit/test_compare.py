@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from dbmaint.analyse.compare import PlanComparison, compare, format_ratio, ratio_phrase
-from dbmaint.analyse.explain import PlanAnalysis, analyse
+from dbmaint.explain.compare import PlanComparison, compare, format_ratio, ratio_phrase
+from dbmaint.explain.plan_analysis import PlanAnalysis, analyse
 
 PLANS = Path(__file__).resolve().parents[1] / "data" / "plans"
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from dbmaint.config import load_config
-from dbmaint.metrics import METRIC_NAMES
+from dbmaint.service.metrics import METRIC_NAMES
 from dbmaint.units import parse_duration
 
 DEPLOY = Path(__file__).parents[2] / "deploy"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dbmaint.analyse.explain import KINDS, PlanAnalysis, TableContext, analyse
+from dbmaint.explain.plan_analysis import KINDS, PlanAnalysis, TableContext, analyse
 
 PLANS = Path(__file__).resolve().parents[1] / "data" / "plans"
 ANALYZED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -20,7 +20,7 @@ QUERIES = {
     "large_offset": "SELECT id, amount FROM orders ORDER BY id OFFSET 50000 LIMIT 20",
     "wrong_index_order_by": "SELECT id, created_at FROM orders WHERE status = 'cancelled' ORDER BY created_at LIMIT 10",
 }
-# What the database would say about the tables (dbmaint.explain.table_context reads it from the catalog).
+# What the database would say about the tables (dbmaint.explain.runner.table_context reads it from the catalog).
 CONTEXT = {
     # 20,000 purchases inserted after the last ANALYZE of 50,000 clicks: autoanalyze's trigger is 5,050.
     "stale_statistics": {

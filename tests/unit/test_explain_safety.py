@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbmaint.analyse.safety import SyntaxProblem, classify
+from dbmaint.explain.safety import SyntaxProblem, classify
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dbmaint.analyse import findings as analysis
-from dbmaint.collect import IndexDefinition, SchemaFacts, SchemaForeignKey, SchemaIndex, SchemaTable
+from dbmaint.advisor import schema_findings
 from dbmaint.model import Finding
+from dbmaint.pg.facts import IndexDefinition, SchemaFacts, SchemaForeignKey, SchemaIndex, SchemaTable
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 INT4_OPS, TEXT_PATTERN_OPS = 1978, 4217  # pg_opclass OIDs
@@ -67,7 +67,7 @@ def kinds(found: list[Finding], kind: str) -> dict[str | None, Finding]:
 
 def test_table_without_primary_key_is_flagged_with_its_size() -> None:
     table = replace(TABLE, has_primary_key=False)
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,)))
     assert finding.kind == "missing_primary_key" and finding.table == "public.orders"
     assert "8.0 MB, about 100,000 rows" in finding.detail and "no unique index on NOT NULL columns" in finding.detail
     assert finding.fix is None
@@ -79,7 +79,7 @@ def test_tables_with_a_key_partitions_and_extension_tables_are_not_flagged() -> 
         replace(TABLE, relid=101, name="orders_2026", has_primary_key=False, is_partition=True),
         replace(TABLE, relid=102, name="spatial_ref_sys", has_primary_key=False, extension_member=True),
     )
-    assert analysis.missing_primary_keys(facts(tables=tables)) == []
+    assert schema_findings.missing_primary_keys(facts(tables=tables)) == []
 
 
 def test_unique_index_on_not_null_columns_is_suggested_as_the_key() -> None:
@@ -87,7 +87,7 @@ def test_unique_index_on_not_null_columns_is_suggested_as_the_key() -> None:
     candidate = index(1, ["a", "b"], is_unique=True, key_not_null=True)
     nullable = index(2, ["c"], is_unique=True, key_not_null=False)
     partial = index(3, ["d"], is_unique=True, key_not_null=True, predicate="{OPEXPR}")
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,), indexes=(candidate, nullable, partial)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,), indexes=(candidate, nullable, partial)))
     assert finding.index == "public.orders_a_b_1" and finding.columns == ("a", "b")
     assert "unique index public.orders_a_b_1 on NOT NULL columns (a, b) could serve as one" in finding.detail
     assert finding.fix == 'ALTER TABLE "public"."orders" ADD PRIMARY KEY USING INDEX "orders_a_b_1"'
@@ -97,24 +97,24 @@ def test_unique_index_on_not_null_columns_is_suggested_as_the_key() -> None:
 def test_a_unique_constraint_or_a_descending_index_is_adopted_through_a_twin_built_concurrently() -> None:
     table = replace(TABLE, has_primary_key=False)
     constraint = index(1, ["a"], is_unique=True, key_not_null=True, constraint_name="orders_a_key", constraint_type="u")
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,), indexes=(constraint,)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,), indexes=(constraint,)))
     assert "unique constraint orders_a_key on NOT NULL columns (a)" in finding.detail
     assert finding.fix == (
         'CREATE UNIQUE INDEX CONCURRENTLY "orders_pkey" ON "public"."orders" ("a"); '
         'ALTER TABLE "public"."orders" ADD PRIMARY KEY USING INDEX "orders_pkey"'
     )
     descending = index(2, ["a"], is_unique=True, key_not_null=True, key_default_sorting=False, options=[3])
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,), indexes=(descending,)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,), indexes=(descending,)))
     assert finding.fix is not None and finding.fix.startswith("CREATE UNIQUE INDEX CONCURRENTLY")
 
 
 def test_partitioned_table_names_its_partition_key() -> None:
     table = replace(TABLE, has_primary_key=False, is_partitioned=True, partitions=12, partition_key=["created_at"])
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,)))
     assert finding.detail.startswith("Partitioned table public.orders (12 partitions,")
     assert "must include the partition key (created_at)" in finding.detail
     candidate = index(1, ["a", "b"], is_unique=True, key_not_null=True, is_partitioned=True)
-    (finding,) = analysis.missing_primary_keys(facts(tables=(table,), indexes=(candidate,)))
+    (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,), indexes=(candidate,)))
     assert finding.fix == 'ALTER TABLE "public"."orders" ADD PRIMARY KEY ("a", "b")'
 
 
@@ -122,7 +122,7 @@ def test_partitioned_table_names_its_partition_key() -> None:
 
 
 def test_foreign_key_without_index_is_flagged_with_a_concurrent_build() -> None:
-    (finding,) = analysis.unindexed_foreign_keys(facts(foreign_keys=(FK,)))
+    (finding,) = schema_findings.unindexed_foreign_keys(facts(foreign_keys=(FK,)))
     assert finding.kind == "unindexed_foreign_key" and finding.table == "public.orders"
     assert finding.columns == ("a",)
     assert finding.fix == 'CREATE INDEX CONCURRENTLY "orders_a_idx" ON "public"."orders" ("a")'
@@ -133,8 +133,11 @@ def test_foreign_key_without_index_is_flagged_with_a_concurrent_build() -> None:
 def test_foreign_key_served_by_leading_columns_in_any_order_is_not_flagged() -> None:
     composite = replace(FK, columns=["a", "b"], attnums=[1, 2])
     for covering in (index(1, ["a"]), index(2, ["a", "c"]), index(3, ["a", "b"], is_unique=True)):
-        assert analysis.unindexed_foreign_keys(facts(indexes=(covering,), foreign_keys=(FK,))) == [], covering
-    assert analysis.unindexed_foreign_keys(facts(indexes=(index(3, ["b", "a", "c"]),), foreign_keys=(composite,))) == []
+        assert schema_findings.unindexed_foreign_keys(facts(indexes=(covering,), foreign_keys=(FK,))) == [], covering
+    assert (
+        schema_findings.unindexed_foreign_keys(facts(indexes=(index(3, ["b", "a", "c"]),), foreign_keys=(composite,)))
+        == []
+    )
 
 
 def test_foreign_key_not_leading_an_index_is_flagged() -> None:
@@ -148,13 +151,13 @@ def test_foreign_key_not_leading_an_index_is_flagged() -> None:
         (FK, replace(index(6, ["a"]), key_attnums=[0], expressions="({FUNCEXPR})")),
     ]
     for fk, other in cases:
-        (finding,) = analysis.unindexed_foreign_keys(facts(indexes=(other,), foreign_keys=(fk,)))
+        (finding,) = schema_findings.unindexed_foreign_keys(facts(indexes=(other,), foreign_keys=(fk,)))
         assert finding.columns == tuple(fk.columns), other
 
 
 def test_partial_index_does_not_serve_a_foreign_key_and_is_named() -> None:
     partial = index(1, ["a"], predicate="{OPEXPR}")
-    (finding,) = analysis.unindexed_foreign_keys(facts(indexes=(partial,), foreign_keys=(FK,)))
+    (finding,) = schema_findings.unindexed_foreign_keys(facts(indexes=(partial,), foreign_keys=(FK,)))
     assert "the partial index public.orders_a_1 does not count" in finding.detail
 
 
@@ -167,7 +170,7 @@ def test_foreign_keys_rank_by_referenced_writes_and_referencing_size() -> None:
         replace(FK, name="to_busy", referenced_oid=201, referenced_table="busy"),
         replace(FK, name="small_to_busy", table_oid=101, table_name="small", referenced_oid=201),
     )
-    found = analysis.findings(facts(tables=(TABLE, small, busy, quiet), foreign_keys=keys))
+    found = schema_findings.findings(facts(tables=(TABLE, small, busy, quiet), foreign_keys=keys))
     names = [f.detail.split()[2] for f in found if f.kind == "unindexed_foreign_key"]
     assert names == ["to_busy", "small_to_busy", "to_quiet"]
     assert "(6,000 updates and deletes counted)" in found[0].detail
@@ -177,13 +180,15 @@ def test_fix_quotes_names_and_avoids_taken_ones() -> None:
     odd = replace(TABLE, relid=300, schema="Sales", name="Order Lines")
     fk = replace(FK, schema="Sales", table_name="Order Lines", table_oid=300, columns=["Order Id"], attnums=[1])
     taken = replace(INDEX, index_oid=9, schema="Sales", name="Order Lines_Order Id_idx", table_oid=999)
-    (finding,) = analysis.unindexed_foreign_keys(facts(tables=(odd, CUSTOMERS), indexes=(taken,), foreign_keys=(fk,)))
+    (finding,) = schema_findings.unindexed_foreign_keys(
+        facts(tables=(odd, CUSTOMERS), indexes=(taken,), foreign_keys=(fk,))
+    )
     assert finding.fix == 'CREATE INDEX CONCURRENTLY "Order Lines_Order Id_idx1" ON "Sales"."Order Lines" ("Order Id")'
 
 
 def test_long_index_names_are_truncated_as_postgresql_would() -> None:
     fk = replace(FK, columns=["c" * 40, "d" * 40], attnums=[3, 4])
-    (finding,) = analysis.unindexed_foreign_keys(facts(foreign_keys=(fk,)))
+    (finding,) = schema_findings.unindexed_foreign_keys(facts(foreign_keys=(fk,)))
     assert finding.fix is not None
     name = finding.fix.split('"')[1]
     assert len(name.encode()) == 63 and name.startswith("orders_cccc")
@@ -191,7 +196,7 @@ def test_long_index_names_are_truncated_as_postgresql_would() -> None:
 
 def test_partitioned_referencing_table_gets_a_plain_build() -> None:
     table = replace(TABLE, is_partitioned=True)
-    (finding,) = analysis.unindexed_foreign_keys(facts(tables=(table, CUSTOMERS), foreign_keys=(FK,)))
+    (finding,) = schema_findings.unindexed_foreign_keys(facts(tables=(table, CUSTOMERS), foreign_keys=(FK,)))
     assert finding.fix == 'CREATE INDEX "orders_a_idx" ON "public"."orders" ("a")'
     assert "refused on a partitioned table" in finding.detail
 
@@ -201,7 +206,7 @@ def test_partitioned_referencing_table_gets_a_plain_build() -> None:
 
 def test_identical_indexes_keep_the_older_one() -> None:
     older, newer = index(1, ["a", "b"]), index(2, ["a", "b"])
-    (finding,) = analysis.duplicate_indexes(facts(indexes=(newer, older)))
+    (finding,) = schema_findings.duplicate_indexes(facts(indexes=(newer, older)))
     assert finding.index == "public.orders_a_b_2" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_a_b_2"'
     assert "duplicates public.orders_a_b_1 (the older one)" in finding.detail and "2.0 MB" in finding.detail
 
@@ -209,7 +214,7 @@ def test_identical_indexes_keep_the_older_one() -> None:
 def test_index_backing_a_constraint_is_kept_even_when_newer() -> None:
     plain = index(1, ["a"])
     pkey = index(2, ["a"], is_unique=True, constraint_name="orders_pkey", constraint_type="p")
-    (finding,) = analysis.duplicate_indexes(facts(indexes=(plain, pkey)))
+    (finding,) = schema_findings.duplicate_indexes(facts(indexes=(plain, pkey)))
     assert finding.index == "public.orders_a_1"
     assert "(which backs constraint orders_pkey)" in finding.detail
 
@@ -220,15 +225,15 @@ def test_protected_duplicates_are_never_suggested_for_dropping() -> None:
     referenced = index(3, ["a"], is_unique=True, referenced_by_foreign_key=True)
     identity = index(4, ["a"], is_unique=True, is_replica_identity=True)
     attached = index(5, ["a"], is_partition=True)
-    assert analysis.duplicate_indexes(facts(indexes=(pkey, unique, referenced, identity, attached))) == []
+    assert schema_findings.duplicate_indexes(facts(indexes=(pkey, unique, referenced, identity, attached))) == []
 
 
 def test_uniqueness_is_not_dropped_in_favour_of_a_plain_index() -> None:
     exclusion = index(1, ["a"], constraint_name="orders_excl", constraint_type="x")
     unique = index(2, ["a"], is_unique=True)
-    assert analysis.duplicate_indexes(facts(indexes=(exclusion, unique))) == []
+    assert schema_findings.duplicate_indexes(facts(indexes=(exclusion, unique))) == []
     plain = index(3, ["a"])
-    (finding,) = analysis.duplicate_indexes(facts(indexes=(plain, unique)))
+    (finding,) = schema_findings.duplicate_indexes(facts(indexes=(plain, unique)))
     assert finding.index == "public.orders_a_3" and "(unique)" in finding.detail
 
 
@@ -242,7 +247,7 @@ def test_indexes_differing_in_predicate_opclass_order_or_include_are_not_duplica
         index(6, ["a"], method="hash"),
     ]
     for other in others:
-        assert analysis.duplicate_indexes(facts(indexes=(base, other))) == [], other
+        assert schema_findings.duplicate_indexes(facts(indexes=(base, other))) == [], other
 
 
 def test_expression_indexes_compare_their_expressions() -> None:
@@ -250,7 +255,7 @@ def test_expression_indexes_compare_their_expressions() -> None:
     same = replace(lower, index_oid=2, name="orders_lower_again")
     upper = replace(lower, index_oid=3, name="orders_upper", expressions="({FUNCEXPR :b})")
     definitions = {2: IndexDefinition(2, "CREATE INDEX ...", ["lower(a)"], None)}
-    (finding,) = analysis.duplicate_indexes(facts(indexes=(lower, same, upper), definitions=definitions))
+    (finding,) = schema_findings.duplicate_indexes(facts(indexes=(lower, same, upper), definitions=definitions))
     assert finding.index == "public.orders_lower_again" and finding.columns == ("lower(a)",)
 
 
@@ -259,14 +264,14 @@ def test_expression_indexes_compare_their_expressions() -> None:
 
 def test_leading_prefix_of_another_index_is_redundant() -> None:
     narrow, wide = index(1, ["a"]), index(2, ["a", "b"])
-    (finding,) = analysis.redundant_indexes(facts(indexes=(narrow, wide)))
+    (finding,) = schema_findings.redundant_indexes(facts(indexes=(narrow, wide)))
     assert finding.index == "public.orders_a_1" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_a_1"'
     assert "is a leading part of public.orders_a_b_2 on (a, b)" in finding.detail
     assert "its 5 scans would use the larger index" in finding.detail
 
 
 def test_the_widest_covering_index_is_named() -> None:
-    found = analysis.redundant_indexes(
+    found = schema_findings.redundant_indexes(
         facts(indexes=(index(1, ["a"]), index(2, ["a", "b"]), index(3, ["a", "b", "c"])))
     )
     assert {f.index: f.detail.split(" is a leading part of ")[1].split()[0] for f in found} == {
@@ -277,9 +282,11 @@ def test_the_widest_covering_index_is_named() -> None:
 
 def test_wider_include_columns_make_an_index_redundant_but_missing_ones_do_not() -> None:
     plain, covering = index(1, ["a"]), index(2, ["a"], include_columns=["c"])
-    assert [f.index for f in analysis.redundant_indexes(facts(indexes=(plain, covering)))] == ["public.orders_a_1"]
+    assert [f.index for f in schema_findings.redundant_indexes(facts(indexes=(plain, covering)))] == [
+        "public.orders_a_1"
+    ]
     narrow_include, wide = index(3, ["a"], include_columns=["d"]), index(4, ["a", "b"])
-    assert analysis.redundant_indexes(facts(indexes=(narrow_include, wide))) == []
+    assert schema_findings.redundant_indexes(facts(indexes=(narrow_include, wide))) == []
 
 
 def test_prefixes_that_are_not_redundant() -> None:
@@ -293,8 +300,8 @@ def test_prefixes_that_are_not_redundant() -> None:
         index(6, ["a"], method="hash"),
     ]
     for other in others:
-        assert analysis.redundant_indexes(facts(indexes=(other, wide))) == [], other
-    assert analysis.redundant_indexes(facts(indexes=(index(7, ["a"]), replace(wide, is_valid=False)))) == []
+        assert schema_findings.redundant_indexes(facts(indexes=(other, wide))) == [], other
+    assert schema_findings.redundant_indexes(facts(indexes=(index(7, ["a"]), replace(wide, is_valid=False)))) == []
 
 
 # --- unused_index ---
@@ -303,7 +310,7 @@ def test_prefixes_that_are_not_redundant() -> None:
 def test_unused_index_since_the_database_was_created() -> None:
     unused = index(1, ["b"], idx_scan=0)
     old_database = replace(facts(indexes=(unused,)), database_created=NOW - timedelta(days=60))
-    (finding,) = analysis.unused_indexes(old_database)
+    (finding,) = schema_findings.unused_indexes(old_database)
     assert finding.index == "public.orders_b_1" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_b_1"'
     assert "has not been scanned since the database was created (statistics never reset) 60 days ago" in finding.detail
     assert "takes 2.0 MB" in finding.detail and "scans on standbys are not counted here" in finding.detail
@@ -311,22 +318,22 @@ def test_unused_index_since_the_database_was_created() -> None:
 
 def test_nothing_is_claimed_when_the_count_start_is_unknown() -> None:
     # A database created seconds ago, or a role that cannot see when: a zero proves nothing.
-    assert analysis.unused_indexes(facts(indexes=(index(1, ["b"], idx_scan=0),))) == []
+    assert schema_findings.unused_indexes(facts(indexes=(index(1, ["b"], idx_scan=0),))) == []
 
 
 def test_unused_index_since_a_reset_shows_the_reset_time() -> None:
     unused = index(1, ["b"], idx_scan=0)
-    (finding,) = analysis.unused_indexes(facts(indexes=(unused,), stats_reset=NOW - timedelta(days=30)))
+    (finding,) = schema_findings.unused_indexes(facts(indexes=(unused,), stats_reset=NOW - timedelta(days=30)))
     assert "since the statistics were reset 30 days ago (2026-10-27 03:00 UTC)" in finding.detail
 
 
 def test_a_short_count_says_nothing() -> None:
     unused = index(1, ["b"], idx_scan=0)
-    assert analysis.unused_indexes(facts(indexes=(unused,), stats_reset=NOW - timedelta(hours=2))) == []
+    assert schema_findings.unused_indexes(facts(indexes=(unused,), stats_reset=NOW - timedelta(hours=2))) == []
     young = replace(unused, created_at=NOW - timedelta(days=1))
-    assert analysis.unused_indexes(facts(indexes=(young,), stats_reset=NOW - timedelta(days=90))) == []
+    assert schema_findings.unused_indexes(facts(indexes=(young,), stats_reset=NOW - timedelta(days=90))) == []
     older = replace(unused, created_at=NOW - timedelta(days=20))
-    (finding,) = analysis.unused_indexes(facts(indexes=(older,), stats_reset=NOW - timedelta(days=90)))
+    (finding,) = schema_findings.unused_indexes(facts(indexes=(older,), stats_reset=NOW - timedelta(days=90)))
     assert "since it was created 20 days ago" in finding.detail
 
 
@@ -340,12 +347,14 @@ def test_used_unique_protected_and_invalid_indexes_are_not_unused() -> None:
         index(6, ["a"], idx_scan=0, extension_member=True),
     ]
     for other in others:
-        assert analysis.unused_indexes(facts(indexes=(other,), stats_reset=NOW - timedelta(days=30))) == [], other
+        assert schema_findings.unused_indexes(facts(indexes=(other,), stats_reset=NOW - timedelta(days=30))) == [], (
+            other
+        )
 
 
 def test_partitioned_index_is_dropped_without_concurrently() -> None:
     partitioned = index(1, ["a"], idx_scan=0, is_partitioned=True)
-    (finding,) = analysis.unused_indexes(facts(indexes=(partitioned,), stats_reset=NOW - timedelta(days=30)))
+    (finding,) = schema_findings.unused_indexes(facts(indexes=(partitioned,), stats_reset=NOW - timedelta(days=30)))
     assert finding.fix == 'DROP INDEX "public"."orders_a_1"'
 
 
@@ -354,7 +363,7 @@ def test_partitioned_index_is_dropped_without_concurrently() -> None:
 
 def test_reindex_leftover_is_only_dropped() -> None:
     leftover = index(1, ["a"], name="orders_a_ccnew1", is_valid=False)
-    (finding,) = analysis.invalid_indexes(facts(indexes=(leftover,)))
+    (finding,) = schema_findings.invalid_indexes(facts(indexes=(leftover,)))
     assert finding.kind == "invalid_index" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_a_ccnew1"'
     assert "the new copy left by a failed REINDEX CONCURRENTLY" in finding.detail
     assert "still updated on every write" in finding.detail
@@ -363,7 +372,7 @@ def test_reindex_leftover_is_only_dropped() -> None:
 def test_failed_build_is_dropped_and_built_again() -> None:
     failed = index(1, ["a"], name="orders_a_key", is_valid=False, is_ready=False, is_unique=True)
     definition = IndexDefinition(1, "CREATE UNIQUE INDEX orders_a_key ON public.orders USING btree (a)", ["a"], None)
-    (finding,) = analysis.invalid_indexes(facts(indexes=(failed,), definitions={1: definition}))
+    (finding,) = schema_findings.invalid_indexes(facts(indexes=(failed,), definitions={1: definition}))
     assert finding.fix == (
         'DROP INDEX CONCURRENTLY "public"."orders_a_key"; '
         "CREATE UNIQUE INDEX CONCURRENTLY orders_a_key ON public.orders USING btree (a)"
@@ -374,9 +383,9 @@ def test_failed_build_is_dropped_and_built_again() -> None:
 
 def test_invalid_index_being_built_is_left_alone_and_partitioned_one_is_explained() -> None:
     building = index(1, ["a"], is_valid=False, build_running=True)
-    assert analysis.invalid_indexes(facts(indexes=(building,))) == []
+    assert schema_findings.invalid_indexes(facts(indexes=(building,))) == []
     partitioned = index(2, ["a"], is_valid=False, is_partitioned=True)
-    (finding,) = analysis.invalid_indexes(facts(indexes=(partitioned,)))
+    (finding,) = schema_findings.invalid_indexes(facts(indexes=(partitioned,)))
     assert "ATTACH PARTITION" in finding.detail and finding.fix is None
 
 
@@ -391,7 +400,7 @@ def test_findings_are_ordered_by_kind_then_rank_and_an_index_is_reported_once() 
     prefix = index(4, ["e"], idx_scan=0)
     wide = index(5, ["e", "f"], idx_scan=1)
     invalid = index(6, ["g"], is_valid=False)
-    found = analysis.findings(
+    found = schema_findings.findings(
         facts(
             tables=(table, CUSTOMERS),
             indexes=(small_unused, big_unused, duplicate, prefix, wide, invalid),
@@ -413,21 +422,21 @@ def test_findings_are_ordered_by_kind_then_rank_and_an_index_is_reported_once() 
 def test_the_index_kept_inherits_the_scans_of_the_ones_it_replaces() -> None:
     kept, used_duplicate = index(1, ["a"], idx_scan=0), index(2, ["a"], idx_scan=40)
     wide, used_prefix = index(3, ["b", "c"], idx_scan=0), index(4, ["b"], idx_scan=7)
-    found = analysis.findings(facts(indexes=(kept, used_duplicate, wide, used_prefix)))
+    found = schema_findings.findings(facts(indexes=(kept, used_duplicate, wide, used_prefix)))
     assert [(f.kind, f.index) for f in found] == [
         ("duplicate_index", "public.orders_a_2"),
         ("redundant_index", "public.orders_b_4"),
     ]
     # Through a chain: the duplicate's keeper is itself covered by a wider index.
     chain = (index(1, ["a"], idx_scan=0), index(2, ["a"], idx_scan=9), index(5, ["a", "b"], idx_scan=0))
-    assert [f.kind for f in analysis.findings(facts(indexes=chain))] == ["duplicate_index", "redundant_index"]
+    assert [f.kind for f in schema_findings.findings(facts(indexes=chain))] == ["duplicate_index", "redundant_index"]
 
 
 def test_the_only_index_serving_a_foreign_key_is_never_unused() -> None:
     window = NOW - timedelta(days=30)
     fk_index = index(1, ["a"], idx_scan=0)
-    assert analysis.unused_indexes(facts(indexes=(fk_index,), foreign_keys=(FK,), stats_reset=window)) == []
+    assert schema_findings.unused_indexes(facts(indexes=(fk_index,), foreign_keys=(FK,), stats_reset=window)) == []
     # With a second index leading with a, the unscanned one may go.
     wider = index(2, ["a", "b"], idx_scan=9)
-    found = analysis.unused_indexes(facts(indexes=(fk_index, wider), foreign_keys=(FK,), stats_reset=window))
+    found = schema_findings.unused_indexes(facts(indexes=(fk_index, wider), foreign_keys=(FK,), stats_reset=window))
     assert [f.index for f in found] == ["public.orders_a_1"]

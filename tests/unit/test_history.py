@@ -9,8 +9,8 @@ import pytest
 from psycopg import sql
 
 from dbmaint.errors import ConfigError, StateStoreError
-from dbmaint.history import History
 from dbmaint.model import Action, JobReport
+from dbmaint.store.history import History
 
 
 def action(name: str) -> Action:

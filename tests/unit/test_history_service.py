@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from dbmaint import history as history_module
 from dbmaint.errors import ConfigError
-from dbmaint.history import History, ScheduleState
 from dbmaint.model import JobReport, RunStatus, Status
+from dbmaint.store import history
+from dbmaint.store.history import History, ScheduleState
 from tests.unit.test_history import action
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -95,7 +95,7 @@ def test_saving_a_schedule_twice_keeps_one_row(store: History) -> None:
     store.save_schedule("db1", ScheduleState("vacuum", "app", "0 3 * * *", "UTC", T0))
     later = ScheduleState("vacuum", "app", "0 4 * * *", "Europe/Berlin", T0 + timedelta(days=1))
     store.save_schedule("db1", later)
-    assert count(store, history_module.schedules) == 1
+    assert count(store, history.schedules) == 1
     assert store.schedule_states("db1") == {("vacuum", "app"): later}
 
 
@@ -118,7 +118,7 @@ def test_forget_schedules_keeps_the_given_keys_of_that_host_only(store: History)
     assert set(store.schedule_states("db2")) == {("vacuum", "app"), ("vacuum", "sales"), ("reindex", "app")}
     store.forget_schedules("db1", set())
     assert store.schedule_states("db1") == {}
-    assert count(store, history_module.schedules) == 3
+    assert count(store, history.schedules) == 3
 
 
 # --- runs that did not happen, runs cut short --------------------------------------------------------------------
@@ -288,7 +288,7 @@ CREATE TABLE dbmaint_runs (
 
 def test_an_older_store_gets_the_new_column_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    expected = {c.name for c in history_module.runs.columns} - {"scheduled_for", "pid", "server"}
+    expected = {c.name for c in history.runs.columns} - {"scheduled_for", "pid", "server"}
     with sqlite3.connect(path) as conn:
         conn.execute(OLD_RUNS)
         conn.execute("CREATE INDEX dbmaint_runs_job_database_started ON dbmaint_runs (job, database, started_at)")
@@ -365,7 +365,7 @@ def test_records_held_in_memory_are_logged_once_then_every_hundred(
 
     monkeypatch.setattr(store, "_flush_pending", refused)
     report = JobReport(database="app", job="vacuum")
-    with caplog.at_level("WARNING", logger="dbmaint.history"):
+    with caplog.at_level("WARNING", logger="dbmaint.store.history"):
         store.start_run(report, host="db1")
         for number in range(249):
             store.start_action(report, action(f"t{number}"))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import dbmaint.logs
+import dbmaint.advisor.server_log
+from dbmaint.advisor.server_log import LoggedStatement, LogReadResult, read_log
 from dbmaint.errors import UsageError
-from dbmaint.logs import LoggedStatement, LogReadResult, read_log
 
 DATA = Path(__file__).parents[1] / "data" / "logs"
 FIXTURES = {"stderr": DATA / "stderr.log", "csvlog": DATA / "postgresql.csv", "jsonlog": DATA / "postgresql.json"}
@@ -286,7 +286,7 @@ def test_very_long_statements(tmp_path: Path) -> None:
 
 
 def test_lines_over_the_limit_are_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(dbmaint.logs, "MAX_LINE", 100)
+    monkeypatch.setattr(dbmaint.advisor.server_log, "MAX_LINE", 100)
     log = f"t [1] LOG:  duration: 1.000 ms  statement: SELECT '{'x' * 300}'\n\tmore\n"
     log += "t [1] LOG:  duration: 2.000 ms  statement: SELECT 2\n"
     result = read_log(write(tmp_path, log))

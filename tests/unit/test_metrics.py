@@ -15,8 +15,8 @@ from psycopg import sql
 
 from dbmaint import __version__
 from dbmaint.errors import StateStoreError
-from dbmaint.history import History
-from dbmaint.metrics import (
+from dbmaint.model import Action, JobReport, RunStatus, Status
+from dbmaint.service.metrics import (
     ACTION_RESULTS,
     METRIC_NAMES,
     RUN_STATUSES,
@@ -25,7 +25,7 @@ from dbmaint.metrics import (
     ScheduledJob,
     ServiceMetrics,
 )
-from dbmaint.model import Action, JobReport, RunStatus, Status
+from dbmaint.store.history import History
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 STARTED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from dbmaint.migrations import render_revision, write_revision
+from dbmaint.advisor.revision import render_revision, write_revision
 from dbmaint.model import IndexRecommendation, QueryBenefit
 
 ROOT = Path(__file__).resolve().parents[2]

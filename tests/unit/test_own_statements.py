@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from dbmaint import own_statements
-from dbmaint.own_statements import MARKER
+from dbmaint.pg import own_statements
+from dbmaint.pg.own_statements import MARKER
 
 
 @pytest.mark.parametrize(

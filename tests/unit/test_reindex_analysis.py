@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbmaint.analyse import reindex
-from dbmaint.collect import IndexPages, IndexStats, InvalidIndex
 from dbmaint.config import ReindexConfig
+from dbmaint.maintenance import reindex_analysis
+from dbmaint.pg.facts import IndexPages, IndexStats, InvalidIndex
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 # An int4 index of 1,000,000 rows built fresh: about 367 entries per 90%-full page -> ~2,733 pages.
@@ -23,33 +23,33 @@ CONFIG = ReindexConfig(min_size=1024 * 1024)
 
 
 def test_estimate_of_a_freshly_built_index_is_near_zero() -> None:
-    bloat = reindex.estimate_bloat(HEALTHY)
+    bloat = reindex_analysis.estimate_bloat(HEALTHY)
     assert bloat is not None
     assert bloat.ratio < 0.05
 
 
 def test_estimate_of_a_bloated_index() -> None:
-    bloat = reindex.estimate_bloat(BLOATED)
+    bloat = reindex_analysis.estimate_bloat(BLOATED)
     assert bloat is not None
     assert bloat.ratio == pytest.approx(1 - 2726 / 9000, abs=0.02)
     assert bloat.bytes == pytest.approx(bloat.ratio * BLOATED.size_bytes, rel=0.01)
 
 
 def test_fillfactor_is_respected() -> None:
-    packed = reindex.estimate_bloat(replace(HEALTHY, relpages=2500, reloptions=["fillfactor=100"]))
+    packed = reindex_analysis.estimate_bloat(replace(HEALTHY, relpages=2500, reloptions=["fillfactor=100"]))
     assert packed is not None and packed.ratio < 0.05
-    loose = reindex.estimate_bloat(replace(HEALTHY, relpages=4000, reloptions=["fillfactor=60"]))
+    loose = reindex_analysis.estimate_bloat(replace(HEALTHY, relpages=4000, reloptions=["fillfactor=60"]))
     assert loose is not None and loose.ratio < 0.05
 
 
 def test_no_estimate_without_statistics_or_for_other_methods() -> None:
-    assert reindex.estimate_bloat(replace(HEALTHY, missing_stats=1)) is None
-    assert reindex.estimate_bloat(replace(HEALTHY, method="gin")) is None
+    assert reindex_analysis.estimate_bloat(replace(HEALTHY, missing_stats=1)) is None
+    assert reindex_analysis.estimate_bloat(replace(HEALTHY, method="gin")) is None
 
 
 def test_exact_figure_counts_half_empty_leaves() -> None:
     pages = IndexPages(index_size=1000 * 8192, internal_pages=9, leaf_pages=990, avg_leaf_density=45.0)
-    bloat = reindex.bloat_from_pages(BLOATED, pages)
+    bloat = reindex_analysis.bloat_from_pages(BLOATED, pages)
     assert bloat.ratio == pytest.approx(1 - (1 + 9 + 495) / 1000)
     assert bloat.source == "measured with pgstattuple"
 
@@ -57,12 +57,14 @@ def test_exact_figure_counts_half_empty_leaves() -> None:
 def test_exact_figure_counts_pages_emptied_by_range_deletes() -> None:
     # 1,480 of 1,648 pages deleted, the surviving leaves well packed: the density alone looks healthy.
     pages = IndexPages(index_size=1648 * 8192, internal_pages=1, leaf_pages=166, avg_leaf_density=89.5)
-    bloat = reindex.bloat_from_pages(BLOATED, pages)
+    bloat = reindex_analysis.bloat_from_pages(BLOATED, pages)
     assert bloat.ratio > 0.85
 
 
-def decide(indexes: list[IndexStats], config: ReindexConfig = CONFIG, **kwargs: object) -> list[reindex.IndexDecision]:
-    return reindex.decide(indexes, config, now=NOW, **kwargs)  # type: ignore[arg-type]
+def decide(
+    indexes: list[IndexStats], config: ReindexConfig = CONFIG, **kwargs: object
+) -> list[reindex_analysis.IndexDecision]:
+    return reindex_analysis.decide(indexes, config, now=NOW, **kwargs)  # type: ignore[arg-type]
 
 
 def test_only_bloated_indexes_above_the_size_threshold() -> None:
@@ -116,8 +118,11 @@ def test_leftovers_only_concurrent_build_leftovers_with_no_build_running() -> No
     )  # fmt: skip
     running = replace(base, name="t_x_ccnew1", build_running=True)
     other = replace(base, name="t_code_unique", is_concurrent_leftover=False)
-    drop, findings = reindex.leftovers([base, running, other])
+    drop, findings = reindex_analysis.leftovers([base, running, other])
     assert [i.name for i in drop] == ["t_code_ccnew"]
     assert any("build in progress" in f for f in findings)
     assert any("t_code_unique" in f and "not dropped" in f for f in findings)
-    assert reindex.drop_statement(base).as_string(None) == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."t_code_ccnew"'
+    assert (
+        reindex_analysis.drop_statement(base).as_string(None)
+        == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."t_code_ccnew"'
+    )

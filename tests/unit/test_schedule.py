@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dbmaint.schedule import CronSpec, build_trigger, next_fire_times, parse_cron, period_seconds
+from dbmaint.service.schedule import CronSpec, build_trigger, next_fire_times, parse_cron, period_seconds
 
 BERLIN = ZoneInfo("Europe/Berlin")
 THURSDAY = datetime(2026, 11, 26, tzinfo=UTC)  # 2026-11-26 is a Thursday
@@ -386,6 +386,6 @@ def test_impossible_day_is_fine_when_weekdays_are_ored_in() -> None:
 
 
 def test_importing_the_module_does_not_import_apscheduler() -> None:
-    code = "import sys, dbmaint.schedule; print('apscheduler' in sys.modules)"
+    code = "import sys, dbmaint.service.schedule; print('apscheduler' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dbmaint.analyse import reindex
-from dbmaint.collect import IndexStats
 from dbmaint.config import parse_config
-from dbmaint.metrics import IndexBloat
-from dbmaint.schedule import next_fire_times, parse_cron
-from dbmaint.scheduler import Planned, Service, _duration, _when, _worst_bloat, planned_jobs
+from dbmaint.maintenance import reindex_analysis
+from dbmaint.pg.facts import IndexStats
+from dbmaint.service.metrics import IndexBloat
+from dbmaint.service.schedule import next_fire_times, parse_cron
+from dbmaint.service.scheduler import Planned, Service, _duration, _when, _worst_bloat, planned_jobs
 
 # --- planned_jobs ------------------------------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ def bloated(name: str, relpages: int, schema: str = "public") -> IndexStats:
 
 
 def expected(index: IndexStats) -> IndexBloat:
-    bloat = reindex.estimate_bloat(index)
+    bloat = reindex_analysis.estimate_bloat(index)
     assert bloat is not None and bloat.bytes > 0
     return IndexBloat(index.qualified_name, bloat.bytes, bloat.ratio)
 
@@ -200,7 +200,7 @@ def test_worst_bloat_is_ordered_by_bytes_and_cut_at_top() -> None:
 def test_worst_bloat_leaves_out_healthy_and_unknown() -> None:
     unknown = replace(bloated("gin_idx", 20000), method="gin")
     no_stats = replace(bloated("no_stats", 20000), missing_stats=1)
-    healthy = reindex.estimate_bloat(HEALTHY)
+    healthy = reindex_analysis.estimate_bloat(HEALTHY)
     assert healthy is not None and healthy.bytes == 0
     assert _worst_bloat([HEALTHY, unknown, no_stats], top=10) == []
     middle = bloated("middle", 9000)

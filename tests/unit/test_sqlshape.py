@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbmaint.sqlshape import Catalog, Relation, ShapeError, analyse, repair_normalized
+from dbmaint.sql.sqlshape import Catalog, Relation, ShapeError, analyse, repair_normalized
 
 CATALOG = Catalog(
     relations={
@@ -178,7 +178,7 @@ def test_very_long_statements_do_not_exhaust_the_stack() -> None:
 
 
 def test_statements_on_different_tables_are_never_merged() -> None:
-    from dbmaint.workload import Statement, fingerprint, merged
+    from dbmaint.advisor.workload import Statement, fingerprint, merged
 
     assert fingerprint("SELECT 1 FROM a.t WHERE x = 1") != fingerprint("SELECT 1 FROM b.t WHERE x = 1")
     assert fingerprint("SELECT 1 FROM t_2023 WHERE x = 1") != fingerprint("SELECT 1 FROM t_2024 WHERE x = 1")

@@ -14,12 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from dbmaint import history as history_module
 from dbmaint.config import Config, parse_config
-from dbmaint.history import History, ScheduleState
 from dbmaint.model import JobReport, RunStatus, now
-from dbmaint.schedule import next_fire_times, parse_cron
-from dbmaint.status import JOBS, JobStatus, StatusReport, gather
+from dbmaint.service.schedule import next_fire_times, parse_cron
+from dbmaint.service.status_report import JOBS, JobStatus, StatusReport, gather
+from dbmaint.store.history import History, ScheduleState, services
 
 HOST = "db1"
 # A live process whose command line names dbmaint: on its own host, status checks the service process.
@@ -58,9 +57,7 @@ def job_status(report: StatusReport, job: str, database: str) -> JobStatus:
 
 def set_heartbeat(history: History, host: str, when: datetime) -> None:
     with history.engine.begin() as conn:
-        conn.execute(
-            sa.update(history_module.services).where(history_module.services.c.host == host).values(heartbeat_at=when)
-        )
+        conn.execute(sa.update(services).where(services.c.host == host).values(heartbeat_at=when))
 
 
 # --- the service -------------------------------------------------------------------------------------------------

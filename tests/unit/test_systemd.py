@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbmaint.systemd import Notifier
+from dbmaint.service.systemd import Notifier
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_without_notify_socket_nothing_is_sent(listener: tuple[socket.socket, st
 def test_an_unreachable_socket_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
     assert notifier.enabled
-    with caplog.at_level(logging.WARNING, logger="dbmaint.systemd"):
+    with caplog.at_level(logging.WARNING, logger="dbmaint.service.systemd"):
         assert notifier.ready("up") is False
         assert notifier.watchdog() is False
     assert [r.getMessage().split(" failed:")[0] for r in caplog.records] == [

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from dbmaint.config import SentryConfig
 from dbmaint.model import Action, JobReport
-from dbmaint.telemetry import Sentry, monitor_config, monitor_slug, scrub, scrub_event
+from dbmaint.service.telemetry import Sentry, monitor_config, monitor_slug, scrub, scrub_event
 
 # --- scrub: passwords --------------------------------------------------------------------------------------------
 

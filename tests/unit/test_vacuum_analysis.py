@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from dbmaint.analyse import vacuum
-from dbmaint.collect import TableStats
 from dbmaint.config import VacuumConfig
+from dbmaint.maintenance import vacuum_analysis
+from dbmaint.pg.facts import TableStats
 
 SERVER = {
     "autovacuum_vacuum_threshold": 50,
@@ -29,7 +29,7 @@ CONFIG = VacuumConfig()
 
 
 def kinds(table: TableStats, config: VacuumConfig = CONFIG) -> list[str]:
-    return [n.kind for n in vacuum.table_needs(table, SERVER, config)]
+    return [n.kind for n in vacuum_analysis.table_needs(table, SERVER, config)]
 
 
 def test_a_clean_table_needs_nothing() -> None:
@@ -40,7 +40,7 @@ def test_dead_rows_past_half_of_autovacuums_trigger() -> None:
     # autovacuum would fire at 50 + 0.2 * 100,000 = 20,050 dead rows; dbmaint at half of that.
     assert kinds(replace(CLEAN, n_dead_tup=10_000)) == []
     assert kinds(replace(CLEAN, n_dead_tup=10_100)) == ["dead_tuples"]
-    (need,) = vacuum.table_needs(replace(CLEAN, n_dead_tup=10_100), SERVER, CONFIG)
+    (need,) = vacuum_analysis.table_needs(replace(CLEAN, n_dead_tup=10_100), SERVER, CONFIG)
     assert need.detail == "10,100 dead rows > 10,025"
 
 
@@ -52,7 +52,7 @@ def test_table_reloptions_override_the_server_settings() -> None:
 
 def test_a_table_with_autovacuum_disabled_says_so() -> None:
     table = replace(CLEAN, n_dead_tup=20_000, reloptions=["autovacuum_enabled=false"])
-    (need,) = vacuum.table_needs(table, SERVER, CONFIG)
+    (need,) = vacuum_analysis.table_needs(table, SERVER, CONFIG)
     assert "autovacuum is disabled on this table" in need.detail
 
 
@@ -96,20 +96,20 @@ def test_plan_orders_by_risk_then_need() -> None:
         replace(CLEAN, relid=6, name="older", xid_age=190_000_000),
         replace(CLEAN, relid=7, name="clean"),
     ]
-    order = [p.table.name for p in vacuum.plan(tables, SERVER, CONFIG)]
+    order = [p.table.name for p in vacuum_analysis.plan(tables, SERVER, CONFIG)]
     assert order == ["older", "old", "dead_big", "dead_small", "stats"]
 
 
 def test_exclude_patterns() -> None:
     config = replace(CONFIG, exclude=("audit.*",))
     tables = [replace(CLEAN, schema="audit", n_dead_tup=90_000), replace(CLEAN, n_dead_tup=90_000)]
-    assert [p.table.schema for p in vacuum.plan(tables, SERVER, config)] == ["public"]
+    assert [p.table.schema for p in vacuum_analysis.plan(tables, SERVER, config)] == ["public"]
 
 
 def test_statements() -> None:
     def statement(table: TableStats) -> str:
-        (table_plan,) = vacuum.plan([table], SERVER, CONFIG)
-        return vacuum.statement(table_plan, 150000).as_string(None)
+        (table_plan,) = vacuum_analysis.plan([table], SERVER, CONFIG)
+        return vacuum_analysis.statement(table_plan, 150000).as_string(None)
 
     assert statement(replace(CLEAN, n_dead_tup=90_000)) == 'VACUUM (ANALYZE, SKIP_LOCKED) "public"."t"'
     assert statement(replace(CLEAN, xid_age=190_000_000)) == 'VACUUM (FREEZE, SKIP_LOCKED) "public"."t"'
@@ -119,12 +119,12 @@ def test_statements() -> None:
 
 
 def test_from_postgresql_16_database_stats_are_updated_once_at_the_end() -> None:
-    plans = vacuum.plan([replace(CLEAN, n_dead_tup=90_000)], SERVER, CONFIG)
-    assert vacuum.statement(plans[0], 160000).as_string(None) == (
+    plans = vacuum_analysis.plan([replace(CLEAN, n_dead_tup=90_000)], SERVER, CONFIG)
+    assert vacuum_analysis.statement(plans[0], 160000).as_string(None) == (
         'VACUUM (ANALYZE, SKIP_LOCKED, SKIP_DATABASE_STATS) "public"."t"'
     )
-    closing = vacuum.database_stats_statement(plans, 160000)
+    closing = vacuum_analysis.database_stats_statement(plans, 160000)
     assert closing is not None and closing.as_string(None) == "VACUUM (ONLY_DATABASE_STATS)"
-    assert vacuum.database_stats_statement(plans, 150000) is None
-    analyze_only = vacuum.plan([replace(CLEAN, n_mod_since_analyze=90_000)], SERVER, CONFIG)
-    assert vacuum.database_stats_statement(analyze_only, 160000) is None
+    assert vacuum_analysis.database_stats_statement(plans, 150000) is None
+    analyze_only = vacuum_analysis.plan([replace(CLEAN, n_mod_since_analyze=90_000)], SERVER, CONFIG)
+    assert vacuum_analysis.database_stats_statement(analyze_only, 160000) is None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dbmaint.advisor.verify import Timing, judge
 from dbmaint.model import IndexRecommendation
-from dbmaint.verify import Timing, judge
 
 INDEX = IndexRecommendation("public", "t", ("a",), "t_a_idx", "CREATE INDEX CONCURRENTLY t_a_idx ON t (a)", "why")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbmaint.whatif import plan_cost
+from dbmaint.advisor.whatif import plan_cost
 
 
 def node(kind: str, cost: float, *children: dict[str, Any], **extra: Any) -> dict[str, Any]:

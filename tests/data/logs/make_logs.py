@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 HERE = Path(__file__).resolve().parent
 # The output name of each format, by the extension PostgreSQL gives it.

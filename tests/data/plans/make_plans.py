@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from dbmaint.cluster import Cluster
+from dbmaint.pg.cluster import Cluster
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {"autovacuum": "off", "track_io_timing": "on"}

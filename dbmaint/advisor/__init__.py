@@ -1,0 +1,1 @@
+"""The index advisor: the workload, candidates, the planner's opinion (hypopg), the choice, revisions."""

@@ -1,0 +1,1 @@
+"""`dbmaint check`: the database checklist."""

@@ -1,0 +1,222 @@
+"""The command group: options every command takes, errors as one line and an exit code, databases one by one.
+
+This is the one place where errors become messages and exit codes (0 ok, 1 the command ran and found or
+failed something, 2 bad usage or config, 3 cannot connect).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from dbmaint import __version__
+from dbmaint.errors import DatabaseError, DbmaintError, Interrupted, StateStoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+log = logging.getLogger("dbmaint")
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    config_path: str | None = None
+    database: str | None = None
+    dsn: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+
+    def merged(self, local: GlobalOptions) -> GlobalOptions:
+        """Options given after the command name win over those given before it."""
+        return GlobalOptions(
+            config_path=local.config_path or self.config_path,
+            database=local.database or self.database,
+            dsn=local.dsn or self.dsn,
+            verbose=self.verbose + local.verbose,
+            quiet=self.quiet or local.quiet,
+        )
+
+
+def global_options(f: F) -> F:
+    options = [
+        click.option("--config", "config_path", metavar="PATH", default=None,
+                     help="Configuration file (default: $DBMAINT_CONFIG, ./config.toml, /etc/dbmaint/config.toml)."),
+        click.option("--database", metavar="NAME", default=None,
+                     help="One of the configured databases (default: all of them)."),
+        click.option("--dsn", metavar="DSN", default=None,
+                     help="Connect to this database directly (libpq DSN or URI); no config needed."),
+        click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def format_option(f: F) -> F:
+    return click.option(
+        "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        help="Output for people (text) or one JSON document on stdout (json).",
+    )(f)  # fmt: skip
+
+
+def _options(ctx: click.Context, kwargs: dict[str, Any]) -> GlobalOptions:
+    local = GlobalOptions(**{k: kwargs.pop(k) for k in ("config_path", "database", "dsn", "verbose", "quiet")})
+    parent: GlobalOptions = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    options = parent.merged(local)
+    _configure_logging(options)
+    return options
+
+
+def _configure_logging(options: GlobalOptions) -> None:
+    level = logging.ERROR if options.quiet else logging.WARNING
+    if options.verbose == 1:
+        level = logging.INFO
+    elif options.verbose > 1:
+        level = logging.DEBUG
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of the record, not at the time of set-up."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _Group(click.Group):
+    """Turns every dbmaint error into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DbmaintError as exc:
+            click.echo(f"dbmaint: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("dbmaint: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"dbmaint: unexpected error: {type(exc).__name__}: {exc} (run with -vv for details)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(__version__, prog_name="dbmaint")
+@click.pass_context
+def cli(ctx: click.Context, /, **kwargs: Any) -> None:
+    """dbmaint keeps PostgreSQL healthy: need-based VACUUM ANALYZE, bloat-driven REINDEX CONCURRENTLY,
+    an index advisor with Alembic migrations, plans explained, slow queries captured, and a history of
+    everything it did."""
+    ctx.obj = GlobalOptions(**kwargs)
+
+
+def command(f: F) -> F:
+    """Shared wiring: global options accepted after the command name too."""
+
+    @functools.wraps(f)
+    @click.pass_context
+    def wrapper(ctx: click.Context, /, **kwargs: Any) -> Any:
+        options = _options(ctx, kwargs)
+        return f(options, **kwargs)
+
+    return global_options(wrapper)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DatabaseFailure:
+    """One database of several that a command could not do (unreachable, dropped, refused): reported in
+    its place, while the others are still done."""
+
+    database: str
+    error: DbmaintError
+
+    def to_json(self, **_: Any) -> dict[str, Any]:
+        return {"database": self.database, "status": "error", "error": str(self.error), "exit_code": self.exit_code}
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code
+
+
+def each_database(targets: Sequence[Any], work: Callable[[Any], T]) -> tuple[list[T | DatabaseFailure], int]:
+    """``work`` for every database in turn; one database's failure is that database's failure.
+
+    With several databases, an error of one (cannot connect, a query refused) is reported on stderr and
+    in its place in the output, and the rest still run; the second value is the worst exit code met (3
+    cannot connect, 2 a database's settings unusable, 1 a query failed). With one database the error
+    ends the command as before. A state store failure or a stop request ends it whatever the count:
+    neither belongs to one database.
+    """
+    import psycopg
+
+    outcomes: list[T | DatabaseFailure] = []
+    worst = 0
+    for target in targets:
+        try:
+            outcomes.append(work(target))
+        except (StateStoreError, Interrupted):
+            raise
+        except (DbmaintError, psycopg.Error) as exc:
+            if len(targets) == 1:
+                raise
+            from dbmaint.pg.db import first_line
+
+            error = exc if isinstance(exc, DbmaintError) else DatabaseError(first_line(str(exc)))
+            click.echo(f"dbmaint: {target.name}: {error}", err=True)
+            worst = max(worst, error.exit_code)
+            outcomes.append(DatabaseFailure(target.name, error))
+    return outcomes, worst
+
+
+def exit_worst(worst: int, found_problem: bool) -> None:
+    """Exit with the worst status of the databases: a failed database outranks a found problem."""
+    code = max(worst, 1 if found_problem else 0)
+    if code:
+        sys.exit(code)
+
+
+def print_failure(command: str, failure: DatabaseFailure) -> None:
+    click.echo(f"{command} on {failure.database}: error: {failure.error}")
+
+
+def context(options: GlobalOptions) -> Any:
+    from dbmaint.config import load_config
+    from dbmaint.pg.db import resolve_targets
+    from dbmaint.store.history import History
+
+    config = load_config(options.config_path)
+    targets = resolve_targets(config, options.database, options.dsn)
+    return config, targets, History(config.state.url)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: click's own errors (usage, bad option values, missing files) become one line too."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="dbmaint", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" {exc.ctx.command_path}" if exc.ctx is not None else ""
+        click.echo(f"dbmaint: {exc.format_message()} (see: dbmaint{where.removeprefix(' dbmaint')} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"dbmaint: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("dbmaint: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

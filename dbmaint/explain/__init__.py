@@ -1,0 +1,1 @@
+"""`dbmaint explain`: running a plan safely, what the plan says, comparing two plans, rendering."""

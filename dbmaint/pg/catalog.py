@@ -1,0 +1,94 @@
+"""Catalog readers for statements: relations and their columns, column statistics, extensions, index
+definitions. Apart from collect.py, whose many records cost import time: dbmaint explain needs only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from dbmaint.pg import db
+from dbmaint.pg.facts import IndexDefinition
+
+if TYPE_CHECKING:
+    from dbmaint.sql import sqlshape
+
+
+@dataclass(frozen=True)
+class _Schema:
+    schema: str
+
+
+def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
+    rows = db.fetch(conn, "extension_schema", _Schema, {"name": name})
+    return rows[0].schema if rows else None
+
+
+# A pg_get_indexdef() that loses the race with a new ACCESS EXCLUSIVE request gives up after this long.
+_DEFINITION_LOCK_TIMEOUT_MS = "50"
+
+
+def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
+    """Printed definitions of these indexes, leaving out any whose table is locked (they are display only).
+
+    Meant for an autocommit connection: the short lock_timeout is local to a transaction of its own.
+    """
+    if not index_oids:
+        return {}
+    try:
+        return _definitions_nowait(conn, index_oids)
+    except psycopg.errors.LockNotAvailable:
+        pass  # a lock request came in after the query looked: try them one by one, losing only that table's
+    found: dict[int, IndexDefinition] = {}
+    for oid in index_oids:
+        try:
+            found.update(_definitions_nowait(conn, [oid]))
+        except psycopg.errors.LockNotAvailable:
+            continue
+    return found
+
+
+def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
+    with conn.transaction():
+        db.set_settings(conn, {"lock_timeout": _DEFINITION_LOCK_TIMEOUT_MS}, local=True)
+        rows = db.fetch(conn, "advisor_index_definitions", IndexDefinition, {"index_oids": index_oids})
+    return {row.index_oid: row for row in rows}
+
+
+# --- relations and column statistics, for reading statements (advisor, explain) ------------------------
+
+
+@dataclass(frozen=True)
+class _RelationRow:
+    schema: str
+    name: str
+    kind: str
+    columns: dict[str, str]
+    view_definition: str | None
+
+
+def catalog(conn: psycopg.Connection[Any]) -> sqlshape.Catalog:
+    """Every relation a statement may name, with columns and view definitions, and the search_path."""
+    from dbmaint.sql import sqlshape
+
+    rows = db.fetch(conn, "advisor_relations", _RelationRow)
+    relations = {
+        (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
+    }
+    search_path = db.fetch_value(conn, "SELECT pg_catalog.current_schemas(false)") or ["public"]
+    return sqlshape.Catalog(relations, tuple(search_path))
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    histogram: list[str] | None
+    most_common: str | None
+    most_common_freq: float
+    least_common: str | None = None
+
+
+def column_stats(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> ColumnStats | None:
+    rows = db.fetch(conn, "advisor_histogram", ColumnStats, {"schema": schema, "table": table, "column": column})
+    return rows[0] if rows else None

@@ -1,0 +1,168 @@
+"""Read-only collection: catalog and statistics views -> typed records. No decisions are made here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from dbmaint.errors import DatabaseError
+from dbmaint.pg import db
+from dbmaint.pg.catalog import (  # the readers explain needs live there, apart: they start fast
+    ColumnStats,
+    catalog,
+    column_stats,
+    extension_schema,
+    index_definitions,
+)
+from dbmaint.pg.facts import (
+    DatabaseHealth,
+    DeadTupleLeader,
+    DeadTuples,
+    IndexPages,
+    IndexStats,
+    InvalidIndex,
+    SchemaFacts,
+    SchemaForeignKey,
+    SchemaIndex,
+    SchemaTable,
+    ServerLoad,
+    Setting,
+    StatsWindow,
+    TableStats,
+    XminHolder,
+)
+
+
+def vacuum_tables(conn: psycopg.Connection[Any]) -> list[TableStats]:
+    return db.fetch(conn, "vacuum_tables", TableStats)
+
+
+def autovacuum_settings(conn: psycopg.Connection[Any]) -> dict[str, float]:
+    return {row.name: float(row.setting) for row in db.fetch(conn, "autovacuum_settings", Setting)}
+
+
+def server_load(conn: psycopg.Connection[Any]) -> ServerLoad:
+    return db.fetch(conn, "server_load", ServerLoad)[0]
+
+
+def xmin_holders(conn: psycopg.Connection[Any]) -> list[XminHolder]:
+    return db.fetch(conn, "xmin_holders", XminHolder)
+
+
+def dead_tuples(conn: psycopg.Connection[Any], relid: int) -> int:
+    # A fresh statistics snapshot: VACUUM has just reported its counts.
+    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
+    rows = db.fetch(conn, "table_dead_tuples", DeadTuples, {"relid": relid})
+    return rows[0].n_dead_tup if rows else 0
+
+
+def dead_tuple_leaders(conn: psycopg.Connection[Any], top: int) -> list[DeadTupleLeader]:
+    """The ``top`` tables with the most dead rows."""
+    return db.fetch(conn, "health_dead_tuples", DeadTupleLeader, {"top": top})
+
+
+def database_health(conn: psycopg.Connection[Any]) -> DatabaseHealth:
+    return db.fetch(conn, "health_database", DatabaseHealth)[0]
+
+
+@dataclass(frozen=True)
+class _Size:
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class _TablespacePath:
+    tablespace_oid: int
+    path: str | None
+
+
+def index_bloat_inputs(conn: psycopg.Connection[Any]) -> list[IndexStats]:
+    return db.fetch(conn, "index_bloat_inputs", IndexStats)
+
+
+def invalid_indexes(conn: psycopg.Connection[Any], table_oid: int | None = None) -> list[InvalidIndex]:
+    return db.fetch(conn, "invalid_indexes", InvalidIndex, {"table_oid": table_oid})
+
+
+def index_size(conn: psycopg.Connection[Any], schema: str, name: str) -> int | None:
+    rows = db.fetch(conn, "index_size", _Size, {"schema": schema, "name": name})
+    return rows[0].size_bytes if rows else None
+
+
+def index_pages(conn: psycopg.Connection[Any], pgstattuple_schema: str, index_oid: int) -> IndexPages | None:
+    """A btree index's pages from pgstattuple, or None when they cannot be had (privilege, lock)."""
+    try:
+        rows = db.fetch(
+            conn, "pgstatindex", IndexPages, {"index_oid": index_oid}, identifiers={"schema": pgstattuple_schema}
+        )
+    except (psycopg.Error, DatabaseError):
+        return None
+    if not rows or rows[0].avg_leaf_density != rows[0].avg_leaf_density:  # NaN: an empty index
+        return None
+    return rows[0]
+
+
+def tablespace_paths(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    """Tablespace directories, when this role may see them (data_directory needs pg_read_all_settings)."""
+    try:
+        rows = db.fetch(conn, "tablespace_paths", _TablespacePath)
+    except (psycopg.Error, DatabaseError):
+        return {}
+    return {row.tablespace_oid: row.path for row in rows if row.path}
+
+
+# --- Schema facts for the index advisor's findings (missing keys, unindexed foreign keys, index hygiene) ---
+
+
+def advisor_tables(conn: psycopg.Connection[Any]) -> list[SchemaTable]:
+    return db.fetch(conn, "advisor_tables", SchemaTable)
+
+
+def advisor_indexes(conn: psycopg.Connection[Any]) -> list[SchemaIndex]:
+    return db.fetch(conn, "advisor_indexes", SchemaIndex)
+
+
+def advisor_foreign_keys(conn: psycopg.Connection[Any]) -> list[SchemaForeignKey]:
+    return db.fetch(conn, "advisor_foreign_keys", SchemaForeignKey)
+
+
+def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
+    window = db.fetch(conn, "advisor_stats_window", StatsWindow)[0]
+    if window.stats_reset is not None:
+        return window
+    allowed = db.fetch_value(
+        conn, "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')"
+    )
+    if not allowed:
+        return window  # without the privilege the counting start stays unknown: nothing is called unused
+    created = db.fetch(conn, "database_created", _Created)
+    return StatsWindow(window.stats_reset, created[0].created if created else None, window.collected_at)
+
+
+@dataclass(frozen=True)
+class _Created:
+    created: datetime | None
+
+
+def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
+    """The facts for ``dbmaint.advisor.schema_findings.findings``; every query is read-only and never waits
+    for a lock."""
+    window = stats_window(conn)
+    indexes = advisor_indexes(conn)
+    # Printed definitions only where the catalog's own text is not enough: expressions, predicates, re-creation.
+    wanted = [i.index_oid for i in indexes if i.expressions is not None or i.predicate is not None or not i.is_valid]
+    return SchemaFacts(
+        tables=tuple(advisor_tables(conn)),
+        indexes=tuple(indexes),
+        foreign_keys=tuple(advisor_foreign_keys(conn)),
+        definitions=index_definitions(conn, wanted),
+        stats_reset=window.stats_reset,
+        database_created=window.database_created,
+        collected_at=window.collected_at,
+    )
+
+
+__all__ = ["ColumnStats", "catalog", "column_stats", "extension_schema", "index_definitions"]

@@ -1,0 +1,252 @@
+"""The one thin layer over psycopg: connecting with dbmaint's session settings, and typed rows.
+
+Every dbmaint session is named ``dbmaint`` in pg_stat_activity, has a lock_timeout, a bounded
+idle-in-transaction time and, on PostgreSQL 14+, ``client_connection_check_interval`` so that a killed
+dbmaint leaves no orphaned maintenance backend behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import Row, class_row
+
+from dbmaint.config import Config, SafetyConfig
+from dbmaint.errors import ConfigError, ConnectError, DatabaseError, UsageError
+from dbmaint.pg import own_statements, queries, stopping
+
+log = logging.getLogger(__name__)
+APPLICATION_NAME = "dbmaint"
+T = TypeVar("T")
+Params = dict[str, Any] | Sequence[Any] | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database dbmaint works on: the config's name for it and its connection string."""
+
+    name: str
+    dsn: str
+
+    @property
+    def display(self) -> str:
+        return mask_dsn(self.dsn)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe for logs, history and Sentry."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<unparseable DSN>"
+    for key in params:
+        if key.endswith("password"):  # password, and sslpassword (the client key's passphrase)
+            params[key] = "***"
+    return make_conninfo("", **params) or "(libpq defaults)"
+
+
+def resolve_targets(config: Config, database: str | None, dsn: str | None) -> list[Target]:
+    """The databases a command acts on: --dsn, else the config's, else $DBMAINT_DSN, else libpq's defaults."""
+    if dsn is not None:
+        if database is not None and config.databases and database not in {db.name for db in config.databases}:
+            known = ", ".join(db.name for db in config.databases)
+            raise UsageError(f"no database named {database!r} in {config.source} (configured: {known})")
+        # With --dsn, --database names it in history (and must be a configured name when there is a config).
+        return [Target(database or _dbname(dsn), dsn)]
+    if config.databases:
+        chosen = [db for db in config.databases if database in (None, db.name)]
+        if not chosen:
+            known = ", ".join(db.name for db in config.databases)
+            raise UsageError(f"no database named {database!r} in {config.source} (configured: {known})")
+        targets = []
+        for db in chosen:
+            if db.dsn is not None:
+                targets.append(Target(db.name, db.dsn))
+                continue
+            value = os.environ.get(db.dsn_env or "")
+            if not value:
+                raise ConfigError(
+                    f"{config.source}: database {db.name!r} takes its DSN from ${db.dsn_env}, which is not set"
+                )
+            targets.append(Target(db.name, value))
+        return targets
+    env_dsn = os.environ.get("DBMAINT_DSN")
+    if env_dsn:
+        return [Target(database or _dbname(env_dsn), env_dsn)]
+    if database is not None:
+        raise UsageError(f"--database {database!r} given but no configuration file names databases")
+    return [Target(_dbname(""), "")]
+
+
+def _dbname(dsn: str) -> str:
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigError(f"invalid DSN: {_parse_problem(exc)}") from None
+    return str(params.get("dbname") or os.environ.get("PGDATABASE") or params.get("user") or "default")
+
+
+def _parse_problem(exc: psycopg.Error) -> str:
+    """libpq's complaint about a DSN, unless it quotes a piece of it (which may be the password)."""
+    message = first_line(str(exc))
+    return (
+        "libpq cannot parse it (check its key=value pairs, or the URI)" if '"' in message or "'" in message else message
+    )
+
+
+def first_line(message: str) -> str:
+    return message.strip().splitlines()[0].strip() if message.strip() else "unknown error"
+
+
+def connect(
+    target: Target,
+    safety: SafetyConfig,
+    *,
+    autocommit: bool = True,
+    statement_timeout: float | None = None,
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection with dbmaint's session settings; ``ConnectError`` with one clear line otherwise."""
+    try:
+        with stopping.connecting():
+            conn = psycopg.connect(
+                target.dsn,
+                autocommit=autocommit,
+                application_name=APPLICATION_NAME,
+                connect_timeout=max(1, round(safety.connect_timeout)),
+                cursor_factory=MarkedCursor,
+            )
+    except psycopg.ProgrammingError as exc:  # malformed DSN
+        raise ConfigError(f"invalid DSN for database {target.name!r}: {_parse_problem(exc)}") from None
+    except psycopg.OperationalError as exc:
+        raise ConnectError(_connect_message(target, exc)) from None
+    settings = {
+        "lock_timeout": _ms(safety.lock_timeout),
+        "statement_timeout": _ms(statement_timeout or 0),
+        # A dbmaint transaction left open by a bug must not hold back vacuum for long.
+        "idle_in_transaction_session_timeout": "60000",
+    }
+    stopping.register(conn)
+    if conn.info.server_version >= 140000:
+        settings["client_connection_check_interval"] = _ms(safety.connection_check_interval)
+    try:
+        set_settings(conn, settings)
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseError(f"could not configure the session on {target.name!r}: {first_line(str(exc))}") from None
+    _untracked(conn)
+    return conn
+
+
+class MarkedCursor(psycopg.Cursor[Row]):
+    """Every statement dbmaint sends carries own_statements.MARKER, so reading pg_stat_statements (or a
+    server log) back can leave dbmaint's own statements out."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        return super().execute(own_statements.mark(query), params, prepare=prepare, binary=binary)
+
+
+def _untracked(conn: psycopg.Connection[Any]) -> None:
+    """pg_stat_statements off for this session where the role may set it (superuser, or GRANT SET ON
+    PARAMETER): explaining or planning an application's statement then adds nothing to its entry."""
+    try:
+        if conn.autocommit:
+            conn.execute("SET pg_stat_statements.track = 'none'")
+        else:
+            with conn.transaction():  # a refusal must not leave the session's transaction aborted
+                conn.execute("SET pg_stat_statements.track = 'none'")
+    except psycopg.errors.InsufficientPrivilege:
+        log.debug("pg_stat_statements.track cannot be set by this role: dbmaint's statements are told by their marker")
+    except psycopg.Error as exc:
+        log.debug("pg_stat_statements.track not set: %s", first_line(str(exc)))
+
+
+def _ms(seconds: float) -> str:
+    return str(max(0, round(seconds * 1000)))
+
+
+def set_settings(conn: psycopg.Connection[Any], settings: dict[str, str], *, local: bool = False) -> None:
+    """Set several GUCs in one round trip (set_config, so values are parameters, never spliced)."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, {})").format(sql.Literal(name), sql.Placeholder(), sql.Literal(local))
+        for name in settings
+    )
+    conn.execute(sql.SQL("SELECT {}").format(calls), list(settings.values()))
+
+
+def _connect_message(target: Target, exc: psycopg.OperationalError) -> str:
+    detail = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    detail = detail.removeprefix("connection failed: ")
+    return f"could not connect to PostgreSQL database {target.name!r} ({target.display}): {detail}"
+
+
+@contextmanager
+def connection(
+    target: Target, safety: SafetyConfig, *, statement_timeout: float | None = None
+) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    conn = connect(target, safety, statement_timeout=statement_timeout)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def fetch(
+    conn: psycopg.Connection[Any],
+    name: str,
+    row_type: type[T],
+    params: Params = None,
+    identifiers: dict[str, str] | None = None,
+) -> list[T]:
+    """Run the named query from ``dbmaint/queries`` and return typed rows.
+
+    ``identifiers`` fill ``{name}`` slots in the query text, quoted by psycopg.sql.Identifier.
+    """
+    stopping.check()
+    statement: sql.SQL | sql.Composed = queries.query(name, conn.info.server_version)
+    if identifiers:
+        statement = queries.query(name, conn.info.server_version).format(
+            **{key: sql.Identifier(value) for key, value in identifiers.items()}
+        )
+    try:
+        with conn.cursor(row_factory=class_row(row_type)) as cur:
+            # Always pass parameters, even none, so that '%%' in the SQL files means '%' everywhere.
+            cur.execute(statement, params if params is not None else {})
+            return cur.fetchall()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DatabaseError(
+            f"insufficient privilege to read {name.replace('_', ' ')}: {first_line(str(exc))}"
+        ) from None
+    except psycopg.OperationalError:
+        raise  # the connection is gone: the job's caller handles that
+    except psycopg.Error as exc:
+        raise DatabaseError(f"could not read {name.replace('_', ' ')}: {first_line(str(exc))}") from None
+
+
+def fetch_value(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed | str, params: Params = None) -> Any:
+    stopping.check()
+    row = conn.execute(statement, params).fetchone()
+    return None if row is None else row[0]
+
+
+def is_in_recovery(conn: psycopg.Connection[Any]) -> bool:
+    return bool(fetch_value(conn, "SELECT pg_catalog.pg_is_in_recovery()"))
+
+
+def server_identity(conn: psycopg.Connection[Any]) -> str | None:
+    """The cluster's system_identifier: the same on a cluster and its physical standbys (one history across
+    a failover), different for two clusters that each have a database of the same name."""
+    try:
+        value = fetch_value(conn, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()")
+    except psycopg.Error:  # a server that hides it: runs are then told apart by database name only
+        return None
+    return None if value is None else str(value)

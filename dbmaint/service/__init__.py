@@ -1,0 +1,1 @@
+"""`dbmaint run` and `dbmaint status`: schedules, the scheduler, metrics, Sentry, systemd."""

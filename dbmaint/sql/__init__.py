@@ -1,0 +1,1 @@
+"""SQL text read with PostgreSQL's own parser (pglast): statement shapes, identifiers."""

@@ -1,0 +1,1 @@
+"""The state store: runs, actions, the service's state and captured statements (SQLAlchemy)."""

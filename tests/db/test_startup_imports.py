@@ -1,0 +1,59 @@
+"""A command loads only what it uses: measured on real runs of `dbmaint explain` and `dbmaint vacuum`.
+
+Each runs in a fresh interpreter that writes the names of the modules it loaded when it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.db.conftest import Database
+
+PROBE = """
+import atexit, json, sys
+def dump():
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted(sys.modules), out)
+atexit.register(dump)
+from dbmaint.cli import main
+main(sys.argv[2:])
+"""
+
+
+def loaded(tmp_path: Path, *args: str) -> set[str]:
+    dump = tmp_path / "modules.json"
+    env = {**os.environ, "DBMAINT_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(dump), *args], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return {name.split(".")[0] for name in json.loads(dump.read_text())} | set(json.loads(dump.read_text()))
+
+
+def test_explain_loads_no_state_store_scheduler_or_advisor(database: Database, tmp_path: Path) -> None:
+    for output in ("json", "text"):
+        modules = loaded(
+            tmp_path,
+            "explain",
+            "--dsn",
+            database.dsn,
+            "--format",
+            output,
+            "SELECT relname FROM pg_class WHERE oid = 1259",
+        )
+        assert "psycopg" in modules and "dbmaint.explain.runner" in modules
+        heavy = {"sqlalchemy", "alembic", "apscheduler", "sentry_sdk", "prometheus_client", "dbmaint.advisor.whatif"}
+        assert modules & heavy == set(), output
+        # rich draws the text tree; JSON output never loads it
+        assert ("rich" in modules) == (output == "text")
+
+
+def test_vacuum_loads_no_parser_scheduler_or_advisor(database: Database, tmp_path: Path) -> None:
+    modules = loaded(tmp_path, "vacuum", "--dsn", database.dsn, "--format", "json")
+    assert "dbmaint.maintenance.vacuum_analysis" in modules
+    heavy = {"pglast", "apscheduler", "sentry_sdk", "prometheus_client", "rich", "dbmaint.advisor.recommend"}
+    assert modules & heavy == set()
