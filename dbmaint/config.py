@@ -274,6 +274,9 @@ def _section(cls: type[T], table: object, where: str, source: str) -> T:
     return cls(**kwargs)
 
 
+# The jobs the service schedules, in this order (status, metrics, `history --job` and the scheduler).
+JOB_NAMES = ("vacuum", "reindex", "capture", "advisor")
+
 _SECTIONS: dict[str, type[Any]] = {
     "vacuum": VacuumConfig,
     "reindex": ReindexConfig,

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from dbmaint import model
-from dbmaint.config import Config, ReindexConfig, VacuumConfig
+from dbmaint.config import JOB_NAMES, Config, ReindexConfig, VacuumConfig
 from dbmaint.errors import DatabaseError, DbmaintError
 from dbmaint.maintenance import actions, reindex_analysis, vacuum_analysis
 from dbmaint.model import Action, JobReport, RunStatus
@@ -383,3 +383,13 @@ def advisor(target: db.Target, config: Config, history: History, *, scheduled_fo
             report.actions.append(action)
             history.record_skipped(report, action)
     return report
+
+
+# Each job's use case, by the name config.toml's [schedule] and history know it by.
+USE_CASES: dict[str, Callable[..., Any]] = {
+    "vacuum": vacuum,
+    "reindex": reindex,
+    "capture": capture,
+    "advisor": advisor,
+}
+assert tuple(USE_CASES) == JOB_NAMES

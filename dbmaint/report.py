@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbmaint.model import JobReport
-from dbmaint.units import format_duration, format_size
+from dbmaint.units import format_duration, format_ms, format_share, format_size
 
 if TYPE_CHECKING:  # imported where used: dbmaint explain --format json starts without rich or SQLAlchemy
     from rich.console import Console
     from rich.text import Text
 
-    from dbmaint.store.history import RunRecord
+    from dbmaint.store.records import RunRecord
 
 _STATUS_STYLE = {
     "done": "green",
@@ -301,7 +301,7 @@ def _node_line(node: Any) -> Text:
     line.append(node.label, style="bold" if (node.share or 0) > 0.1 else "")
     figures = []
     if node.exclusive_ms is not None:
-        share = f" ({node.share:.0%})" if node.share is not None else ""
+        share = f" ({format_share(node.share)})" if node.share is not None else ""
         figures.append((f"{node.exclusive_ms:,.2f} ms{share}", _share_style(node.share)))
     if node.actual_rows is not None:
         rows = f"rows {node.actual_rows:,.0f} of {node.plan_rows * (node.loops or 1):,.0f} est"
@@ -552,7 +552,7 @@ def _comparison_side(result: Any) -> Text:
     """One statement's summary: its text, timing, figures and problems, for a column of the comparison."""
     from rich.text import Text
 
-    from dbmaint.explain.compare import format_figure, format_ms
+    from dbmaint.explain.compare import format_figure
 
     analysis = result.analysis
     text = Text(_one_line(result.statement, 160) + "\n", style="bold")
@@ -573,7 +573,7 @@ def _comparison_side(result: Any) -> Text:
     text.append(", ".join(figures) + "\n", style="dim")
     hottest = max(analysis.nodes, key=lambda n: n.exclusive_ms or 0.0, default=None)
     if hottest is not None and hottest.exclusive_ms:
-        share = f" ({hottest.share:.0%})" if hottest.share is not None else ""
+        share = f" ({format_share(hottest.share)})" if hottest.share is not None else ""
         text.append(f"most time: {hottest.label}, {format_ms(hottest.exclusive_ms)}{share}\n")
     if analysis.problems:
         for problem in analysis.problems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {
@@ -61,3 +62,33 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+# --- figures for people: every text and HTML output prints numbers through these ---------------------
+
+
+def format_ms(value: float) -> str:
+    """23,412 ms, 23.4 ms, 0.123 ms: three figures below a millisecond, where fast statements live."""
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 1:
+        return f"{value:.1f} ms"
+    return f"{value:.3f} ms"
+
+
+def format_share(share: float) -> str:
+    """A share as a percentage that says 99.9% rather than 100% when it is not all, and <1% rather than 0%."""
+    percent = share * 100
+    if 99.5 <= percent < 100:
+        return f"{math.floor(percent * 10) / 10:.1f}%"
+    if 0 < percent < 0.5:
+        return "<1%"
+    return f"{percent:.0f}%"
+
+
+def format_count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def format_rows(value: float) -> str:
+    return "1 row" if round(value) == 1 else f"{value:,.0f} rows"

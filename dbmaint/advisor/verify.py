@@ -21,6 +21,7 @@ from dbmaint.advisor.candidates import Plannable
 from dbmaint.errors import UsageError
 from dbmaint.model import IndexRecommendation
 from dbmaint.pg import db
+from dbmaint.pg.prepared import Prepared
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -77,10 +78,9 @@ def execution_ms(conn: Connection, statement: Plannable, timeout_s: float) -> fl
     arguments = [statement.custom_values.get(n) for n in range(1, statement.params + 1)]
     if any(a is None for a in arguments):
         return None  # no representative value for a parameter: an empty run would prove nothing
-    prepare = sql.SQL("PREPARE {} AS ").format(sql.Identifier(_PREPARED)) + sql.SQL(statement.text)
-    explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}").format(sql.Identifier(_PREPARED))
-    if arguments:
-        explain += sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(a) for a in arguments))
+    prepared = Prepared(_PREPARED, statement.text)
+    prepare = prepared.prepare()
+    explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + prepared.execute(arguments)
     best: float | None = None
     try:
         conn.execute(prepare)
@@ -102,7 +102,7 @@ def execution_ms(conn: Connection, statement: Plannable, timeout_s: float) -> fl
     finally:
         # Only ours: DEALLOCATE ALL would also drop the statements psycopg prepares for itself.
         with contextlib.suppress(psycopg.Error):
-            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+            conn.execute(prepared.deallocate())
     return best
 
 

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from dbmaint.advisor.candidates import Candidate, Plannable
 from dbmaint.pg import db, own_statements, stopping
+from dbmaint.pg.prepared import Prepared
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -196,18 +197,12 @@ class WhatIf:
         """PREPARE, EXPLAIN EXECUTE, DEALLOCATE (composed once per statement: it is planned many times)."""
         if statement.key in self._plan_texts:
             return self._plan_texts[statement.key]
-        name = sql.Identifier(_PREPARED)
         types = [statement.param_types.get(n, "unknown") for n in range(1, statement.params + 1)]
         arguments = [statement.custom_values.get(n) for n in range(1, statement.params + 1)]
         custom = bool(statement.custom_values) and all(a is not None for a in arguments)
-        prepare = sql.SQL("PREPARE {} {} AS ").format(
-            name,
-            sql.SQL("({})").format(sql.SQL(", ").join(map(sql.SQL, types))) if types else sql.SQL(""),
-        ) + sql.SQL(statement.text)
-        execute = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name)
-        if statement.params:
-            execute += sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(a) for a in arguments))
-        steps: list[sql.Composable] = [prepare, execute, sql.SQL("DEALLOCATE {}").format(name)]
+        prepared = Prepared(_PREPARED, statement.text, types)
+        execute = sql.SQL("EXPLAIN (FORMAT JSON) ") + prepared.execute(arguments)
+        steps: list[sql.Composable] = [prepared.prepare(), execute, prepared.deallocate()]
         if custom:  # a failure rolls the setting back with the implicit transaction of the whole string
             steps[1:1] = [sql.SQL("SELECT pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', false)")]
             steps.append(sql.SQL("SELECT pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false)"))
@@ -235,7 +230,7 @@ class WhatIf:
         if self.conn.closed:
             return
         with contextlib.suppress(pgerrors.InvalidSqlStatementName):  # the PREPARE itself failed
-            self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+            self.conn.execute(Prepared(_PREPARED, "").deallocate())
 
 
 # Between a LIMIT and the scan it stops early: these keep the scan's order and pass its rows on.

@@ -9,6 +9,7 @@ import sys
 import click
 
 from dbmaint.cli.base import GlobalOptions, cli, command, context, format_option
+from dbmaint.config import JOB_NAMES
 from dbmaint.errors import DbmaintError, UsageError
 
 
@@ -58,7 +59,7 @@ def status(options: GlobalOptions, output_format: str) -> None:
     if output_format == "json":
         report.print_json(result.to_json())
     else:
-        from dbmaint.store.history import masked_url
+        from dbmaint.store.base import masked_url
 
         report.print_status(
             result, config_source=config.source, state_url=masked_url(config.state.url), timezone=config.timezone
@@ -66,9 +67,7 @@ def status(options: GlobalOptions, output_format: str) -> None:
 
 
 @cli.command()
-@click.option(
-    "--job", type=click.Choice(["vacuum", "reindex", "capture", "advisor"]), default=None, help="Only this job's runs."
-)
+@click.option("--job", type=click.Choice(JOB_NAMES), default=None, help="Only this job's runs.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many runs.")
 @click.option("--run", "run_id", type=int, default=None, help="Show the actions of one run.")
 @format_option

@@ -1,6 +1,6 @@
 """Two plans side by side: which is faster, cheaper, lighter on buffers, which nodes and problems changed.
 
-Pure: no I/O. The input is two :class:`~dbmaint.explain.plan_analysis.PlanAnalysis`, ``before`` (the baseline) and
+Pure: no I/O. The input is two :class:`~dbmaint.explain.plan.PlanAnalysis`, ``before`` (the baseline) and
 ``after`` (the candidate); every ratio says what ``after`` is relative to ``before`` ("2.3x faster").
 
 * Figures: execution and planning time (when both plans were executed), the planner's total cost, the rows
@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dbmaint.explain.plan_analysis import NodeFigures, PlanAnalysis, Problem
+from dbmaint.explain.plan import NodeFigures, PlanAnalysis, Problem
+from dbmaint.units import format_ms, format_rows
 
 SAME_WITHIN = 1.05  # a ratio closer to 1 than this is "about the same"
 NODE_FACTOR = 2.0
@@ -195,14 +196,6 @@ def format_figure(name: str, value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def format_ms(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f} ms"
-    if value >= 1:
-        return f"{value:.1f} ms"
-    return f"{value:.3f} ms"
-
-
 # --- figures ----------------------------------------------------------------------------------------------
 
 
@@ -332,9 +325,9 @@ def _node_summary(node: NodeFigures) -> str:
     if node.exclusive_ms is not None:
         parts.append(f"{format_ms(node.exclusive_ms)} of its own")
     if node.actual_rows is not None:
-        parts.append(_rows(node.actual_rows))
+        parts.append(format_rows(node.actual_rows))
     else:
-        parts.append(_rows(node.plan_rows) + " estimated")
+        parts.append(format_rows(node.plan_rows) + " estimated")
     if node.loops is not None and node.loops > 1:
         parts.append(f"{node.loops:,} loops")
     return ", ".join(parts)
@@ -351,10 +344,6 @@ def _unaliased(node: NodeFigures) -> str:
         if name:
             label = label.replace(f" on {name} {alias}", f" on {name}", 1)
     return label
-
-
-def _rows(value: float) -> str:
-    return "1 row" if round(value) == 1 else f"{value:,.0f} rows"
 
 
 def _node_differences(old: NodeFigures, new: NodeFigures) -> list[str]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
+from importlib import resources
 from typing import TYPE_CHECKING
 
 from dbmaint import __version__
@@ -24,10 +25,10 @@ from dbmaint.explain.compare import (
     ProblemChange,
     describe_key,
     format_figure,
-    format_ms,
     ratio_phrase,
 )
-from dbmaint.explain.plan_analysis import NodeFigures, Problem
+from dbmaint.explain.plan import NodeFigures, Problem
+from dbmaint.units import format_ms, format_share, format_size
 
 if TYPE_CHECKING:
     from dbmaint.explain.runner import Result
@@ -51,126 +52,10 @@ _CONDITIONS = (
 )
 _REMOVED = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Removed by Index Recheck")
 
-_SCRIPT = """
-(function () {
-  document.documentElement.className += " js";
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest ? event.target.closest("button.toggle") : null;
-    if (!button) { return; }
-    var table = button.closest("table");
-    var open = button.getAttribute("aria-expanded") === "true";
-    button.setAttribute("aria-expanded", open ? "false" : "true");
-    button.textContent = open ? "\\u25b8" : "\\u25be";
-    var closed = [];
-    table.querySelectorAll('button.toggle[aria-expanded="false"]').forEach(function (b) {
-      closed.push(b.getAttribute("data-node"));
-    });
-    table.querySelectorAll("tr[data-anc]").forEach(function (row) {
-      var above = row.getAttribute("data-anc").split(" ");
-      row.hidden = closed.some(function (id) { return above.indexOf(id) >= 0; });
-    });
-  });
-})();
-"""
 
-_CSS = """
-:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --faint: #eef1f4; --soft: #f6f8fa;
-  --red: #cf222e; --red-bg: #ffebe9; --amber: #9a6700; --amber-bg: #fff8c5; --blue: #0969da; --blue-bg: #ddf4ff;
-  --green: #1a7f37; --green-bg: #dafbe1; }
-* { box-sizing: border-box; }
-body { margin: 0; padding: 24px 28px 48px; color: var(--fg); background: #fff;
-  font: 14px/1.45 -apple-system, BlinkMacSystemFont, "Segoe UI", "Noto Sans", Helvetica, Arial, sans-serif; }
-main { max-width: 1500px; margin: 0 auto; }
-h1 { font-size: 22px; margin: 0; }
-h2 { font-size: 16px; margin: 28px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-h3 { font-size: 14px; margin: 18px 0 6px; }
-a { color: var(--blue); text-decoration: none; }
-a:hover { text-decoration: underline; }
-code, pre, .mono { font-family: ui-monospace, SFMono-Regular, "SF Mono", Menlo, Consolas, "Liberation Mono", monospace;
-  font-size: 12.5px; }
-pre { margin: 6px 0; padding: 10px 12px; background: var(--soft); border: 1px solid var(--line); border-radius: 6px;
-  white-space: pre-wrap; overflow-wrap: anywhere; }
-.sub { color: var(--muted); margin: 2px 0 12px; }
-.muted { color: var(--muted); }
-.cards { display: flex; flex-wrap: wrap; gap: 8px; margin: 12px 0; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: 6px 12px; min-width: 120px; }
-.card .k { color: var(--muted); font-size: 12px; }
-.card .v { font-size: 18px; font-weight: 600; white-space: nowrap; }
-.card .v small { font-size: 12px; font-weight: 400; color: var(--muted); }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; }
-th, td { padding: 4px 8px; border-bottom: 1px solid var(--faint); vertical-align: top; }
-th { font-size: 12px; font-weight: 600; color: var(--muted); background: var(--soft); text-align: right;
-  border-bottom: 1px solid var(--line); white-space: nowrap; }
-table.plan { width: 100%; }
-table.plan td { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-table.plan th.node, table.plan td.node { text-align: left; white-space: normal; min-width: 320px; }
-table.plan tr.warn td { background: #fffbe6; }
-table.plan tr.crit td { background: #fff0ee; }
-table.plan tr.warn .label, table.plan tr.crit .label { font-weight: 600; }
-table.plan tr:target td { outline: 2px solid var(--blue); outline-offset: -2px; }
-.label { overflow-wrap: anywhere; }
-.arrow { color: var(--muted); margin-right: 4px; }
-.rel { color: var(--muted); font-size: 11.5px; margin-right: 4px; }
-.cond { color: var(--muted); font-size: 12px; overflow-wrap: anywhere; margin-top: 1px; }
-.bar { display: inline-block; width: 72px; height: 8px; margin-right: 6px; background: var(--faint); border-radius: 4px;
-  vertical-align: middle; overflow: hidden; }
-.bar > span { display: block; height: 100%; background: #818b98; }
-.bar.warn > span { background: #d4a72c; }
-.bar.crit > span { background: var(--red); }
-.t-warn { color: var(--amber); font-weight: 600; }
-.t-crit { color: var(--red); font-weight: 700; }
-.none { color: #b6bec7; }
-.badge { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 11.5px; font-weight: 600;
-  line-height: 18px; border: 1px solid transparent; white-space: nowrap; }
-.badge.critical { color: var(--red); background: var(--red-bg); border-color: #ffcecb; }
-.badge.warning { color: var(--amber); background: var(--amber-bg); border-color: #f5e0a3; }
-.badge.info { color: var(--blue); background: var(--blue-bg); border-color: #b6e3ff; }
-.badge.ok { color: var(--green); background: var(--green-bg); border-color: #aceebb; }
-.problem { border: 1px solid var(--line); border-left: 4px solid var(--line); border-radius: 6px; padding: 8px 12px;
-  margin: 8px 0; }
-.problem.critical { border-left-color: var(--red); }
-.problem.warning { border-left-color: #d4a72c; }
-.problem.info { border-left-color: var(--blue); }
-.problem .head { display: flex; flex-wrap: wrap; gap: 6px; align-items: baseline; }
-.problem .kind { font-weight: 600; }
-.problem p { margin: 6px 0; }
-.fix { margin: 6px 0 0; }
-.fix .k, .proven .k { font-weight: 600; margin-right: 4px; }
-.proven { color: var(--green); margin-top: 6px; }
-.proven pre { color: var(--fg); background: var(--green-bg); border-color: #aceebb; }
-table.facts td, table.facts th { text-align: left; }
-table.facts td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-ul.notes { margin: 6px 0; padding-left: 20px; }
-ul.notes li { margin: 3px 0; }
-.toggle { display: none; width: 18px; margin: 0 2px 0 0; padding: 0; border: 0; background: none; color: var(--muted);
-  cursor: pointer; font-size: 12px; }
-.js .toggle { display: inline-block; }
-.spacer { display: none; width: 20px; }
-.js .spacer { display: inline-block; }
-.verdict { font-size: 16px; margin: 10px 0; padding: 8px 12px; border-radius: 6px; background: var(--soft);
-  border: 1px solid var(--line); }
-.verdict.better { background: var(--green-bg); border-color: #aceebb; }
-.verdict.worse { background: var(--red-bg); border-color: #ffcecb; }
-td.better { color: var(--green); font-weight: 600; }
-td.worse { color: var(--red); font-weight: 600; }
-ul.changes { list-style: none; padding-left: 0; margin: 6px 0; }
-ul.changes li { margin: 3px 0; }
-.mark { display: inline-block; width: 16px; font-weight: 700; }
-.mark.removed { color: var(--red); }
-.mark.added { color: var(--green); }
-.mark.changed { color: var(--amber); }
-.sides { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 24px; }
-.side h2 { margin-top: 18px; }
-.side table.plan { font-size: 13px; }
-.side table.plan th.node, .side table.plan td.node { min-width: 200px; }
-.side table.plan td.rows { white-space: normal; min-width: 90px; }
-.side .bar { width: 44px; }
-details.raw summary { cursor: pointer; color: var(--muted); }
-footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
-@media (max-width: 1100px) { .sides { grid-template-columns: minmax(0, 1fr); } }
-@media print { .toggle { display: none !important; } tr[hidden] { display: table-row !important; } }
-"""
+def _static(name: str) -> str:
+    """The page's CSS and JS, kept as files of their own (package data) and inlined: the page needs no network."""
+    return resources.files("dbmaint.explain").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def render(result: Result) -> str:
@@ -242,7 +127,7 @@ def render_comparison(before: Result, after: Result, comparison: PlanComparison)
 
 
 def _page(title: str, body: Sequence[str]) -> str:
-    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(_static("explain.js").encode()).digest()).decode()
     policy = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     return "\n".join(
         [
@@ -254,14 +139,14 @@ def _page(title: str, body: Sequence[str]) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             '<meta name="generator" content="dbmaint">',
             f"<title>{_e(title)}</title>",
-            f"<style>{_CSS}</style>",
+            f"<style>{_static('explain.css')}</style>",
             "</head>",
             "<body>",
             "<main>",
             *body,
             f"<footer>dbmaint {_e(__version__)} explain</footer>",
             "</main>",
-            f"<script>{_SCRIPT}</script>",
+            f"<script>{_static('explain.js')}</script>",
             "</body>",
             "</html>",
             "",
@@ -474,7 +359,7 @@ def _executed_cells(node: NodeFigures, *, compact: bool, timed: bool) -> list[st
             width = f"{min(max(share, 0.0), 1.0) * 100:.1f}%"
             cells.append(
                 f'<td><span class="bar {level}"><span style="width:{width}"></span></span>'
-                f'<span class="{style}">{_e(_percent(share))}</span></td>'
+                f'<span class="{style}">{_e(format_share(share))}</span></td>'
             )
     estimated = node.plan_rows * (node.loops or 1)
     misestimate = _misestimate(node)
@@ -526,15 +411,6 @@ def _none(text: str = "") -> str:
     return f'<td class="none">{_e(text)}</td>' if text and text != "1" else '<td class="none"></td>'
 
 
-def _percent(share: float) -> str:
-    percent = share * 100
-    if 0 < percent < 0.5:
-        return "<1%"
-    if 99.5 <= percent < 100:
-        return "99.9%"
-    return f"{percent:.0f}%"
-
-
 # --- problems, tables, notes ------------------------------------------------------------------------------
 
 
@@ -577,7 +453,7 @@ def _tables(result: Result) -> str:
         analyzed = context.last_analyze.strftime("%Y-%m-%d %H:%M") if context.last_analyze else "never"
         indexes = "<br>".join(_e(d) for d in context.indexes) or '<span class="muted">none</span>'
         rows.append(
-            f"<tr><td class='mono'>{_e(name)}</td><td class='num'>{_e(_size(context.size_bytes))}</td>"
+            f"<tr><td class='mono'>{_e(name)}</td><td class='num'>{_e(format_size(context.size_bytes))}</td>"
             f"<td class='num'>{context.reltuples:,.0f}</td><td class='num'>{_e(analyzed)}</td>"
             f"<td class='num'>{context.n_mod_since_analyze:,}</td><td class='mono'>{indexes}</td></tr>"
         )
@@ -596,7 +472,7 @@ def _triggers(result: Result) -> str:
     rows = []
     for trigger in triggers:
         time = trigger.get("Time")
-        share = f" ({_percent(float(time) / execution)})" if time is not None and execution else ""
+        share = f" ({format_share(float(time) / execution)})" if time is not None and execution else ""
         rows.append(
             f"<tr><td class='mono'>{_e(trigger.get('Trigger Name', '?'))}</td>"
             f"<td class='mono'>{_e(trigger.get('Constraint Name') or '')}</td>"
@@ -606,15 +482,6 @@ def _triggers(result: Result) -> str:
         )
     head = "".join(f"<th>{h}</th>" for h in ("Trigger", "Constraint", "Table", "Time", "Calls"))
     return f'<table class="facts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(value) < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
 
 
 def _notes(result: Result) -> str:

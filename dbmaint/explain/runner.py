@@ -25,6 +25,7 @@ from psycopg import sql
 from dbmaint.errors import DatabaseError, UsageError
 from dbmaint.explain import plan_analysis, safety
 from dbmaint.pg import catalog, db
+from dbmaint.pg.prepared import Prepared
 
 if TYPE_CHECKING:
     from dbmaint.config import AdvisorConfig
@@ -258,12 +259,9 @@ def _run(
             if request.role and analyze:
                 _set_role(conn, request.role)
             if params:
-                _prepare(conn, statement, params, types)
-                arguments = [values.get(n) for n in range(1, params + 1)]
-                target = sql.SQL("EXECUTE {}({})").format(
-                    sql.Identifier(_PREPARED), sql.SQL(", ").join(sql.Literal(a) for a in arguments)
-                )
-                row = conn.execute(explain + target).fetchone()
+                prepared = Prepared(_PREPARED, statement, [types.get(n, "unknown") for n in range(1, params + 1)])
+                conn.execute(prepared.prepare())
+                row = conn.execute(explain + prepared.execute([values.get(n) for n in range(1, params + 1)])).fetchone()
             else:
                 row = conn.execute(explain + sql.SQL(statement)).fetchone()
     except psycopg.errors.QueryCanceled as exc:
@@ -305,18 +303,9 @@ def _set_role(conn: Connection, role: str) -> None:
         ) from None
 
 
-def _prepare(conn: Connection, statement: str, params: int, types: Mapping[int, str]) -> None:
-    type_list = [types.get(n, "unknown") for n in range(1, params + 1)]
-    prepare = sql.SQL("PREPARE {} ({}) AS ").format(
-        sql.Identifier(_PREPARED),
-        sql.SQL(", ").join(sql.SQL(t) for t in type_list),
-    )
-    conn.execute(prepare + sql.SQL(statement))
-
-
 def _deallocate(conn: Connection) -> None:
     with contextlib.suppress(psycopg.Error):  # not prepared: the PREPARE itself failed
-        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_PREPARED)))
+        conn.execute(Prepared(_PREPARED, "").deallocate())
 
 
 def _rare(

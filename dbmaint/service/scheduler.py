@@ -31,17 +31,18 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from dbmaint import __version__, jobs
-from dbmaint.config import Config, load_config
+from dbmaint.config import JOB_NAMES, Config, load_config
 from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
 from dbmaint.maintenance import reindex_analysis
 from dbmaint.model import JobReport, now
 from dbmaint.pg import collect, db, facts, stopping
 from dbmaint.service.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.service.schedule import CronSpec, build_trigger, next_fire_time, parse_cron, period_seconds
-from dbmaint.service.status_report import JOBS, service_running
+from dbmaint.service.status_report import service_running
 from dbmaint.service.systemd import Notifier
 from dbmaint.service.telemetry import Sentry, monitor_config
-from dbmaint.store.history import History, ScheduleState
+from dbmaint.store.history import History
+from dbmaint.store.records import ScheduleState
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Planned:
 def planned_jobs(config: Config, databases: Sequence[str]) -> list[Planned]:
     """Every enabled job on every database, in a stable order."""
     planned = []
-    for job in JOBS:
+    for job in JOB_NAMES:
         section = getattr(config, job)
         if not section.enabled:
             continue
@@ -81,7 +82,7 @@ def planned_jobs(config: Config, databases: Sequence[str]) -> list[Planned]:
 
 
 def _use_case(job: str) -> Callable[..., Any]:
-    return {"vacuum": jobs.vacuum, "reindex": jobs.reindex, "capture": jobs.capture, "advisor": jobs.advisor}[job]
+    return jobs.USE_CASES[job]
 
 
 def _job_executor(scheduled: dict[str, datetime], on_submit: Callable[[str, datetime], None]) -> Any:
@@ -131,7 +132,7 @@ class Service:
         self._running: set[str] = set()
         self._threads: dict[str, int] = {}  # running job -> its worker thread
         self._idle = threading.Event()
-        self._job_locks = {job: threading.Lock() for job in JOBS}
+        self._job_locks = {job: threading.Lock() for job in JOB_NAMES}
         self._bloat_read_at: dict[str, float] = {}
         self._last_wall_clock: dict[str, datetime] = {}
         self._health_down: set[str] = set()
@@ -183,7 +184,7 @@ class Service:
         self.started_at = self.history.service_started(self.host, os.getpid(), __version__)
         # A thread per job kind, two for the service's own jobs, one for health figures: bounded whatever the
         # number of databases (it was a thread per job and database, each waiting its turn).
-        executors = {job: _job_executor(self._scheduled, self._on_submit) for job in JOBS}
+        executors = {job: _job_executor(self._scheduled, self._on_submit) for job in JOB_NAMES}
         self._scheduler = BackgroundScheduler(
             timezone=ZoneInfo(self.config.timezone),
             executors={**executors, "service": _pool(2), "health": _pool(1)},

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dbmaint.config import Config
+from dbmaint.config import JOB_NAMES, Config
 from dbmaint.model import now
 from dbmaint.service.schedule import next_fire_time, parse_cron
-from dbmaint.store.history import History, RunRecord, ServiceRecord
+from dbmaint.store.history import History
+from dbmaint.store.records import RunRecord, ServiceRecord
 
-JOBS = ("vacuum", "reindex", "capture", "advisor")  # the jobs the service schedules, in this order
 # The service writes its heartbeat every 30 s: three missed beats and it is taken for gone.
 ALIVE_WITHIN = timedelta(seconds=90)
 
@@ -102,7 +102,7 @@ def gather(config: Config, databases: list[str], history: History, host: str) ->
     successes = history.last_successes()
     states = history.schedule_states(host)
     jobs = []
-    for job in JOBS:
+    for job in JOB_NAMES:
         section = getattr(config, job)
         spec = parse_cron(section.schedule)
         for database in databases:

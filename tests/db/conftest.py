@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from dbmaint.cli import cli
 from dbmaint.pg.cluster import Cluster
+from tests.db.helpers import make_plans
 
 PASSWORD_USER = "dbmaint_pw"
 PASSWORD = "correct horse"
@@ -132,3 +133,17 @@ def migrations(tmp_path: Path) -> Path:
     for name in ("env.py", "script.py.mako"):
         shutil.copy(Path(__file__).resolve().parents[2] / "migrations" / name, location / name)
     return location
+
+
+@pytest.fixture(scope="module")
+def shop(pg: Cluster) -> Iterator[Database]:
+    """The plan fixtures' shop schema (tests/data/plans/make_plans.py), built once per module that uses it."""
+    name = "explain_shop"
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(pg, name)
+    database.execute("CREATE EXTENSION hypopg", "CREATE EXTENSION pg_stat_statements", *make_plans.SCHEMA)
+    yield database
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

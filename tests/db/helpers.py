@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -9,22 +10,29 @@ import subprocess
 import sys
 import threading
 import time
+from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from alembic.config import Config
 from click.testing import Result
 
 from dbmaint.pg.cluster import Cluster
-from dbmaint.store.history import History, RunRecord
+from dbmaint.pg.own_statements import MARKER
+from dbmaint.store.history import History
+from dbmaint.store.records import RunRecord
 
 if TYPE_CHECKING:
     from tests.db.conftest import Database
 
 
-def json_output(result: Result) -> Any:
-    assert result.exit_code in (0, 1), result.output + result.stderr
+def json_output(result: Result, exit_code: int) -> Any:
+    """The command's JSON document, once its exit status is the one expected."""
+    assert result.exit_code == exit_code, (
+        f"exit {result.exit_code}, expected {exit_code}: {result.output}{result.stderr}"
+    )
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -150,3 +158,83 @@ class ServiceProcess:
             return -9
         finally:
             self._log.close()
+
+
+# --- configurations and sessions the service and migration tests share ---------------------------------
+
+EVERY_2S = "*/2 * * * * *"
+NEVER_TODAY = "0 3 1 1 *"  # 1 January, 03:00: does not fire while a test runs
+
+
+def service_config(
+    databases: dict[str, str],
+    *,
+    vacuum: str | None = EVERY_2S,
+    reindex: str | None = None,
+    capture: str | None = None,
+    advisor: str | None = None,
+    extra: str = "",
+) -> str:
+    """A config for the service: each job on the schedule given, or switched off (None)."""
+    lines = []
+    for name, dsn in databases.items():
+        lines += ["[[databases]]", f'name = "{name}"', f'dsn = "{dsn}"']
+    for job, schedule in (("vacuum", vacuum), ("reindex", reindex), ("capture", capture), ("advisor", advisor)):
+        lines.append(f"[{job}]")
+        lines.append(f'schedule = "{schedule}"' if schedule else "enabled = false")
+        if job in ("vacuum", "reindex"):
+            lines.append('retry_delay = "1s"')
+    lines += ["[safety]", 'connect_timeout = "2s"', extra]
+    return "\n".join(lines) + "\n"
+
+
+def dirty_table(database: Database, rows: int = 10_000) -> None:
+    """A table "dirty" whose rows are all dead."""
+    with database.connect() as conn:
+        conn.execute("CREATE TABLE dirty (id int PRIMARY KEY, pad text)")
+        conn.execute("INSERT INTO dirty SELECT g, repeat('x', 200) FROM generate_series(1, %s) AS g", (rows,))
+    database.execute("DELETE FROM dirty")
+
+
+def slow_vacuums(database: Database) -> None:
+    """Make every VACUUM in this database crawl: cost-based delay after (nearly) every page."""
+    database.execute(
+        f'ALTER DATABASE "{database.name}" SET vacuum_cost_delay = 50',
+        f'ALTER DATABASE "{database.name}" SET vacuum_cost_limit = 1',
+    )
+
+
+def start_long_vacuum(
+    pg: Cluster, database: Database, config: str, start_service: Callable[..., ServiceProcess]
+) -> ServiceProcess:
+    """The service, once it is in the middle of a VACUUM that will take a long while."""
+    dirty_table(database, rows=20_000)
+    slow_vacuums(database)
+    service = start_service(config)
+    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
+    return service
+
+
+def dbmaint_backends(pg: Cluster) -> list[tuple[int, str]]:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE application_name = 'dbmaint'"
+        ).fetchall()
+    return [(int(pid), str(query).removeprefix(MARKER)) for pid, query in rows]
+
+
+def alembic_config(migrations: Path, dsn: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.cmd_opts = Namespace(x=[f"dsn={dsn}"])  # as `alembic -x dsn=... upgrade head`
+    return config
+
+
+# The plan fixtures' generator: its shop schema and cases (tests/data/plans/make_plans.py).
+_spec = importlib.util.spec_from_file_location(
+    "make_plans", Path(__file__).resolve().parents[1] / "data" / "plans" / "make_plans.py"
+)
+assert _spec is not None and _spec.loader is not None
+make_plans: Any = importlib.util.module_from_spec(_spec)
+sys.modules["make_plans"] = make_plans  # its dataclasses look their module up there
+_spec.loader.exec_module(make_plans)

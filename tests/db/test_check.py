@@ -20,7 +20,7 @@ def test_a_healthy_schema_passes_its_items(database: Database, dbmaint: Invoke) 
         "CREATE INDEX ON children (parent_id)",
     )
     result = dbmaint("check", "--dsn", database.dsn, "--format", "json")
-    document = json_output(result)
+    document = json_output(result, exit_code=1)
     status = items(document)
     assert status["primary_keys"] == "pass"
     assert status["foreign_keys_indexed"] == "pass"
@@ -40,7 +40,7 @@ def test_missing_keys_fail_with_the_evidence(database: Database, dbmaint: Invoke
     dbmaint("vacuum", "--dsn", database.dsn)
     result = dbmaint("check", "--dsn", database.dsn, "--format", "json")
     assert result.exit_code == 1
-    document = json_output(result)
+    document = json_output(result, exit_code=1)
     status = items(document)
     assert status["primary_keys"] == "fail" and status["foreign_keys_indexed"] == "fail"
     assert status["vacuum_scheduled"] == "pass"
@@ -56,5 +56,5 @@ def test_an_ordinary_role_can_run_check_and_advise(database: Database, dbmaint: 
     dsn = database.dsn.replace("user=postgres", "user=app_user")
     result = dbmaint("check", "--dsn", dsn, "--format", "json")
     assert result.exit_code in (0, 1), result.stderr
-    assert {item["check"] for item in json_output(result)["items"]} >= {"primary_keys", "slow_queries"}
+    assert {item["check"] for item in json_output(result, exit_code=1)["items"]} >= {"primary_keys", "slow_queries"}
     assert dbmaint("advise", "--dsn", dsn, "--format", "json").exit_code == 0

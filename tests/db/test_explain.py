@@ -3,47 +3,24 @@ alarm on healthy queries, no data changed, refusals with the reason, $n on Postg
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import json_output, run_dbmaint_process
+from tests.db.helpers import json_output, make_plans, run_dbmaint_process
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("make_plans", ROOT / "tests" / "data" / "plans" / "make_plans.py")
-assert _spec is not None and _spec.loader is not None
-make_plans: Any = importlib.util.module_from_spec(_spec)
-sys.modules["make_plans"] = make_plans  # its dataclasses look their module up there
-_spec.loader.exec_module(make_plans)
 CASES = {case.name: case for case in make_plans.CASES}
 WARNINGS = ("warning", "critical")
 
 
-@pytest.fixture(scope="module")
-def shop(pg: Cluster) -> Iterator[Database]:
-    """The fixtures' shop schema (tests/data/plans/make_plans.py), built once for the module."""
-    name = "explain_shop"
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database = Database(pg, name)
-    database.execute("CREATE EXTENSION hypopg", "CREATE EXTENSION pg_stat_statements", *make_plans.SCHEMA)
-    yield database
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def explain(dbmaint: Invoke, database: Database, *args: str) -> dict[str, Any]:
-    document = json_output(dbmaint("explain", "--dsn", database.dsn, "--format", "json", *args))
+    document = json_output(dbmaint("explain", "--dsn", database.dsn, "--format", "json", *args), exit_code=0)
     assert isinstance(document, dict)
     return document
 
@@ -112,7 +89,8 @@ def test_an_index_fix_is_proven_with_a_hypothetical_index(shop: Database, dbmain
     # The index `dbmaint advise -s` recommends for the same statement: one candidate generator and one
     # choice for both commands.
     advice = json_output(
-        dbmaint("advise", "--dsn", shop.dsn, "-s", CASES["seq_scan_filter"].query, "--no-stats", "--format", "json")
+        dbmaint("advise", "--dsn", shop.dsn, "-s", CASES["seq_scan_filter"].query, "--no-stats", "--format", "json"),
+        exit_code=0,
     )
     assert [r["definition"] for r in advice["recommendations"]] == [proven["definition"]]
 

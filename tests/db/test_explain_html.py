@@ -23,11 +23,11 @@ import pytest
 from dbmaint.config import SafetyConfig
 from dbmaint.explain import html, runner
 from dbmaint.explain.compare import compare
-from dbmaint.explain.plan_analysis import TableContext, analyse
+from dbmaint.explain.plan import TableContext
+from dbmaint.explain.plan_analysis import analyse
 from dbmaint.pg import db
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
-from tests.db.test_explain import shop  # noqa: F401  (the shop database fixture, built once for this module)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(
@@ -72,7 +72,7 @@ def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def page(shop: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.Result, Path]:  # noqa: F811
+def page(shop: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.Result, Path]:
     """The HTML page of a statement with a <script> in a string literal, written to a file."""
     result = explained(shop, SCRIPTED)
     path = tmp_path_factory.mktemp("html") / "plan.html"
@@ -125,7 +125,7 @@ def test_a_screenshot_of_the_page(page: tuple[runner.Result, Path], tmp_path: Pa
 
 @pytest.mark.parametrize("output_format", ["text", "json", "html"])
 def test_output_goes_to_a_file_in_every_format(
-    shop: Database,  # noqa: F811
+    shop: Database,
     dbmaint: Invoke,
     tmp_path: Path,
     output_format: str,
@@ -143,14 +143,16 @@ def test_output_goes_to_a_file_in_every_format(
         assert "orders_customer_id_idx" in written and "\x1b[" not in written  # no terminal colours in a file
 
 
-def test_html_goes_to_stdout_by_default(shop: Database, dbmaint: Invoke) -> None:  # noqa: F811
+def test_html_goes_to_stdout_by_default(shop: Database, dbmaint: Invoke) -> None:
     result = dbmaint("explain", "--dsn", shop.dsn, "--format", "html", FAST)
     assert result.exit_code == 0 and result.stdout.startswith("<!DOCTYPE html>")
     assert result.stdout.rstrip().endswith("</html>")
 
 
-def test_compare_two_statements_in_json(shop: Database, dbmaint: Invoke) -> None:  # noqa: F811
-    document = json_output(dbmaint("explain", "--dsn", shop.dsn, "--format", "json", FAST, "--compare", SLOW))
+def test_compare_two_statements_in_json(shop: Database, dbmaint: Invoke) -> None:
+    document = json_output(
+        dbmaint("explain", "--dsn", shop.dsn, "--format", "json", FAST, "--compare", SLOW), exit_code=0
+    )
     assert set(document) == {"before", "after", "comparison"}
     assert document["before"]["statement"] == SLOW and document["after"]["statement"] == FAST
     comparison = document["comparison"]
@@ -166,7 +168,7 @@ def test_compare_two_statements_in_json(shop: Database, dbmaint: Invoke) -> None
     assert comparison["summary"].startswith(f"after: {figures['execution_ms']['change']}")
 
 
-def test_compare_with_a_file_as_text_and_as_html(shop: Database, dbmaint: Invoke, tmp_path: Path) -> None:  # noqa: F811
+def test_compare_with_a_file_as_text_and_as_html(shop: Database, dbmaint: Invoke, tmp_path: Path) -> None:
     other = tmp_path / "before.sql"
     other.write_text(SLOW + "\n")
     text = dbmaint("explain", "--dsn", shop.dsn, FAST, "--compare", f"@{other}")
@@ -197,14 +199,16 @@ def test_compare_with_the_plan_the_state_store_captured(
         for k in (1, 2, 3):
             conn.execute("SELECT count(*) FROM t WHERE k = %s", (k,))
     config = write_config('[capture]\nmin_mean_time = "0ms"\n')
-    captured = json_output(dbmaint("capture", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    captured = json_output(
+        dbmaint("capture", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
     (queryid,) = [c["queryid"] for c in captured["captured"] if c["query"].startswith("SELECT count(*) FROM t")]
     database.execute("CREATE INDEX t_k ON t (k)")
 
     document = json_output(
         dbmaint("explain", "--config", config, "--dsn", database.dsn, "--format", "json",
                 "SELECT count(*) FROM t WHERE k = 7", "--compare", f"queryid:{queryid}")
-    )  # fmt: skip
+    , exit_code=0)  # fmt: skip
     before, comparison = document["before"], document["comparison"]
     assert before["statement"] == "SELECT count(*) FROM t WHERE k = $1" and before["analyzed"] is False
     assert any("from the state store" in note for note in before["notes"])

@@ -76,7 +76,7 @@ def victim(db: Database) -> Iterator[Callable[[], bool]]:
 
 
 def explain(dbmaint: Invoke, db: Database, statement: str, *args: str) -> dict[str, Any]:
-    document = json_output(dbmaint("explain", "--dsn", db.dsn, "--format", "json", statement, *args))
+    document = json_output(dbmaint("explain", "--dsn", db.dsn, "--format", "json", statement, *args), exit_code=0)
     assert isinstance(document, dict)
     return document
 
@@ -213,7 +213,9 @@ def test_the_configured_role_executes_the_statement(
         "GRANT SELECT ON t TO explain_reader",
     )
     config = write_config(f"[[databases]]\nname = 'app'\ndsn = '{db.dsn}'\n[explain]\nrole = 'explain_reader'\n")
-    allowed = json_output(dbmaint("explain", "--config", config, "--format", "json", "SELECT count(*) FROM t"))
+    allowed = json_output(
+        dbmaint("explain", "--config", config, "--format", "json", "SELECT count(*) FROM t"), exit_code=0
+    )
     assert allowed["analyzed"] is True
     refused = dbmaint("explain", "--config", config, "SELECT count(*) FROM secret")
     assert refused.exit_code == 2

@@ -19,8 +19,15 @@ import pytest
 
 from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database
-from tests.db.helpers import ServiceProcess, wait_for
-from tests.db.test_service import EVERY_2S, dbmaint_backends, dirty_table, service_config, slow_vacuums
+from tests.db.helpers import (
+    EVERY_2S,
+    ServiceProcess,
+    dbmaint_backends,
+    dirty_table,
+    service_config,
+    slow_vacuums,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from alembic import command
 from psycopg import sql
 
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import json_output
-from tests.db.test_migrations import alembic_config
+from tests.db.helpers import alembic_config, json_output
 
 SCHEMA = 'Weird "Schema" ü'
 TABLE = ('Ordér "Lines" of Year' + "_" * 63).encode()[:63].decode()  # exactly 63 bytes
@@ -60,7 +59,7 @@ def run_workload(database: Database, times: int = 12) -> str:
 
 
 def document(result: Any) -> dict[str, Any]:
-    found = json_output(result)
+    found = json_output(result, exit_code=0)
     assert isinstance(found, dict)
     return found
 

@@ -6,19 +6,17 @@ import os
 import subprocess
 import sys
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
 from psycopg import sql as psycopg_sql
 
 from dbmaint.advisor.revision import write_revision
 from dbmaint.model import IndexRecommendation
 from tests.db.conftest import Database
-from tests.db.helpers import LockHolder
+from tests.db.helpers import LockHolder, alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,13 +95,6 @@ def partition_indexes(database: Database) -> list[tuple[str, bool, int]]:
 def orders(database: Database) -> Database:
     database.execute(ORDERS)
     return database
-
-
-def alembic_config(migrations: Path, dsn: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(migrations))
-    config.cmd_opts = Namespace(x=[f"dsn={dsn}"])  # as `alembic -x dsn=... upgrade head`
-    return config
 
 
 def index(database: Database, name: str) -> tuple[int, bool, str] | None:

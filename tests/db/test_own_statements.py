@@ -103,12 +103,14 @@ def test_nothing_dbmaint_sends_is_read_back_as_the_applications(
     app_calls = {q: c for q, t, top, c in entries(cluster) if application_text(t) and top}
     assert len(app_calls) == len(APP)
 
-    explained = json_output(dbmaint("explain", "--config", config, "--format", "json", APP[0].replace("%s", "7")))
+    explained = json_output(
+        dbmaint("explain", "--config", config, "--format", "json", APP[0].replace("%s", "7")), exit_code=0
+    )
     assert explained["analyzed"] is True
     for _ in range(2):
-        json_output(dbmaint("advise", "--config", config, "--format", "json"))
-    captured = json_output(dbmaint("capture", "--config", config, "--format", "json"))
-    json_output(dbmaint("check", "--config", config, "--format", "json"))
+        json_output(dbmaint("advise", "--config", config, "--format", "json"), exit_code=0)
+    captured = json_output(dbmaint("capture", "--config", config, "--format", "json"), exit_code=0)
+    json_output(dbmaint("check", "--config", config, "--format", "json"), exit_code=1)
     with db.connection(db.Target("app", dsn), SafetyConfig()) as conn:  # what the advisor reads next time
         statements, _ = workload.from_pg_stat_statements(conn)
 

@@ -46,7 +46,9 @@ def test_bloated_index_is_found_rebuilt_and_smaller(
     before = index_size(database, "items_sku")
     config = write_config(SMALL_THRESHOLDS)
 
-    document = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    document = json_output(
+        dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
 
     rebuilt = {a["object"]: a for a in document["actions"] if a["status"] == "done"}
     assert set(rebuilt) == {"public.items_pkey", "public.items_sku"}
@@ -66,7 +68,7 @@ def test_pgstattuple_gives_the_exact_figure_when_installed(
     database.execute("CREATE EXTENSION pgstattuple")
     config = write_config(SMALL_THRESHOLDS)
     document = json_output(
-        dbmaint("reindex", "--dry-run", "--config", config, "--dsn", database.dsn, "--format", "json")
+        dbmaint("reindex", "--dry-run", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
     )
     reasons = {a["object"]: a["reason"] for a in document["actions"]}
     assert "measured with pgstattuple" in reasons["public.items_sku"]
@@ -93,7 +95,7 @@ def test_failed_build_leftover_is_dropped_and_an_unrelated_invalid_index_is_kept
         conn.execute("CREATE UNIQUE INDEX CONCURRENTLY t_code_unique ON t (code)")
     assert {"t_code_ccnew", "t_code_unique"} <= index_names(database)
 
-    document = json_output(dbmaint("reindex", "--dsn", database.dsn, "--format", "json"))
+    document = json_output(dbmaint("reindex", "--dsn", database.dsn, "--format", "json"), exit_code=0)
 
     (drop,) = document["actions"]
     assert drop["statement"] == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."t_code_ccnew"'
@@ -117,7 +119,7 @@ def test_leftover_of_a_build_still_running_is_left_alone(database: Database, dbm
         builder.execute("SET lock_timeout = '30s'")
         build = in_thread(lambda: _quietly(builder, "REINDEX INDEX CONCURRENTLY t_code"))
         wait_for(lambda: "t_code_ccnew" in index_names(database))
-        document = json_output(dbmaint("reindex", "--dsn", database.dsn, "--format", "json"))
+        document = json_output(dbmaint("reindex", "--dsn", database.dsn, "--format", "json"), exit_code=0)
     finally:
         writer.release()
         build.join(timeout=60)
@@ -138,7 +140,9 @@ def test_reindex_waiting_for_a_lock_is_retried_then_skipped_and_cleaned_up(
     writer = LockHolder(database.dsn, "BEGIN", "UPDATE items SET sku = sku WHERE id = 10")
     config = write_config(SMALL_THRESHOLDS + 'retries = 1\nretry_delay = "1s"\n[safety]\nlock_timeout = "1s"\n')
     try:
-        document = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+        document = json_output(
+            dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+        )
         assert writer.still_alive()
     finally:
         writer.release()
@@ -150,7 +154,9 @@ def test_reindex_waiting_for_a_lock_is_retried_then_skipped_and_cleaned_up(
     assert cleanups and all(a["object"].startswith("public.items_") for a in cleanups)
     leftovers = {name for name in index_names(database) if "_ccnew" in name}
     assert leftovers == {a["object"].removeprefix("public.") for a in cleanups}
-    next_run = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    next_run = json_output(
+        dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
     assert {a["object"] for a in next_run["actions"] if a["kind"] == "drop_invalid"} >= {
         f"public.{name}" for name in leftovers
     }
@@ -167,7 +173,7 @@ def test_dry_run_prints_statements_and_changes_nothing(
     assert result.exit_code == 0
     assert 'REINDEX INDEX CONCURRENTLY "public"."items_sku";' in result.stdout
     assert index_size(database, "items_sku") == before
-    assert json_output(dbmaint("history", "--format", "json"))["runs"] == []
+    assert json_output(dbmaint("history", "--format", "json"), exit_code=0)["runs"] == []
 
 
 def test_recently_rebuilt_index_waits_for_min_interval(
@@ -175,12 +181,12 @@ def test_recently_rebuilt_index_waits_for_min_interval(
 ) -> None:
     make_bloated_index(database)
     config = write_config(SMALL_THRESHOLDS)
-    first = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    first = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0)
     assert {a["status"] for a in first["actions"]} == {"done"}
     database.execute("INSERT INTO items SELECT g, 'sku-' || g FROM generate_series(200001, 400000) g")
     database.execute("DELETE FROM items WHERE id > 200000 AND id % 10 <> 0")  # bloated again
     database.execute("VACUUM ANALYZE items")
-    second = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    second = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0)
     skipped = [a for a in second["actions"] if a["object"] == "public.items_sku"]
     assert skipped and skipped[0]["status"] == "skipped"
     assert "less than reindex.min_interval ago" in skipped[0]["detail"]
@@ -197,7 +203,9 @@ def test_a_retry_that_succeeds_still_drops_the_first_attempts_leftover(
     release = threading.Timer(2.0, writer.release)  # gone before the retry, after the first attempt
     release.start()
     try:
-        document = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"))
+        document = json_output(
+            dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+        )
     finally:
         release.join()
     attempted = [a for a in document["actions"] if a["kind"] == "reindex" and "max_per_run" not in (a["detail"] or "")]

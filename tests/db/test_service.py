@@ -17,45 +17,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dbmaint.model import now
 from dbmaint.pg.cluster import Cluster, free_port
-from dbmaint.pg.own_statements import MARKER
-from dbmaint.store.history import History, ScheduleState
+from dbmaint.store.history import History
+from dbmaint.store.records import ScheduleState
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import (
+    EVERY_2S,
+    NEVER_TODAY,
     ServiceProcess,
     database_exists,
+    dbmaint_backends,
+    dirty_table,
     json_output,
     replayed,
     run_dbmaint_process,
+    service_config,
+    slow_vacuums,
+    start_long_vacuum,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
 
-EVERY_2S = "*/2 * * * * *"
-NEVER_TODAY = "0 3 1 1 *"  # 1 January, 03:00: does not fire while a test runs
 JOBS_RUN = ("vacuum", "reindex", "advisor")
-
-
-def service_config(
-    databases: dict[str, str],
-    *,
-    vacuum: str | None = EVERY_2S,
-    reindex: str | None = None,
-    capture: str | None = None,
-    advisor: str | None = None,
-    extra: str = "",
-) -> str:
-    """A config for the service: each job on the schedule given, or switched off (None)."""
-    lines = []
-    for name, dsn in databases.items():
-        lines += ["[[databases]]", f'name = "{name}"', f'dsn = "{dsn}"']
-    for job, schedule in (("vacuum", vacuum), ("reindex", reindex), ("capture", capture), ("advisor", advisor)):
-        lines.append(f"[{job}]")
-        lines.append(f'schedule = "{schedule}"' if schedule else "enabled = false")
-        if job in ("vacuum", "reindex"):
-            lines.append('retry_delay = "1s"')
-    lines += ["[safety]", 'connect_timeout = "2s"', extra]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
@@ -72,41 +55,6 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield start
     for service in started:
         service.stop()
-
-
-def dirty_table(database: Database, rows: int = 10_000) -> None:
-    """A table "dirty" whose rows are all dead."""
-    with database.connect() as conn:
-        conn.execute("CREATE TABLE dirty (id int PRIMARY KEY, pad text)")
-        conn.execute("INSERT INTO dirty SELECT g, repeat('x', 200) FROM generate_series(1, %s) AS g", (rows,))
-    database.execute("DELETE FROM dirty")
-
-
-def slow_vacuums(database: Database) -> None:
-    """Make every VACUUM in this database crawl: cost-based delay after (nearly) every page."""
-    database.execute(
-        f'ALTER DATABASE "{database.name}" SET vacuum_cost_delay = 50',
-        f'ALTER DATABASE "{database.name}" SET vacuum_cost_limit = 1',
-    )
-
-
-def start_long_vacuum(
-    pg: Cluster, database: Database, config: str, start_service: Callable[..., ServiceProcess]
-) -> ServiceProcess:
-    """The service, once it is in the middle of a VACUUM that will take a long while."""
-    dirty_table(database, rows=20_000)
-    slow_vacuums(database)
-    service = start_service(config)
-    wait_for(lambda: any(q.startswith("VACUUM") for _, q in dbmaint_backends(pg)), timeout=20)
-    return service
-
-
-def dbmaint_backends(pg: Cluster) -> list[tuple[int, str]]:
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE application_name = 'dbmaint'"
-        ).fetchall()
-    return [(int(pid), str(query).removeprefix(MARKER)) for pid, query in rows]
 
 
 def test_jobs_run_on_time_and_are_recorded(
@@ -399,9 +347,9 @@ def test_status_says_what_ran_and_what_is_next(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DBMAINT_STATE_URL", service.state_url)
-        running = json_output(dbmaint("status", "--config", config, "--format", "json"))
+        running = json_output(dbmaint("status", "--config", config, "--format", "json"), exit_code=0)
         assert service.stop() == 0
-        stopped = json_output(dbmaint("status", "--config", config, "--format", "json"))
+        stopped = json_output(dbmaint("status", "--config", config, "--format", "json"), exit_code=0)
         text = dbmaint("status", "--config", config)
 
     (up,) = running["services"]

@@ -17,8 +17,7 @@ import pytest
 
 from dbmaint.pg.cluster import free_port
 from tests.db.conftest import Database
-from tests.db.helpers import ServiceProcess, wait_for
-from tests.db.test_service import EVERY_2S, service_config
+from tests.db.helpers import EVERY_2S, ServiceProcess, service_config, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +199,7 @@ def test_a_stop_in_the_middle_of_a_run_is_no_failure_event(
     pg: Any, database: Database, sentry: SentryIngest, write_config: Callable[[str], str], tmp_path: Path
 ) -> None:
     """SIGTERM during a long VACUUM and during a connect that never gets an answer: no error event."""
-    from tests.db.test_service import start_long_vacuum
+    from tests.db.helpers import start_long_vacuum
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

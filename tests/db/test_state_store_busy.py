@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from dbmaint.model import now
-from dbmaint.store import history
+from dbmaint.store import base, schema
 from dbmaint.store.history import History
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import wait_for
-from tests.db.test_service import dbmaint_backends, slow_vacuums
+from tests.db.helpers import dbmaint_backends, slow_vacuums, wait_for
 
 TABLES = 4
 
@@ -87,8 +86,8 @@ def test_records_wait_in_memory_while_the_store_cannot_take_them(
     database: Database, dbmaint: Invoke, created_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store busy past its wait: the vacuum goes on, its records are kept, and written when it answers."""
-    monkeypatch.setattr(history, "SQLITE_BUSY_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(history, "WRITE_RETRY_DELAYS_S", (1.0, 2.0, 3.0))
+    monkeypatch.setattr(base, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(base, "WRITE_RETRY_DELAYS_S", (1.0, 2.0, 3.0))
     dirty_tables(database)
     slow_vacuums(database)  # each table's VACUUM takes a while: the store is taken in the middle of the pass
     results = []
@@ -111,8 +110,8 @@ def test_records_wait_in_memory_while_the_store_cannot_take_them(
 def test_a_store_that_never_answers_is_one_line_and_exit_1(
     database: Database, dbmaint: Invoke, created_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history, "SQLITE_BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(history, "WRITE_RETRY_DELAYS_S", (0.2,))
+    monkeypatch.setattr(base, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(base, "WRITE_RETRY_DELAYS_S", (0.2,))
     dirty_tables(database)
     slow_vacuums(database)
     results = []
@@ -135,7 +134,7 @@ def _run_row(state_url: str, pid: int) -> int:
     try:
         with store.engine.begin() as conn:
             result = conn.execute(
-                history.runs.insert().values(
+                schema.runs.insert().values(
                     job="vacuum", database="app", status="running", started_at=now(),
                     host=socket.gethostname(), pid=pid,
                 )

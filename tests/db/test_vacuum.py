@@ -43,7 +43,7 @@ def test_dirty_tables_are_chosen_and_clean_ones_are_not(database: Database, dbma
     make_clean_and_dirty(database)
     before_clean = counts(database, "clean")
 
-    document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"))
+    document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"), exit_code=0)
 
     assert document["database"] == database.name and document["job"] == "vacuum"
     actions = user_actions(document)
@@ -64,7 +64,7 @@ def test_only_stale_statistics_get_the_cheaper_analyze(database: Database, dbmai
     database.execute("VACUUM t")  # no dead rows left, but the vacuum does not reset n_mod_since_analyze
     database.execute("INSERT INTO t SELECT generate_series(1001, 1400)")
 
-    document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"))
+    document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"), exit_code=0)
 
     (action,) = user_actions(document)
     assert action["statement"] == 'ANALYZE (SKIP_LOCKED) "public"."t"'
@@ -85,7 +85,9 @@ def test_wraparound_risk_comes_first_and_is_frozen(
     make_clean_and_dirty(database)
     config = write_config('[vacuum]\nfreeze_age = 1000\nexclude = ["pg_catalog.*"]\n')
 
-    document = json_output(dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    document = json_output(
+        dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
 
     objects = [a["object"] for a in document["actions"]]
     assert objects == ["public.old_table", "public.dirty"]
@@ -102,7 +104,9 @@ def test_locked_table_is_skipped_within_lock_timeout_and_the_other_session_is_un
     holder = LockHolder(database.dsn, "BEGIN", "LOCK TABLE dirty IN ACCESS EXCLUSIVE MODE")
     config = write_config('[vacuum]\nretries = 1\nretry_delay = "1s"\n[safety]\nlock_timeout = "1s"\n')
     try:
-        document = json_output(dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"))
+        document = json_output(
+            dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+        )
         assert holder.still_alive()
         holder.conn.execute("INSERT INTO dirty VALUES (-1, 'still mine')")
         holder.conn.commit()
@@ -127,7 +131,7 @@ def test_dry_run_prints_the_statements_and_changes_nothing(database: Database, d
     assert dry.exit_code == 0
     assert {t: counts(database, t) for t in before} == before
     dry_statements = [line.split(";  --")[0] for line in dry.stdout.splitlines() if not line.startswith("--")]
-    real = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"))
+    real = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"), exit_code=0)
     assert dry_statements == [a["statement"] for a in real["actions"]]
     assert 'ANALYZE (SKIP_LOCKED) "public"."Mixed Case"' in dry_statements
     assert all(a["status"] == "done" for a in real["actions"])
@@ -160,7 +164,9 @@ def test_defers_when_the_server_is_busy(
     busy = [LockHolder(database.dsn, "BEGIN", "SELECT 1") for _ in range(2)]
     config = write_config("[safety]\nmax_active_connections = 1\n")
     try:
-        document = json_output(dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"))
+        document = json_output(
+            dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+        )
     finally:
         for holder in busy:
             holder.release()
@@ -174,7 +180,9 @@ def test_nothing_starts_once_the_window_has_closed(
 ) -> None:
     make_clean_and_dirty(database)
     config = write_config('[vacuum]\nwindow = "0s"\n')
-    document = json_output(dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    document = json_output(
+        dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
     (action,) = user_actions(document)
     assert action["status"] == "skipped"
     assert action["detail"] == "maintenance window closed before it could start"
@@ -187,7 +195,7 @@ def test_reports_what_holds_back_dead_row_removal(database: Database, dbmaint: I
     snapshot = LockHolder(database.dsn, "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT count(*) FROM clean")
     try:
         database.execute("DELETE FROM dirty WHERE id <= 15000")
-        document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"))
+        document = json_output(dbmaint("vacuum", "--dsn", database.dsn, "--format", "json"), exit_code=0)
     finally:
         snapshot.release()
     (action,) = user_actions(document)
@@ -205,7 +213,9 @@ def test_parallel_workers_do_all_the_work(
     for table in tables:
         database.execute(f"CREATE TABLE {table} (id int)", f"INSERT INTO {table} SELECT generate_series(1, 5000)")
     config = write_config('[vacuum]\njobs = 3\nexclude = ["pg_catalog.*"]\n')
-    document = json_output(dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"))
+    document = json_output(
+        dbmaint("vacuum", "--config", config, "--dsn", database.dsn, "--format", "json"), exit_code=0
+    )
     assert sorted(a["object"] for a in document["actions"]) == [f"public.{t}" for t in tables]
     assert all(a["status"] == "done" for a in document["actions"])
     for table in tables:
@@ -216,7 +226,7 @@ def test_tables_this_role_may_not_vacuum_are_skipped_with_the_reason(database: D
     make_clean_and_dirty(database)
     dsn = database.dsn.replace("user=postgres", "user=app_user")
     result = dbmaint("vacuum", "--dsn", dsn, "--format", "json")
-    document = json_output(result)
+    document = json_output(result, exit_code=1)
     (action,) = user_actions(document)
     assert action["status"] == "skipped"
     assert action["detail"].startswith("insufficient privilege")
@@ -229,7 +239,7 @@ def test_tables_this_role_may_not_vacuum_are_skipped_with_the_reason(database: D
 def test_history_records_the_run(database: Database, dbmaint: Invoke) -> None:
     make_clean_and_dirty(database)
     dbmaint("vacuum", "--dsn", database.dsn)
-    document = json_output(dbmaint("history", "--format", "json"))
+    document = json_output(dbmaint("history", "--format", "json"), exit_code=0)
     (run,) = document["runs"]
     assert (run["job"], run["database"], run["status"]) == ("vacuum", database.name, "ok")
     assert run["actions"]["done"] >= 1

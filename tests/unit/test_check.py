@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from dbmaint.advisor.workload import Statement
 from dbmaint.check import checklist
 from dbmaint.model import Finding
-from dbmaint.store.history import RunRecord
+from dbmaint.store.records import RunRecord
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 

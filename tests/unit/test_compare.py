@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from dbmaint.explain.compare import PlanComparison, compare, format_ratio, ratio_phrase
-from dbmaint.explain.plan_analysis import PlanAnalysis, analyse
+from dbmaint.explain.plan import PlanAnalysis
+from dbmaint.explain.plan_analysis import analyse
 
 PLANS = Path(__file__).resolve().parents[1] / "data" / "plans"
 

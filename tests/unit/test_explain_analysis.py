@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from dbmaint.explain.plan_analysis import KINDS, PlanAnalysis, TableContext, analyse
+from dbmaint.explain.plan import PlanAnalysis, TableContext
+from dbmaint.explain.plan_analysis import analyse
+from dbmaint.explain.rules import KINDS
 
 PLANS = Path(__file__).resolve().parents[1] / "data" / "plans"
 ANALYZED = datetime(2026, 1, 1, tzinfo=UTC)

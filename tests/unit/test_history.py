@@ -11,22 +11,14 @@ from psycopg import sql
 from dbmaint.errors import ConfigError, StateStoreError
 from dbmaint.model import Action, JobReport
 from dbmaint.store.history import History
-
-
-def action(name: str) -> Action:
-    return Action(
-        object=f"public.{name}",
-        statement=sql.SQL("VACUUM {}").format(sql.Identifier("public", name)),
-        reason="dead rows",
-        kind="vacuum",
-    )
+from tests.unit.helpers import vacuum_action
 
 
 def test_a_run_and_its_actions_are_recorded_as_they_happen(tmp_path: Path) -> None:
     store = History(f"sqlite:///{tmp_path / 'nested' / 'state.db'}")
     report = JobReport(database="app", job="vacuum")
     store.start_run(report, host="db1")
-    first, second = action("a"), action("b")
+    first, second = vacuum_action("a"), vacuum_action("b")
     store.start_action(report, first)
     (running,) = store.recent_runs()
     assert running.status == "running"
@@ -55,7 +47,7 @@ def test_old_runs_are_pruned_by_retention(tmp_path: Path) -> None:
     old = JobReport(database="app", job="vacuum")
     old.started_at -= timedelta(days=100)
     store.start_run(old)
-    store.start_action(old, action("a"))
+    store.start_action(old, vacuum_action("a"))
     store.finish_run(old.finish())
     recent = JobReport(database="app", job="vacuum")
     store.start_run(recent)

@@ -13,16 +13,12 @@ import sqlalchemy as sa
 
 from dbmaint.errors import ConfigError
 from dbmaint.model import JobReport, RunStatus, Status
-from dbmaint.store import history
-from dbmaint.store.history import History, ScheduleState
-from tests.unit.test_history import action
+from dbmaint.store import schema
+from dbmaint.store.history import History
+from dbmaint.store.records import ScheduleState
+from tests.unit.helpers import vacuum_action
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> History:
-    return History(f"sqlite:///{tmp_path / 'state.db'}")
 
 
 def started_run(
@@ -32,7 +28,7 @@ def started_run(
     report = JobReport(database=database, job=job, started_at=started, scheduled_for=started)
     store.start_run(report, host=host)
     for index, status in enumerate(actions):
-        item = action(f"t{index}")
+        item = vacuum_action(f"t{index}")
         store.start_action(report, item)
         if status != "started":
             item.status = status
@@ -95,7 +91,7 @@ def test_saving_a_schedule_twice_keeps_one_row(store: History) -> None:
     store.save_schedule("db1", ScheduleState("vacuum", "app", "0 3 * * *", "UTC", T0))
     later = ScheduleState("vacuum", "app", "0 4 * * *", "Europe/Berlin", T0 + timedelta(days=1))
     store.save_schedule("db1", later)
-    assert count(store, history.schedules) == 1
+    assert count(store, schema.schedules) == 1
     assert store.schedule_states("db1") == {("vacuum", "app"): later}
 
 
@@ -118,7 +114,7 @@ def test_forget_schedules_keeps_the_given_keys_of_that_host_only(store: History)
     assert set(store.schedule_states("db2")) == {("vacuum", "app"), ("vacuum", "sales"), ("reindex", "app")}
     store.forget_schedules("db1", set())
     assert store.schedule_states("db1") == {}
-    assert count(store, history.schedules) == 3
+    assert count(store, schema.schedules) == 3
 
 
 # --- runs that did not happen, runs cut short --------------------------------------------------------------------
@@ -288,7 +284,7 @@ CREATE TABLE dbmaint_runs (
 
 def test_an_older_store_gets_the_new_column_and_keeps_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    expected = {c.name for c in history.runs.columns} - {"scheduled_for", "pid", "server"}
+    expected = {c.name for c in schema.runs.columns} - {"scheduled_for", "pid", "server"}
     with sqlite3.connect(path) as conn:
         conn.execute(OLD_RUNS)
         conn.execute("CREATE INDEX dbmaint_runs_job_database_started ON dbmaint_runs (job, database, started_at)")
@@ -365,10 +361,10 @@ def test_records_held_in_memory_are_logged_once_then_every_hundred(
 
     monkeypatch.setattr(store, "_flush_pending", refused)
     report = JobReport(database="app", job="vacuum")
-    with caplog.at_level("WARNING", logger="dbmaint.store.history"):
+    with caplog.at_level("WARNING", logger="dbmaint.store"):
         store.start_run(report, host="db1")
         for number in range(249):
-            store.start_action(report, action(f"t{number}"))
+            store.start_action(report, vacuum_action(f"t{number}"))
     assert store.held_records == 250
     held = [r.getMessage() for r in caplog.records if "cannot take records now" in r.getMessage()]
     assert [message.split("): ")[1].split(" ")[0] for message in held] == ["1", "100", "200"]

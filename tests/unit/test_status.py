@@ -7,18 +7,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
-from dbmaint.config import Config, parse_config
+from dbmaint.config import JOB_NAMES, Config, parse_config
 from dbmaint.model import JobReport, RunStatus, now
 from dbmaint.service.schedule import next_fire_times, parse_cron
-from dbmaint.service.status_report import JOBS, JobStatus, StatusReport, gather
-from dbmaint.store.history import History, ScheduleState, services
+from dbmaint.service.status_report import JobStatus, StatusReport, gather
+from dbmaint.store.history import History
+from dbmaint.store.records import ScheduleState
+from dbmaint.store.schema import services
 
 HOST = "db1"
 # A live process whose command line names dbmaint: on its own host, status checks the service process.
@@ -46,8 +47,8 @@ def config(**sections: Any) -> Config:
 
 
 @pytest.fixture
-def history(tmp_path: Path) -> History:
-    return History(f"sqlite:///{tmp_path / 'state.db'}")
+def history(store: History) -> History:
+    return store
 
 
 def job_status(report: StatusReport, job: str, database: str) -> JobStatus:
@@ -122,7 +123,7 @@ def record(history: History, job: str, database: str, status: RunStatus, started
 
 def test_every_job_and_database_is_listed(history: History) -> None:
     report = gather(config(), ["app", "sales"], history, HOST)
-    assert [(j.job, j.database) for j in report.jobs] == [(job, db) for job in JOBS for db in ("app", "sales")]
+    assert [(j.job, j.database) for j in report.jobs] == [(job, db) for job in JOB_NAMES for db in ("app", "sales")]
     assert all(j.last is None and j.last_success is None for j in report.jobs)
     assert all(j.timezone == "Europe/Berlin" for j in report.jobs)
 
@@ -222,7 +223,7 @@ def test_report_as_json(history: History) -> None:
     history.service_started(HOST, PID, "0.1.0")
     as_json = gather(config(), ["app"], history, HOST).to_json()
     assert [s["host"] for s in as_json["services"]] == [HOST]
-    assert [(j["job"], j["database"]) for j in as_json["jobs"]] == [(job, "app") for job in JOBS]
+    assert [(j["job"], j["database"]) for j in as_json["jobs"]] == [(job, "app") for job in JOB_NAMES]
 
 
 def test_a_service_whose_process_is_gone_is_not_running_even_with_a_fresh_heartbeat(history: History) -> None:
