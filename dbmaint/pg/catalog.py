@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from dbmaint.pg import db
-from dbmaint.pg.facts import IndexDefinition
 
 if TYPE_CHECKING:
+    from dbmaint.pg.facts import IndexDefinition
     from dbmaint.sql import sqlshape
 
 
@@ -53,6 +53,8 @@ def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> d
 def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
     with conn.transaction():
         db.set_settings(conn, {"lock_timeout": _DEFINITION_LOCK_TIMEOUT_MS}, local=True)
+        from dbmaint.pg.facts import IndexDefinition  # the records module costs ~15 ms: explain rarely needs it
+
         rows = db.fetch(conn, "advisor_index_definitions", IndexDefinition, {"index_oids": index_oids})
     return {row.index_oid: row for row in rows}
 
