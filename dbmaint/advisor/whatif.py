@@ -24,7 +24,7 @@ from psycopg import sql
 
 from dbmaint.advisor.candidates import Candidate, Plannable
 from dbmaint.pg import db, own_statements, stopping
-from dbmaint.pg.prepared import Prepared
+from dbmaint.pg.prepared import Prepared, deallocate
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -230,7 +230,7 @@ class WhatIf:
         if self.conn.closed:
             return
         with contextlib.suppress(pgerrors.InvalidSqlStatementName):  # the PREPARE itself failed
-            self.conn.execute(Prepared(_PREPARED, "").deallocate())
+            self.conn.execute(deallocate(_PREPARED))
 
 
 # Between a LIMIT and the scan it stops early: these keep the scan's order and pass its rows on.

@@ -25,7 +25,7 @@ from psycopg import sql
 from dbmaint.errors import DatabaseError, UsageError
 from dbmaint.explain import plan_analysis, safety
 from dbmaint.pg import catalog, db
-from dbmaint.pg.prepared import Prepared
+from dbmaint.pg.prepared import Prepared, deallocate
 
 if TYPE_CHECKING:
     from dbmaint.config import AdvisorConfig
@@ -305,7 +305,7 @@ def _set_role(conn: Connection, role: str) -> None:
 
 def _deallocate(conn: Connection) -> None:
     with contextlib.suppress(psycopg.Error):  # not prepared: the PREPARE itself failed
-        conn.execute(Prepared(_PREPARED, "").deallocate())
+        conn.execute(deallocate(_PREPARED))
 
 
 def _rare(

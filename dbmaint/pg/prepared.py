@@ -32,4 +32,9 @@ class Prepared:
         return execute
 
     def deallocate(self) -> sql.Composed:
-        return sql.SQL("DEALLOCATE {}").format(sql.Identifier(self.name))
+        return deallocate(self.name)
+
+
+def deallocate(name: str) -> sql.Composed:
+    """Only this statement: what failed before it was prepared, or after, is cleaned up by name."""
+    return sql.SQL("DEALLOCATE {}").format(sql.Identifier(name))

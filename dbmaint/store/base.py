@@ -7,11 +7,10 @@ in with the next write that succeeds; only a run's end insists (``StoreBusy`` re
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +163,6 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(query).all())
-        except SQLAlchemyError as exc:
-            raise StateStoreError(f"cannot read the state store {_masked(self.url)}: {_short(exc)}") from None
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
-        try:
-            yield
         except SQLAlchemyError as exc:
             raise StateStoreError(f"cannot read the state store {_masked(self.url)}: {_short(exc)}") from None
 

@@ -78,9 +78,8 @@ class CaptureStore(Store):
     def captured_text(self, database: str, queryid: int) -> str | None:
         """The text of a captured statement, as pg_stat_statements gave it."""
         query = sa.select(statements.c.query).where(statements.c.database == database, statements.c.queryid == queryid)
-        with self._reading(), self.engine.connect() as conn:
-            text: str | None = conn.execute(query).scalar()
-        return text
+        rows = self._read(query.limit(1))
+        return str(rows[0].query) if rows else None
 
     def latest_plan(self, database: str, queryid: int) -> PlanRecord | None:
         query = (
@@ -89,10 +88,10 @@ class CaptureStore(Store):
             .order_by(plans.c.captured_at.desc(), plans.c.id.desc())
             .limit(1)
         )
-        with self._reading(), self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
+        found = self._read(query)
+        if not found:
             return None
+        row = found[0]
         return PlanRecord(
             row.queryid,
             _aware(row.captured_at) or now(),
