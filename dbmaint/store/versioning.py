@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from dbmaint.errors import StateStoreError
 from dbmaint.store.schema import metadata
 
 VERSION_TABLE = "dbmaint_schema_version"
@@ -43,21 +44,31 @@ def ensure_current(engine: sa.Engine) -> None:
 def _upgrade(engine: sa.Engine) -> None:
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        if current_in(conn) is None and sa.inspect(conn).has_table("dbmaint_runs"):
+        found = current_in(conn)
+        if found is None and sa.inspect(conn).has_table("dbmaint_runs"):
             _adopt_unversioned(conn)
             command.stamp(config, "0001")
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError:  # a revision these migrations do not know: a newer dbmaint wrote the store
+            raise StateStoreError(
+                f"the state store's schema is at revision {found}, which this dbmaint (schema {HEAD}) does not "
+                "know: a newer dbmaint uses it; upgrade dbmaint, or give this one a state store of its own"
+            ) from None
 
 
 def current_in(conn: sa.Connection) -> str | None:
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
-    version: str | None = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()  # noqa: S608
+    version: str | None = conn.execute(
+        sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))
+    ).scalar()
     return version
 
 

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from dbmaint.errors import StateStoreError
 from dbmaint.store import versioning
 from dbmaint.store.history import History
 from dbmaint.store.schema import metadata
@@ -71,3 +73,16 @@ def test_opening_a_current_store_does_not_load_alembic(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+def test_a_store_a_newer_dbmaint_wrote_is_refused_with_one_line_and_left_as_it_is(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    History(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE dbmaint_schema_version SET version_num = '9999'"))
+    with pytest.raises(StateStoreError, match=r"revision 9999, which this dbmaint .* does not know") as raised:
+        History(url)
+    assert "\n" not in str(raised.value)
+    with engine.connect() as conn:
+        assert versioning.current_in(conn) == "9999"
