@@ -43,6 +43,8 @@ def _cron(text: str) -> Any:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    """One [[databases]] entry: its name and how to connect (a DSN, or the variable holding one)."""
+
     name: str
     dsn: str | None = None
     dsn_env: str | None = None
@@ -50,6 +52,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class VacuumConfig:
+    """[vacuum]: the daily VACUUM ANALYZE of the tables that need it."""
+
     enabled: bool = True
     schedule: str = _cron("0 3 * * *")
     window: float = _duration("2h")
@@ -69,6 +73,8 @@ class VacuumConfig:
 
 @dataclass(frozen=True)
 class ReindexConfig:
+    """[reindex]: the monthly REINDEX CONCURRENTLY of bloated indexes."""
+
     enabled: bool = True
     schedule: str = _cron("0 4 1 * *")
     window: float = _duration("4h")
@@ -88,6 +94,8 @@ class ReindexConfig:
 
 @dataclass(frozen=True)
 class CaptureConfig:
+    """[capture]: slow statements from pg_stat_statements, with their plans."""
+
     enabled: bool = True
     schedule: str = _cron("*/15 * * * *")
     # A statement is slow when its mean time since the last pass (or ever, on the first) is over this.
@@ -106,6 +114,8 @@ class CaptureConfig:
 
 @dataclass(frozen=True)
 class AdvisorConfig:
+    """[advisor]: the indexes to recommend, and what they may cost."""
+
     enabled: bool = True
     schedule: str = _cron("0 5 * * 0")
     # New indexes may take this much space in all: a share of the database size, or a size ("2GB").
@@ -135,6 +145,8 @@ class AdvisorConfig:
 
 @dataclass(frozen=True)
 class SafetyConfig:
+    """[safety]: the limits every session of dbmaint works within."""
+
     lock_timeout: float = _duration("5s")
     connect_timeout: float = _duration("10s")
     # How often the server checks that dbmaint is still connected (client_connection_check_interval).
@@ -150,12 +162,16 @@ def _default_state_url() -> str:
 
 @dataclass(frozen=True)
 class StateConfig:
+    """[state]: where runs, plans and the service's state are kept."""
+
     url: str = field(default_factory=_default_state_url)
     retention: float = _duration("90d")
 
 
 @dataclass(frozen=True)
 class SentryConfig:
+    """[sentry]: errors and cron check-ins sent to Sentry."""
+
     # The DSN comes from this environment variable (kept out of config files); unset or empty: Sentry off.
     dsn_env: str = "SENTRY_DSN"
     environment: str = "production"
@@ -163,6 +179,8 @@ class SentryConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """[metrics]: the Prometheus endpoint and how often its health figures are read."""
+
     # "host:port" for /metrics (Prometheus text format); unset: no metrics endpoint.
     listen: str | None = None
     # How often the health figures (dead tuples, transaction-ID age, index bloat) are read per database.
@@ -173,6 +191,8 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
+    """[scheduler]: what happens to runs missed while the service was down."""
+
     # A run missed by at most this much (host down, service stopped) runs when the service is back;
     # a later one is recorded as missed. Runs missed several times over are coalesced into one.
     misfire_grace: float = _duration("1h")
@@ -182,6 +202,8 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class ExplainConfig:
+    """[explain]: how `dbmaint explain` and capture run statements."""
+
     # A role with read access only, to execute statements as (SET LOCAL ROLE) under EXPLAIN ANALYZE, in
     # `dbmaint explain` and in capture; unset: the connecting role. dbmaint's role must be a member of it.
     role: str | None = None
@@ -189,6 +211,8 @@ class ExplainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration file."""
+
     databases: tuple[DatabaseConfig, ...] = ()
     timezone: str = "UTC"
     vacuum: VacuumConfig = VacuumConfig()

@@ -7,6 +7,7 @@ failed something, 2 bad usage or config, 3 cannot connect).
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -95,8 +96,37 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+# Each command's module, imported only when that command runs (or help lists them all): a command pays for
+# its own family's imports, not for the other commands' (``dbmaint explain`` starts in a few hundred ms).
+COMMAND_MODULES = {
+    "advise": "advisor",
+    "check": "advisor",
+    "capture": "capture",
+    "slow": "capture",
+    "demo": "demo",
+    "explain": "explain",
+    "vacuum": "maintenance",
+    "reindex": "maintenance",
+    "run": "service",
+    "status": "service",
+    "history": "service",
+}
+
+
 class _Group(click.Group):
-    """Turns every dbmaint error into one line on stderr and its exit code."""
+    """Loads a command's module when it is asked for, and turns every dbmaint error into one line on stderr
+    and its exit code."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"dbmaint.cli.{module}")  # registers its commands on this group
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(COMMAND_MODULES.values())):
+            importlib.import_module(f"dbmaint.cli.{module}")
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -338,11 +338,11 @@ def _rare(
 @dataclass(frozen=True)
 class _ContextRow:
     relation: str
-    table_oid: int
     last_analyze: Any
     n_mod_since_analyze: int
     reltuples: float
     size_bytes: int
+    index_definitions: list[str]
 
 
 def plan_relations(plan: Any) -> set[tuple[str | None, str]]:
@@ -358,41 +358,29 @@ def plan_relations(plan: Any) -> set[tuple[str | None, str]]:
 
 
 def table_context(conn: Connection, plan: Any) -> dict[str, plan_analysis.TableContext]:
+    """One query: the tables' statistics and their indexes' definitions, leaving out the definitions of a
+    table that is locked (display only: never wait behind the application)."""
     relations = plan_relations(plan)
     if not relations:
         return {}
     names = [f"{schema}.{name}" if schema else name for schema, name in relations]
-    rows = db.fetch(conn, "explain_context", _ContextRow, {"names": names})
-    indexes = _index_definitions(conn, [row.table_oid for row in rows])
-    context = {}
-    for row in rows:
-        context[row.relation] = plan_analysis.TableContext(
+    try:
+        with conn.transaction():
+            db.set_settings(conn, {"lock_timeout": catalog.DEFINITION_LOCK_TIMEOUT_MS}, local=True)
+            rows = db.fetch(conn, "explain_context", _ContextRow, {"names": names, "definitions": True})
+    except psycopg.errors.LockNotAvailable:  # a lock request came in after the query looked at pg_locks
+        rows = db.fetch(conn, "explain_context", _ContextRow, {"names": names, "definitions": False})
+    return {
+        row.relation: plan_analysis.TableContext(
             relation=row.relation,
             last_analyze=row.last_analyze,
             n_mod_since_analyze=row.n_mod_since_analyze,
             reltuples=row.reltuples,
             size_bytes=row.size_bytes,
-            indexes=tuple(indexes.get(row.table_oid, ())),
+            indexes=tuple(row.index_definitions),
         )
-    return context
-
-
-@dataclass(frozen=True)
-class _IndexOid:
-    table_oid: int
-    index_oid: int
-
-
-def _index_definitions(conn: Connection, table_oids: Sequence[int]) -> dict[int, list[str]]:
-    """Index definitions per table, leaving out any whose table is locked (display only: never wait)."""
-    pairs = db.fetch(conn, "explain_table_indexes", _IndexOid, {"table_oids": list(table_oids)})
-    definitions = catalog.index_definitions(conn, [p.index_oid for p in pairs])
-    result: dict[int, list[str]] = {}
-    for pair in pairs:
-        found = definitions.get(pair.index_oid)
-        if found is not None:
-            result.setdefault(pair.table_oid, []).append(found.definition)
-    return result
+        for row in rows
+    }
 
 
 # --- index fixes, proven with hypothetical indexes -----------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pglast import ast as _ast
 from pglast import parse_sql
 from pglast.parser import ParseError, scan
-from pglast.stream import RawStream
 
 ast: Any = _ast  # pglast annotates every attribute Optional; the grammar guarantees them
 
@@ -66,6 +65,8 @@ def classify(text: str) -> Verdict:
     node = raw.stmt
     statement = text.strip().rstrip(";")
     if isinstance(node, ast.ExplainStmt):  # "EXPLAIN SELECT ...": explain the inner statement
+        from pglast.stream import RawStream  # the printer costs ~10 ms at start-up: only needed here
+
         node = node.query
         statement = RawStream()(node)  # the parser's own text of it (statements carry no location)
     return _verdict(node, statement)

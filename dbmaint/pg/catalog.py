@@ -27,7 +27,7 @@ def extension_schema(conn: psycopg.Connection[Any], name: str) -> str | None:
 
 
 # A pg_get_indexdef() that loses the race with a new ACCESS EXCLUSIVE request gives up after this long.
-_DEFINITION_LOCK_TIMEOUT_MS = "50"
+DEFINITION_LOCK_TIMEOUT_MS = "50"
 
 
 def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
@@ -52,8 +52,8 @@ def index_definitions(conn: psycopg.Connection[Any], index_oids: list[int]) -> d
 
 def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) -> dict[int, IndexDefinition]:
     with conn.transaction():
-        db.set_settings(conn, {"lock_timeout": _DEFINITION_LOCK_TIMEOUT_MS}, local=True)
-        from dbmaint.pg.facts import IndexDefinition  # the records module costs ~15 ms: explain rarely needs it
+        db.set_settings(conn, {"lock_timeout": DEFINITION_LOCK_TIMEOUT_MS}, local=True)
+        from dbmaint.pg.facts import IndexDefinition  # 16 record classes (~15 ms): a lazy import
 
         rows = db.fetch(conn, "advisor_index_definitions", IndexDefinition, {"index_oids": index_oids})
     return {row.index_oid: row for row in rows}

@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from dbmaint.explain import runner
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import json_output, make_plans, run_dbmaint_process
+from tests.db.helpers import LockHolder, json_output, make_plans, run_dbmaint_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = {case.name: case for case in make_plans.CASES}
@@ -77,6 +80,33 @@ def test_json_has_the_plan_the_nodes_and_the_problems(shop: Database, dbmaint: I
         assert {"kind", "node", "detail", "fix"} <= set(problem)
     assert document["tables"]["public.orders"]["size_bytes"] > 0
     assert any("orders_pkey" in definition for definition in document["tables"]["public.orders"]["indexes"])
+
+
+def test_the_table_context_never_waits_for_a_locked_table(database: Database) -> None:
+    """Index definitions are display only: a table someone holds ACCESS EXCLUSIVE on keeps its statistics and
+    loses its definitions, at once; the other table of the plan keeps both."""
+    database.execute(
+        "CREATE TABLE busy (id int PRIMARY KEY)",
+        "CREATE TABLE calm (id int PRIMARY KEY)",
+    )
+    plan = [{"Plan": {"Node Type": "Nested Loop", "Plans": [
+        {"Node Type": "Seq Scan", "Schema": "public", "Relation Name": "busy"},
+        {"Node Type": "Seq Scan", "Schema": "public", "Relation Name": "calm"},
+    ]}}]  # fmt: skip
+    holder = LockHolder(database.dsn, "LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+    try:
+        with psycopg.connect(database.dsn, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '5s'")
+            started = time.monotonic()
+            context = runner.table_context(conn, plan)
+            elapsed = time.monotonic() - started
+        assert holder.still_alive()
+    finally:
+        holder.release()
+    assert elapsed < 2
+    assert set(context) == {"public.busy", "public.calm"}
+    assert context["public.busy"].indexes == ()
+    assert context["public.calm"].indexes == ("CREATE UNIQUE INDEX calm_pkey ON public.calm USING btree (id)",)
 
 
 def test_an_index_fix_is_proven_with_a_hypothetical_index(shop: Database, dbmaint: Invoke) -> None:

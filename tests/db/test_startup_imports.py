@@ -48,6 +48,9 @@ def test_explain_loads_no_state_store_scheduler_or_advisor(database: Database, t
         assert "psycopg" in modules and "dbmaint.explain.runner" in modules
         heavy = {"sqlalchemy", "alembic", "apscheduler", "sentry_sdk", "prometheus_client", "dbmaint.advisor.whatif"}
         assert modules & heavy == set(), output
+        # Not the other commands' modules, the catalog records (16 dataclasses) or pglast's SQL printer.
+        others = {"dbmaint.cli.advisor", "dbmaint.cli.service", "dbmaint.cli.capture", "dbmaint.cli.maintenance"}
+        assert modules & (others | {"dbmaint.pg.facts", "pglast.stream"}) == set(), output
         # rich draws the text tree; JSON output never loads it
         assert ("rich" in modules) == (output == "text")
 
@@ -57,3 +60,4 @@ def test_vacuum_loads_no_parser_scheduler_or_advisor(database: Database, tmp_pat
     assert "dbmaint.maintenance.vacuum_analysis" in modules
     heavy = {"pglast", "apscheduler", "sentry_sdk", "prometheus_client", "rich", "dbmaint.advisor.recommend"}
     assert modules & heavy == set()
+    assert modules & {"dbmaint.cli.advisor", "dbmaint.cli.explain", "dbmaint.explain.runner"} == set()

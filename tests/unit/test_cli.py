@@ -5,17 +5,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from dbmaint.cli import cli
+from dbmaint.cli.base import COMMAND_MODULES
 from dbmaint.pg.db import mask_dsn
 
-COMMANDS = sorted(cli.commands)
+COMMANDS = sorted(cli.list_commands(click.Context(cli)))
 
 
 def test_commands_exist() -> None:
     assert {"vacuum", "reindex", "history", "demo"} <= set(COMMANDS)
+
+
+def test_every_command_is_found_by_its_module_alone() -> None:
+    """The map of lazily loaded commands names each command of each family, and no other."""
+    assert sorted(COMMAND_MODULES) == COMMANDS
+    for name, module in COMMAND_MODULES.items():
+        callback = cli.commands[name].callback
+        assert callback is not None and callback.__module__ == f"dbmaint.cli.{module}", name
+    assert "--dsn" in CliRunner().invoke(cli, ["--help"]).output
+    assert all(command in CliRunner().invoke(cli, ["--help"]).output for command in COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -79,9 +79,8 @@ END = "<!-- End of the generated rules. -->"
 
 
 def description(rule: Rule) -> str:
-    """The rule's docstring; "" when it has none (a dataclass's own stands in for it)."""
-    doc = type(rule).__doc__ or ""
-    return "" if doc.startswith(f"{type(rule).__name__}(") else inspect.cleandoc(doc)
+    """The rule's docstring; "" when it has none."""
+    return inspect.cleandoc(type(rule).__doc__ or "")
 
 
 def catalogue() -> str:

@@ -1,29 +1,31 @@
 """What a plan rule is: the record the registry holds, and how a rule is registered. Pure.
 
-A rule is a frozen dataclass decorated with :func:`register`, in the module of its family. Its class variables
-say what it is and what it looks at; its dataclass fields are its thresholds (their defaults are the values in
-force); its docstring says what it flags and when, and is what the catalogue (``docs/plan-problems.md``) shows::
+A rule is a class decorated with :func:`register`, in the module of its family. Its ``ClassVar`` attributes
+say what it is and what it looks at; its other annotated attributes are its thresholds (the values in force);
+its docstring says what it flags and when, and is what the catalogue (``docs/plan-problems.md``) shows::
 
     @register
-    @dataclass(frozen=True)
     class LossyBitmap(NodeRule):  # its docstring: what it flags and when
         kind = "lossy_bitmap"
         order = 100
         node_types = ("Bitmap Heap Scan",)
+        max_lossy: float = 0  # a threshold
 
         def check(self, plan: Plan, node: Node) -> list[Problem]: ...
+
+Rules are plain classes rather than dataclasses: each of them is one immutable instance, and making ~25
+dataclasses cost ~20 ms of every ``dbmaint explain``'s start-up (their methods are generated with ``exec``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from typing import ClassVar, TypeVar
 
 from dbmaint.explain.plan import Node, Plan, Problem
 
 
-@dataclass(frozen=True)
 class Rule:
     """One kind of problem. Subclass :class:`NodeRule`, :class:`PlanRule` or :class:`ReviewRule`."""
 
@@ -44,8 +46,14 @@ class Rule:
         return type(self).__module__.rpartition(".")[2]
 
     def thresholds(self) -> dict[str, float]:
-        """Its thresholds by name, in the order they are declared."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Its thresholds by name, in the order they are declared (a shared mixin's first): the annotated
+        attributes of its classes that are not ``ClassVar`` (annotations are strings: ``from __future__``)."""
+        names: dict[str, None] = {}
+        for cls in reversed(type(self).__mro__):
+            for name, kind in inspect.get_annotations(cls).items():
+                if not kind.startswith("ClassVar"):
+                    names[name] = None
+        return {name: getattr(self, name) for name in names}
 
     def looks_at(self, node: Node) -> bool:
         return not self.node_types or node.type in self.node_types
@@ -55,7 +63,6 @@ class Rule:
         return [node for node in plan.nodes if self.looks_at(node)]
 
 
-@dataclass(frozen=True)
 class NodeRule(Rule):
     """A rule called once for each node of a type it looks at, in the plan's order."""
 
@@ -65,7 +72,6 @@ class NodeRule(Rule):
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class PlanRule(Rule):
     """A rule called once with the whole plan. Those listed before every node rule run before the nodes are
     looked at, the others after them (the order problems are found in, before they are sorted)."""
@@ -76,7 +82,6 @@ class PlanRule(Rule):
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class ReviewRule(Rule):
     """A rule called once with the whole plan after all the others, with their problems (less those suppressed)
     in the registry's order; its own problems are put before theirs."""

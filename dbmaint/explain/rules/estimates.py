@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dbmaint.explain import fmt
 from dbmaint.explain.conditions import Conditions
@@ -19,7 +18,6 @@ from dbmaint.explain.rules.base import NodeRule, PlanRule, register
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_$]*")  # a column name that needs no quotes
 
 
-@dataclass(frozen=True)
 class MisestimateThresholds:
     """When a node's row estimate is off enough to report (row_misestimate, stale_statistics)."""
 
@@ -151,7 +149,6 @@ def _create_statistics(table: str, bare: str, columns: Sequence[str], kinds: Seq
 
 
 @register
-@dataclass(frozen=True)
 class RowMisestimate(MisestimateThresholds, PlanRule):
     """max(A/P, P/A) per loop (A = ``Actual Rows``, P = ``Plan Rows``) >= 10 warning, >= 1,000 critical
     (pgMustard; depesz's top colour), when the rows differ by >= 100 in total and the node adds an error of its
@@ -185,7 +182,6 @@ class RowMisestimate(MisestimateThresholds, PlanRule):
 
 
 @register
-@dataclass(frozen=True)
 class StaleStatistics(MisestimateThresholds, PlanRule):
     """A node misestimated by row_misestimate's ratio and rows (whether or not the error is its own), whose
     table (from ``context``) has more rows changed since its last analyze than autoanalyze's own trigger,
@@ -240,7 +236,6 @@ class StaleStatistics(MisestimateThresholds, PlanRule):
 
 
 @register
-@dataclass(frozen=True)
 class NestedLoopUnderestimate(NodeRule):
     """The inner side of a nested loop ran >= 1,000 times and >= 10x the loops the outer side's estimate
     promised (``Plan Rows`` of the outer child x the loop's own loops, against the inner child's ``Actual

@@ -8,7 +8,6 @@ index on the filter's columns, unless one exists already).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dbmaint.explain import fmt
 from dbmaint.explain.conditions import parse_conditions, unique
@@ -16,7 +15,6 @@ from dbmaint.explain.plan import Node, Plan, Problem
 from dbmaint.explain.rules.base import NodeRule, PlanRule, register
 
 
-@dataclass(frozen=True)
 class FilterThresholds:
     """When rows thrown away by a filter are worth reporting (seq_scan_filter, inefficient_index,
     join_filter_waste, wrong_index_order_by)."""
@@ -81,7 +79,6 @@ def index_problem(
 
 
 @register
-@dataclass(frozen=True)
 class SeqScanFilter(FilterThresholds, NodeRule):
     """A Seq Scan whose filter removes > 50% (warning) / > 90% (critical) of the rows read, r =
     removed / (removed + returned) with ``Rows Removed by Filter`` and ``Actual Rows`` x loops, >= 1,000 rows
@@ -129,7 +126,6 @@ class SeqScanFilter(FilterThresholds, NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class InefficientIndex(FilterThresholds, NodeRule):
     """The same as seq_scan_filter, for the ``Filter`` of an Index Scan, Index Only Scan or Bitmap Heap Scan:
     the index finds rows that its filter then throws away. The index suggested adds the filter's columns to
@@ -160,7 +156,6 @@ class InefficientIndex(FilterThresholds, NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class HeapFetches(NodeRule):
     """>= 1,000 ``Heap Fetches`` of an Index Only Scan; their share of the index entries it visited
     (``Actual Rows`` + ``Rows Removed by Filter`` + ``Rows Removed by Index Recheck``, x loops) > 0% info,
@@ -204,7 +199,6 @@ class HeapFetches(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class JoinFilterWaste(FilterThresholds, NodeRule):
     """A ``Join Filter`` that removes > 50% / > 90% of >= 1,000 row combinations (``Rows Removed by Join
     Filter`` x loops against the rows the join returns), the node taking >= 10%. An OR across the two tables
@@ -264,7 +258,6 @@ class JoinFilterWaste(FilterThresholds, NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class LargeOffset(NodeRule):
     """A Limit whose input returned >= 1,000 rows and >= 10x more than the Limit returns (``Actual Rows`` x
     loops of both), unless the query text (when known; read with pglast: ``SelectStmt.limitOffset``) has no
@@ -316,7 +309,6 @@ class LargeOffset(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class WrongIndexOrderBy(FilterThresholds, PlanRule):
     """A Limit over an Index Scan or Index Only Scan (through Result, Subquery Scan, Gather Merge or Memoize)
     whose ``Filter`` (not its ``Index Cond``) throws away > 50% / > 90% of >= 1,000 rows, the scan taking

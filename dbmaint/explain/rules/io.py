@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dbmaint.explain import fmt
 from dbmaint.explain.plan import Node, Plan, Problem
 from dbmaint.explain.rules.base import NodeRule, register
 
 
 @register
-@dataclass(frozen=True)
 class PoorCacheHit(NodeRule):
     """>= 1,000 blocks read from outside shared_buffers (exclusive ``Shared Read Blocks``), >= 50% of those the
     node touched (with ``Shared Hit Blocks``): info; warning when its own ``I/O Read Time`` (PostgreSQL 16+:
@@ -56,7 +53,6 @@ class PoorCacheHit(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class ReadEfficiency(NodeRule):
     """A Seq Scan reading >= 1,000 blocks (exclusive ``Shared Hit Blocks`` + ``Shared Read Blocks``) and >= 10x
     the bytes per row its rows need (blocks x 8192 / rows examined, against ``Plan Width`` + 28 bytes of tuple

@@ -6,7 +6,6 @@ and a Memoize cache too small for its keys. Their fixes say how much work_mem th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from dbmaint.explain import fmt
 from dbmaint.explain.plan import Node, Plan, Problem
@@ -14,7 +13,6 @@ from dbmaint.explain.rules.base import NodeRule, register
 
 
 @register
-@dataclass(frozen=True)
 class DiskSort(NodeRule):
     """Any Sort to disk: ``Sort Space Type`` = Disk or a ``Sort Method`` starting "external", in the node or
     one of its ``Workers``. The work_mem asked for is what an in-memory sort of the rows needs, about
@@ -54,7 +52,6 @@ class DiskSort(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class HashSpill(NodeRule):
     """A Hash with ``Hash Batches`` > 1 (more than ``Original Hash Batches`` means it grew at run time, the inner
     side being bigger than estimated); work_mem ~ ``Peak Memory Usage`` x batches x 1.1 / hash_mem_multiplier.
@@ -97,7 +94,6 @@ def hashagg_spilled(node: Node) -> bool:
 
 
 @register
-@dataclass(frozen=True)
 class HashAggSpill(NodeRule):
     """An Aggregate with ``HashAgg Batches`` > 1 or ``Disk Usage`` > 0 (PostgreSQL 13+; ``Planned Partitions``
     says whether the planner expected it); work_mem ~ (peak + disk) / hash_mem_multiplier.
@@ -131,7 +127,6 @@ class HashAggSpill(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class TempSpill(NodeRule):
     """Exclusive ``Temp Written Blocks`` > 0 on any other node (Materialize, CTE Scan, WindowAgg, the sort groups
     of an Incremental Sort, ...); work_mem ~ 2 x what it wrote. Not on a Sort, a Hash or a hash-spilled
@@ -162,7 +157,6 @@ class TempSpill(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class LossyBitmap(NodeRule):
     """A Bitmap Heap Scan with ``Lossy Heap Blocks`` > 0: the bitmap outgrew work_mem and kept page numbers
     only, so every row of those pages was rechecked (``Rows Removed by Index Recheck``); work_mem ~ 80 bytes
@@ -190,7 +184,6 @@ class LossyBitmap(NodeRule):
 
 
 @register
-@dataclass(frozen=True)
 class MemoizeThrash(NodeRule):
     """A Memoize with >= 1,000 lookups (``Cache Hits`` + ``Cache Misses``): more misses than hits with
     ``Cache Evictions`` or ``Cache Overflows`` > 0 is a warning (the cache is too small: work_mem for every key

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from dbmaint.explain import fmt
 from dbmaint.explain.plan import Node, Plan, Problem
@@ -14,7 +13,6 @@ DEFAULT_JIT_ABOVE_COST = 100000.0  # PostgreSQL's default jit_above_cost
 
 
 @register
-@dataclass(frozen=True)
 class JitOverhead(PlanRule):
     """JIT compilation (the ``Total`` of the top-level ``JIT`` object's ``Timing``, or the sum of its parts) of
     >= 1 ms taking > 10% of the execution time: warning; > 50%: critical. The fix raises jit_above_cost above
@@ -72,7 +70,6 @@ class JitOverhead(PlanRule):
 
 
 @register
-@dataclass(frozen=True)
 class WorkersNotLaunched(NodeRule):
     """``Workers Launched`` < ``Workers Planned`` (a Gather or Gather Merge): warning. The fix resets a
     session's max_parallel_workers below the plan's, or else says the pool of workers was in use.

@@ -4,7 +4,6 @@ non-default settings the plan was made with."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dbmaint.explain import fmt
 from dbmaint.explain.plan import Node, Plan, Problem
@@ -12,7 +11,6 @@ from dbmaint.explain.rules.base import PlanRule, ReviewRule, register
 
 
 @register
-@dataclass(frozen=True)
 class HotNode(ReviewRule):
     """A node's exclusive share of the execution time > 10% info, > 40% warning, > 90% critical; only nodes
     with >= 10 ms of their own (with TIMING OFF: >= 1,000 blocks of their own, and their share of the blocks x
@@ -94,7 +92,6 @@ def _fix(plan: Plan, node: Node, kinds: Sequence[str]) -> str:
 
 
 @register
-@dataclass(frozen=True)
 class PlanningTime(PlanRule):
     """``Planning Time`` of >= 10 ms taking > 10% / 40% / 90% of ``Planning Time`` + ``Execution Time``: info,
     warning, critical. The fix: prepared statements, lower collapse limits, partition pruning at plan time.
@@ -131,7 +128,6 @@ class PlanningTime(PlanRule):
 
 
 @register
-@dataclass(frozen=True)
 class SlowTrigger(PlanRule):
     """A trigger (top-level ``Triggers[]``) whose ``Time`` of >= 1 ms is > 10% (warning) / > 50% (critical) of
     the execution time. One with a ``Constraint Name`` is a foreign key's check: the fix indexes the referencing
@@ -200,7 +196,6 @@ def _trigger_fix(plan: Plan, name: str, constraint: str | None) -> tuple[str, tu
 
 
 @register
-@dataclass(frozen=True)
 class NonDefaultSettings(PlanRule):
     """Any top-level ``Settings`` (EXPLAIN's SETTINGS option: the planner settings that differ from the
     defaults, e.g. work_mem): info; warning when an ``enable_*`` planner switch is off.
