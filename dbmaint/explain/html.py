@@ -1,10 +1,12 @@
 """`dbmaint explain --format html`: one self-contained HTML page to open or attach to a pull request.
 
-Pure: an explain :class:`~dbmaint.explain.runner.Result` (or two, and their comparison) in, a string out. The page has
-its CSS inline and loads nothing; everything that comes from the database (the statement, names, values,
-conditions) is escaped with :func:`html.escape`. A few lines of inline JavaScript fold subtrees of the plan;
-without them the page reads the same, fully unfolded. Its Content-Security-Policy allows no resource at all
-and only that one script (by its hash), so even an unescaped string could not run a script of its own.
+Pure: an explain :class:`~dbmaint.explain.runner.Result` (or two, and their comparison) in, a string out. This
+module computes what the page shows (figures, levels, misestimates, formatted numbers) as plain values; the
+markup is in the Jinja2 templates of ``templates/``, rendered with autoescaping, so everything that comes from
+the database (the statement, names, values, conditions) is escaped without having to remember it. The page has
+its CSS inline and loads nothing. A few lines of inline JavaScript fold subtrees of the plan; without them the
+page reads the same, fully unfolded. Its Content-Security-Policy allows no resource at all and only that one
+script (by its hash), so even an unescaped string could not run a script of its own.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from html import escape
+from dataclasses import dataclass
+from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbmaint import __version__
 from dbmaint.explain.compare import (
@@ -31,6 +34,8 @@ from dbmaint.explain.plan import NodeFigures, Problem
 from dbmaint.units import format_ms, format_share, format_size
 
 if TYPE_CHECKING:
+    import jinja2
+
     from dbmaint.explain.runner import Result
 
 HOT_SHARES = (0.1, 0.4)  # as the terminal tree: bold and amber above 10% of the time, red above 40%
@@ -51,6 +56,22 @@ _CONDITIONS = (
     "Cache Key",
 )
 _REMOVED = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Removed by Index Recheck")
+_SEVERITIES = ("critical", "warning", "info")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    # Imported here, and the environment built once on first use: only HTML output pays for Jinja2.
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("dbmaint.explain", "templates"),
+        autoescape=True,  # every template is HTML
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def _static(name: str) -> str:
@@ -58,104 +79,235 @@ def _static(name: str) -> str:
     return resources.files("dbmaint.explain").joinpath("static", name).read_text(encoding="utf-8")
 
 
+def _render_page(template: str, title: str, **values: Any) -> str:
+    script = _static("explain.js")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    page = _environment().get_template(template)
+    return page.render(
+        title=title,
+        policy=f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'",
+        css=_static("explain.css"),
+        script=script,
+        version=__version__,
+        **values,
+    )
+
+
+# --- what the templates show ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    values: str | None  # "$1 = '42', ..."
+    rare: str | None  # the same statement with rare values: timing and plan change, or the error
+
+
+@dataclass(frozen=True)
+class Card:
+    key: str
+    value: str = ""
+    small: str | None = None  # a second, smaller part of the value
+    badges: tuple[tuple[str, int], ...] | None = None  # (severity, count): the value of the problems' card
+
+
+@dataclass(frozen=True)
+class Misestimate:
+    style: str
+    title: str
+    arrow: str
+    factor: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class Badge:
+    position: int  # the problem's number on the page
+    severity: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One node of the plan table; figures already formatted (None: the cell is empty)."""
+
+    id: int
+    depth: int
+    level: str  # "", warn or crit by share of the time
+    ancestors: str  # ids, space-separated, for folding
+    indent: str  # em
+    condition_indent: str  # em
+    has_children: bool
+    relationship: str | None  # Inner or Outer, shown only where there are two sides
+    label: str
+    badges: tuple[Badge, ...]
+    conditions: tuple[str, ...]
+    # executed plans
+    time: str | None
+    time_style: str  # "", t-warn or t-crit
+    share: str
+    bar_width: str
+    never_executed: bool
+    rows: str
+    estimated: str
+    misestimate: Misestimate | None
+    loops: str | None
+    hit: str | None
+    read: str | None
+    buffers: str | None  # "hit / read", in the compact table
+    temp: str | None  # "read / written"
+    # estimates only
+    plan_rows: str
+    cost: str
+    width: str
+
+
+@dataclass(frozen=True)
+class PlanTable:
+    prefix: str  # of ids: the comparison page has two plans
+    executed: bool
+    timed: bool
+    compact: bool
+    rows: tuple[PlanRow, ...]
+
+
+@dataclass(frozen=True)
+class ProvenFixView:
+    cost_before: str
+    cost_after: str
+    change: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class ProblemView:
+    position: int
+    severity: str
+    kind: str
+    detail: str
+    node: int | None
+    node_label: str
+    proven: ProvenFixView | None
+    fix: str
+
+
+@dataclass(frozen=True)
+class TableRow:
+    name: str
+    size: str
+    rows: str
+    analyzed: str
+    changed: str
+    indexes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TriggerRow:
+    name: str
+    constraint: str
+    table: str
+    time: str
+    calls: str
+
+
+@dataclass(frozen=True)
+class Notes:
+    items: tuple[str, ...]
+    settings: str | None  # those that differ from the defaults
+
+
+@dataclass(frozen=True)
+class Side:
+    """One explained statement, as both pages show it."""
+
+    name: str  # before, after; "" on the page of one statement
+    mode: str
+    statement: Statement
+    cards: tuple[Card, ...]
+    plan: PlanTable
+    problems: tuple[ProblemView, ...]
+    triggers: tuple[TriggerRow, ...]
+    notes: Notes
+    raw_plan: str  # PostgreSQL's JSON
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    title: str
+    before: str
+    after: str
+    change: str
+    style: str  # "", better or worse
+
+
+@dataclass(frozen=True)
+class NodeChangeView:
+    change: str
+    mark: str
+    side: str
+    node: int
+    name: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ProblemChangeView:
+    severity: str
+    kind: str
+    detail: str
+    side: str
+    node: int | None
+    node_label: str
+
+
+@dataclass(frozen=True)
+class ProblemChanges:
+    title: str
+    changes: tuple[ProblemChangeView, ...]
+
+
+# --- the pages --------------------------------------------------------------------------------------------
+
+
 def render(result: Result) -> str:
     """The page of one explained statement."""
-    analysis = result.analysis
-    body = [
-        "<header>",
-        "<h1>Query plan</h1>",
-        f'<p class="sub">{_e(_mode(result))}</p>',
-        _statement(result),
-        _cards(result),
-        "</header>",
-        '<section id="plan"><h2>Plan</h2>',
-        _plan_table(result, prefix="", compact=False),
-        "</section>",
-        '<section id="problems"><h2>Problems</h2>',
-        _problems(result, prefix=""),
-        "</section>",
-    ]
-    triggers = _triggers(result)
-    if triggers:
-        body += ['<section id="triggers"><h2>Triggers</h2>', triggers, "</section>"]
-    if result.context:
-        body += ['<section id="tables"><h2>Tables</h2>', _tables(result), "</section>"]
-    if result.notes or analysis.settings:
-        body += ['<section id="notes"><h2>Notes</h2>', _notes(result), "</section>"]
-    body.append(_raw_plan(result, "PostgreSQL's plan (JSON, for other plan viewers)"))
-    return _page(f"Query plan: {_first_line(result.statement)}", body)
+    return _render_page(
+        "plan.html.j2",
+        f"Query plan: {_first_line(result.statement)}",
+        side=_side(result, name="", compact=False),
+        tables=_tables(result),
+    )
 
 
 def render_comparison(before: Result, after: Result, comparison: PlanComparison) -> str:
     """Two plans side by side, after the differences: figures with ratios, changed nodes, problems."""
-    verdict = _verdict_class(comparison)
-    body = [
-        "<header>",
-        "<h1>Plan comparison</h1>",
-        '<p class="sub">before: the baseline (--compare); after: the statement explained</p>',
-        f'<div class="verdict {verdict}">{_e(comparison.summary)}</div>',
-        "</header>",
-        '<section id="differences"><h2>Differences</h2>',
-        _figure_table(comparison.figures),
-        _node_changes(comparison.nodes),
-        _problem_changes(comparison),
-        "</section>",
-        '<div class="sides">',
-    ]
-    for name, result in (("before", before), ("after", after)):
-        body += [
-            f'<section class="side" id="{name}">',
-            f"<h2>{name.capitalize()} <small class='muted'>{_e(_mode(result))}</small></h2>",
-            _statement(result),
-            _cards(result),
-            "<h3>Plan</h3>",
-            _plan_table(result, prefix=f"{name}-", compact=True),
-            "<h3>Problems</h3>",
-            _problems(result, prefix=f"{name}-"),
-        ]
-        triggers = _triggers(result)
-        if triggers:
-            body += ["<h3>Triggers</h3>", triggers]
-        if result.notes or result.analysis.settings:
-            body += ["<h3>Notes</h3>", _notes(result)]
-        body += [_raw_plan(result, "PostgreSQL's plan (JSON)"), "</section>"]
-    body.append("</div>")
-    return _page(f"Plan comparison: {_first_line(after.statement)}", body)
-
-
-# --- the page ---------------------------------------------------------------------------------------------
-
-
-def _page(title: str, body: Sequence[str]) -> str:
-    digest = base64.b64encode(hashlib.sha256(_static("explain.js").encode()).digest()).decode()
-    policy = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            '<meta name="generator" content="dbmaint">',
-            f"<title>{_e(title)}</title>",
-            f"<style>{_static('explain.css')}</style>",
-            "</head>",
-            "<body>",
-            "<main>",
-            *body,
-            f"<footer>dbmaint {_e(__version__)} explain</footer>",
-            "</main>",
-            f"<script>{_static('explain.js')}</script>",
-            "</body>",
-            "</html>",
-            "",
-        ]
+    return _render_page(
+        "compare.html.j2",
+        f"Plan comparison: {_first_line(after.statement)}",
+        verdict=_verdict_class(comparison),
+        summary=comparison.summary,
+        figures=_figures(comparison.figures),
+        node_changes=_node_changes(comparison.nodes),
+        problem_changes=_problem_changes(comparison),
+        kept=", ".join(comparison.kept),
+        sides=(_side(before, name="before", compact=True), _side(after, name="after", compact=True)),
     )
 
 
-def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+def _side(result: Result, *, name: str, compact: bool) -> Side:
+    prefix = f"{name}-" if name else ""
+    return Side(
+        name=name,
+        mode=_mode(result),
+        statement=_statement(result),
+        cards=_cards(result),
+        plan=_plan_table(result, prefix=prefix, compact=compact),
+        problems=_problems(result),
+        triggers=_triggers(result),
+        notes=_notes(result),
+        raw_plan=json.dumps(result.plan, indent=1, default=str),
+    )
 
 
 def _first_line(text: str, width: int = 80) -> str:
@@ -176,89 +328,65 @@ def _mode(result: Result) -> str:
     return f"{kind}, {how}"
 
 
-def _statement(result: Result) -> str:
-    parts = [f'<pre class="sql">{_e(result.statement.strip())}</pre>']
+def _statement(result: Result) -> Statement:
+    values = None
     if result.values:
-        values = ", ".join(f"${n} = {_quote(v)}" for n, v in sorted(result.values.items()))
-        parts.append(f'<p class="muted">with {_e(values)}</p>')
-    rare = result.rare
+        values = "with " + ", ".join(f"${n} = {_quote(v)}" for n, v in sorted(result.values.items()))
+    rare, text = result.rare, None
     if rare:
-        values = ", ".join(f"{k} = {_quote(v)}" for k, v in rare.get("values", {}).items())
+        shown = ", ".join(f"{k} = {_quote(v)}" for k, v in rare.get("values", {}).items())
         if "error" in rare:
-            text = f"with rare values ({values}): {rare['error']}"
+            text = f"with rare values ({shown}): {rare['error']}"
         else:
             same = "the same plan" if rare.get("same_plan") else "a different plan"
             ms = rare.get("execution_ms")
             timing = format_ms(float(ms)) if ms is not None else "not timed"
-            text = f"with rare values ({values}): {timing}, {same}"
-        parts.append(f'<p class="muted">{_e(text)}</p>')
-    return "\n".join(parts)
+            text = f"with rare values ({shown}): {timing}, {same}"
+    return Statement(sql=result.statement.strip(), values=values, rare=text)
 
 
 def _quote(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _cards(result: Result) -> str:
+def _cards(result: Result) -> tuple[Card, ...]:
     analysis = result.analysis
     root = analysis.nodes[0] if analysis.nodes else None
-    cards: list[tuple[str, str]] = []
+    cards: list[Card] = []
     if analysis.execution_ms is not None:
-        cards.append(("Execution", format_ms(analysis.execution_ms)))
+        cards.append(Card("Execution", format_ms(analysis.execution_ms)))
     if analysis.planning_ms is not None:
-        cards.append(("Planning", format_ms(analysis.planning_ms)))
-    cards.append(("Estimated cost", format_figure("total_cost", analysis.total_cost)))
+        cards.append(Card("Planning", format_ms(analysis.planning_ms)))
+    cards.append(Card("Estimated cost", format_figure("total_cost", analysis.total_cost)))
     if root is not None:
         if root.actual_rows is not None:
-            cards.append(("Rows", f"{root.actual_rows:,.0f}"))
+            cards.append(Card("Rows", f"{root.actual_rows:,.0f}"))
         else:
-            cards.append(("Rows (estimated)", f"{root.plan_rows:,.0f}"))
+            cards.append(Card("Rows (estimated)", f"{root.plan_rows:,.0f}"))
         hit, read = root.detail.get("Shared Hit Blocks"), root.detail.get("Shared Read Blocks")
         if hit is not None or read is not None:
-            cards.append(("Buffers", f"{int(hit or 0):,} hit <small>/ {int(read or 0):,} read</small>"))
+            cards.append(Card("Buffers", f"{int(hit or 0):,} hit", small=f"/ {int(read or 0):,} read"))
         temp = int(root.detail.get("Temp Read Blocks") or 0) + int(root.detail.get("Temp Written Blocks") or 0)
         if temp:
-            cards.append(("Temp blocks", f"{temp:,}"))
-    counts = _severity_counts(analysis.problems)
-    cards.append(("Problems", counts or '<span class="badge ok">none</span>'))
-    return (
-        '<div class="cards">'
-        + "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards)
-        + "</div>"
-    )
+            cards.append(Card("Temp blocks", f"{temp:,}"))
+    cards.append(Card("Problems", badges=_severity_counts(analysis.problems)))
+    return tuple(cards)
 
 
-def _severity_counts(problems: Sequence[Problem]) -> str:
-    parts = []
-    for severity in ("critical", "warning", "info"):
-        count = sum(1 for p in problems if p.severity == severity)
-        if count:
-            parts.append(f'<span class="badge {severity}">{count} {severity}</span>')
-    return " ".join(parts)
+def _severity_counts(problems: Sequence[Problem]) -> tuple[tuple[str, int], ...]:
+    counts = ((severity, sum(1 for p in problems if p.severity == severity)) for severity in _SEVERITIES)
+    return tuple((severity, count) for severity, count in counts if count)
 
 
 # --- the tree ---------------------------------------------------------------------------------------------
 
 
-def _plan_table(result: Result, *, prefix: str, compact: bool) -> str:
+def _plan_table(result: Result, *, prefix: str, compact: bool) -> PlanTable:
     analysis = result.analysis
-    if not analysis.nodes:
-        return '<p class="muted">no plan nodes</p>'
-    timed = any(n.exclusive_ms is not None for n in analysis.nodes)
-    executed = analysis.analyzed
-    if executed and compact:
-        headers = ["Time", "Share", "Rows / est.", "Hit / read"]
-    elif executed:
-        headers = ["Own time", "Share of time", "Rows", "Estimated", "Misestimate", "Loops", "Buffers hit",
-                   "Buffers read", "Temp read / written"]  # fmt: skip
-    else:
-        headers = ["Estimated rows", "Cost", "Width"]
-    if executed and not timed:
-        headers = [h for h in headers if h not in ("Own time", "Time", "Share of time", "Share")]
-    problems_at: dict[int, list[tuple[int, Problem]]] = {}
+    badges: dict[int, list[Badge]] = {}
     for position, problem in enumerate(analysis.problems, start=1):
         if problem.node is not None:
-            problems_at.setdefault(problem.node, []).append((position, problem))
+            badges.setdefault(problem.node, []).append(Badge(position, problem.severity, problem.kind, problem.detail))
     parents = {n.id: n.parent for n in analysis.nodes}
     children: dict[int, int] = {}
     for node in analysis.nodes:
@@ -266,22 +394,63 @@ def _plan_table(result: Result, *, prefix: str, compact: bool) -> str:
             children[node.parent] = children.get(node.parent, 0) + 1
     rows = []
     for node in analysis.nodes:
-        ancestors = _ancestors(node.id, parents)
-        # Outer and Inner say which side of a join a node is: worth showing only where there are two sides.
-        siblings = children.get(node.parent, 0) if node.parent is not None else 0
-        cells = [_node_cell(node, prefix, node.id in children, siblings > 1, problems_at.get(node.id, []))]
-        if executed:
-            cells += _executed_cells(node, compact=compact, timed=timed)
-        else:
-            cells += _estimated_cells(node)
-        level = _level(node.share)
-        attributes = f' id="{prefix}node-{node.id}" data-node="{node.id}" data-anc="{" ".join(map(str, ancestors))}"'
-        rows.append(f'<tr class="{level}"{attributes}>' + "".join(cells) + "</tr>")
-    head = '<th class="node">Node</th>' + "".join(f"<th>{_e(h)}</th>" for h in headers)
-    return (
-        f'<div class="scroll"><table class="plan"><thead><tr>{head}</tr></thead><tbody>\n'
-        + "\n".join(rows)
-        + ("\n</tbody></table></div>")
+        # Outer and Inner say which side of a join a node is: worth showing only where there are two sides
+        # (an InitPlan's or SubPlan's label names it already).
+        sides = node.parent is not None and children.get(node.parent, 0) > 1
+        relationship = node.detail.get("Parent Relationship")
+        rows.append(
+            _plan_row(
+                node,
+                ancestors=_ancestors(node.id, parents),
+                has_children=node.id in children,
+                relationship=str(relationship) if relationship in ("Inner", "Outer") and sides else None,
+                badges=tuple(badges.get(node.id, ())),
+            )
+        )
+    return PlanTable(
+        prefix=prefix,
+        executed=analysis.analyzed,
+        timed=any(n.exclusive_ms is not None for n in analysis.nodes),
+        compact=compact,
+        rows=tuple(rows),
+    )
+
+
+def _plan_row(
+    node: NodeFigures, *, ancestors: list[int], has_children: bool, relationship: str | None, badges: tuple[Badge, ...]
+) -> PlanRow:
+    level = _level(node.share)
+    share = node.share or 0.0
+    hit, read = node.shared_hit or 0, node.shared_read or 0
+    startup = node.detail.get("Startup Cost")
+    return PlanRow(
+        id=node.id,
+        depth=node.depth,
+        level=level,
+        ancestors=" ".join(map(str, ancestors)),
+        indent=f"{node.depth * 1.4:.1f}",
+        condition_indent=f"{node.depth * 1.4 + 2.6:.1f}",
+        has_children=has_children,
+        relationship=relationship,
+        label=node.label,
+        badges=badges,
+        conditions=tuple(_conditions(node)),
+        time=None if node.exclusive_ms is None else format_ms(node.exclusive_ms),
+        time_style={"crit": "t-crit", "warn": "t-warn"}.get(level, ""),
+        share=format_share(share),
+        bar_width=f"{min(max(share, 0.0), 1.0) * 100:.1f}%",
+        never_executed=node.actual_rows is None,
+        rows=f"{node.actual_rows or 0:,.0f}",
+        estimated=f"{node.plan_rows * (node.loops or 1):,.0f}",
+        misestimate=_misestimate(node),
+        loops=f"{node.loops:,}" if node.loops and node.loops > 1 else None,
+        hit=f"{hit:,}" if hit else None,
+        read=f"{read:,}" if read else None,
+        buffers=f"{hit:,} / {read:,}" if hit or read else None,
+        temp=f"{node.temp_read or 0:,} / {node.temp_written or 0:,}" if node.temp_read or node.temp_written else None,
+        plan_rows=f"{node.plan_rows:,.0f}",
+        cost=f"{float(startup):,.2f}..{node.cost_total:,.2f}" if startup is not None else f"{node.cost_total:,.2f}",
+        width=str(node.detail.get("Plan Width") or ""),
     )
 
 
@@ -300,36 +469,6 @@ def _level(share: float | None) -> str:
     return "crit" if share > HOT_SHARES[1] else "warn" if share > HOT_SHARES[0] else ""
 
 
-def _node_cell(
-    node: NodeFigures, prefix: str, has_children: bool, sides: bool, problems: Sequence[tuple[int, Problem]]
-) -> str:
-    indent = f"padding-left:{node.depth * 1.4:.1f}em"
-    toggle = (
-        f'<button class="toggle" type="button" aria-expanded="true" data-node="{node.id}" '
-        f'title="fold or unfold the nodes below">\u25be</button>'
-        if has_children
-        else '<span class="spacer"></span>'
-    )
-    arrow = '<span class="arrow">\u21b3</span>' if node.depth else ""
-    relationship = node.detail.get("Parent Relationship")
-    shown_relationship = (
-        f'<span class="rel">{_e(relationship)}</span>'
-        if relationship in ("Inner", "Outer") and sides  # an InitPlan's or SubPlan's label names it already
-        else ""
-    )
-    badges = " ".join(
-        f'<a class="badge {p.severity}" href="#{prefix}problem-{position}" title="{_e(p.detail)}">{_e(p.kind)}</a>'
-        for position, p in problems
-    )
-    lines = [
-        f'<div class="label" style="{indent}">{toggle}{arrow}{shown_relationship}'
-        f'<span class="name">{_e(node.label)}</span> {badges}</div>'
-    ]
-    for text in _conditions(node):
-        lines.append(f'<div class="cond mono" style="padding-left:{node.depth * 1.4 + 2.6:.1f}em">{_e(text)}</div>')
-    return '<td class="node">' + "".join(lines) + "</td>"
-
-
 def _conditions(node: NodeFigures) -> list[str]:
     found = []
     for key in _CONDITIONS:
@@ -346,155 +485,91 @@ def _conditions(node: NodeFigures) -> list[str]:
     return found
 
 
-def _executed_cells(node: NodeFigures, *, compact: bool, timed: bool) -> list[str]:
-    cells = []
-    if timed:
-        if node.exclusive_ms is None:
-            cells += [_none(), _none()]
-        else:
-            level = _level(node.share)
-            style = {"crit": "t-crit", "warn": "t-warn"}.get(level, "")
-            cells.append(f'<td class="{style}">{_e(format_ms(node.exclusive_ms))}</td>')
-            share = node.share or 0.0
-            width = f"{min(max(share, 0.0), 1.0) * 100:.1f}%"
-            cells.append(
-                f'<td><span class="bar {level}"><span style="width:{width}"></span></span>'
-                f'<span class="{style}">{_e(format_share(share))}</span></td>'
-            )
-    estimated = node.plan_rows * (node.loops or 1)
-    misestimate = _misestimate(node)
-    if node.actual_rows is None:  # never executed
-        never = '<td class="muted">never executed</td>'
-        return [*cells, never] + ([] if compact else [_none()] * 6)
-    if compact:
-        rows = f"{node.actual_rows:,.0f} <span class='muted'>/ {estimated:,.0f}</span>"
-        if misestimate:
-            rows += f" {misestimate}"
-        hit, read = node.shared_hit or 0, node.shared_read or 0
-        buffers = f"{hit:,} / {read:,}" if hit or read else '<span class="none">-</span>'
-        return [*cells, f'<td class="rows">{rows}</td>', f"<td>{buffers}</td>"]
-    cells.append(f"<td>{node.actual_rows:,.0f}</td>")
-    cells.append(f'<td class="muted">{estimated:,.0f}</td>')
-    cells.append(f"<td>{misestimate}</td>" if misestimate else _none())
-    cells.append(f"<td>{node.loops:,}</td>" if node.loops and node.loops > 1 else _none(str(node.loops or "")))
-    cells.append(_count(node.shared_hit))
-    cells.append(_count(node.shared_read))
-    if node.temp_read or node.temp_written:
-        cells.append(f'<td class="t-warn">{node.temp_read or 0:,} / {node.temp_written or 0:,}</td>')
-    else:
-        cells.append(_none())
-    return cells
-
-
-def _estimated_cells(node: NodeFigures) -> list[str]:
-    startup = node.detail.get("Startup Cost")
-    cost = f"{float(startup):,.2f}..{node.cost_total:,.2f}" if startup is not None else f"{node.cost_total:,.2f}"
-    width = node.detail.get("Plan Width")
-    return [f"<td>{node.plan_rows:,.0f}</td>", f"<td>{_e(cost)}</td>", f"<td class='muted'>{_e(width or '')}</td>"]
-
-
-def _misestimate(node: NodeFigures) -> str:
+def _misestimate(node: NodeFigures) -> Misestimate | None:
     if node.misestimate is None or node.misestimate < MISESTIMATE_SHOWN:
-        return ""
-    direction = "under" if node.underestimated else "over"
-    style = "t-crit" if node.misestimate >= MISESTIMATE_RED else "t-warn"
-    arrow = "\u2191" if node.underestimated else "\u2193"
-    title = "more rows than estimated" if node.underestimated else "fewer rows than estimated"
-    return f'<span class="{style}" title="{title}">{arrow} {node.misestimate:,.0f}x {direction}</span>'
-
-
-def _count(value: int | None) -> str:
-    return f"<td>{value:,}</td>" if value else _none()
-
-
-def _none(text: str = "") -> str:
-    return f'<td class="none">{_e(text)}</td>' if text and text != "1" else '<td class="none"></td>'
+        return None
+    return Misestimate(
+        style="t-crit" if node.misestimate >= MISESTIMATE_RED else "t-warn",
+        title="more rows than estimated" if node.underestimated else "fewer rows than estimated",
+        arrow="\u2191" if node.underestimated else "\u2193",
+        factor=f"{node.misestimate:,.0f}",
+        direction="under" if node.underestimated else "over",
+    )
 
 
 # --- problems, tables, notes ------------------------------------------------------------------------------
 
 
-def _problems(result: Result, *, prefix: str) -> str:
-    analysis = result.analysis
-    if not analysis.problems:
-        return '<p><span class="badge ok">no problems found</span></p>'
-    labels = {n.id: n.label for n in analysis.nodes}
-    blocks = []
-    for position, problem in enumerate(analysis.problems, start=1):
-        where = ""
-        if problem.node is not None:
-            label = labels.get(problem.node, "")
-            where = f'at <a href="#{prefix}node-{problem.node}">[{problem.node}] {_e(label)}</a>'
+def _problems(result: Result) -> tuple[ProblemView, ...]:
+    labels = {n.id: n.label for n in result.analysis.nodes}
+    views = []
+    for position, problem in enumerate(result.analysis.problems, start=1):
         proven = next((f for f in result.fixes if f.problem == position - 1), None)
-        parts = [
-            f'<div class="problem {_e(problem.severity)}" id="{prefix}problem-{position}">',
-            f'<div class="head"><span class="muted">{position}.</span>'
-            f'<span class="badge {_e(problem.severity)}">{_e(problem.severity)}</span>'
-            f'<code class="kind">{_e(problem.kind)}</code><span>{where}</span></div>',
-            f"<p>{_e(problem.detail)}</p>",
-        ]
-        if proven is not None:
-            change = ratio_phrase(proven.cost_before, proven.cost_after, "cheaper", "costlier", whole=True)
-            parts.append(
-                f'<div class="proven"><span class="k">Proven fix</span>a hypothetical index (hypopg) takes the '
-                f"estimated cost from {proven.cost_before:,.0f} to {proven.cost_after:,.0f} ({_e(change)}):"
-                f"<pre>{_e(proven.definition)}</pre></div>"
+        views.append(
+            ProblemView(
+                position=position,
+                severity=problem.severity,
+                kind=problem.kind,
+                detail=problem.detail,
+                node=problem.node,
+                node_label=labels.get(problem.node, "") if problem.node is not None else "",
+                proven=None
+                if proven is None
+                else ProvenFixView(
+                    cost_before=f"{proven.cost_before:,.0f}",
+                    cost_after=f"{proven.cost_after:,.0f}",
+                    change=ratio_phrase(proven.cost_before, proven.cost_after, "cheaper", "costlier", whole=True),
+                    definition=proven.definition,
+                ),
+                fix=problem.fix,
             )
-        else:
-            parts.append(f'<div class="fix"><span class="k">Fix</span>{_e(problem.fix)}</div>')
-        parts.append("</div>")
-        blocks.append("".join(parts))
-    return "\n".join(blocks)
-
-
-def _tables(result: Result) -> str:
-    rows = []
-    for name, context in sorted(result.context.items()):
-        analyzed = context.last_analyze.strftime("%Y-%m-%d %H:%M") if context.last_analyze else "never"
-        indexes = "<br>".join(_e(d) for d in context.indexes) or '<span class="muted">none</span>'
-        rows.append(
-            f"<tr><td class='mono'>{_e(name)}</td><td class='num'>{_e(format_size(context.size_bytes))}</td>"
-            f"<td class='num'>{context.reltuples:,.0f}</td><td class='num'>{_e(analyzed)}</td>"
-            f"<td class='num'>{context.n_mod_since_analyze:,}</td><td class='mono'>{indexes}</td></tr>"
         )
-    head = "".join(f"<th>{h}</th>" for h in ("Table", "Size", "Rows", "Last analyze", "Rows changed since", "Indexes"))
-    table = f'<table class="facts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    return f'<div class="scroll">{table}</div>'
+    return tuple(views)
 
 
-def _triggers(result: Result) -> str:
+def _tables(result: Result) -> tuple[TableRow, ...]:
+    return tuple(
+        TableRow(
+            name=name,
+            size=format_size(context.size_bytes),
+            rows=f"{context.reltuples:,.0f}",
+            analyzed=context.last_analyze.strftime("%Y-%m-%d %H:%M") if context.last_analyze else "never",
+            changed=f"{context.n_mod_since_analyze:,}",
+            indexes=context.indexes,
+        )
+        for name, context in sorted(result.context.items())
+    )
+
+
+def _triggers(result: Result) -> tuple[TriggerRow, ...]:
     """The triggers the statement fired (foreign key checks among them): their time is outside the tree."""
     top = result.plan[0] if isinstance(result.plan, list) and result.plan else result.plan
     triggers = top.get("Triggers") if isinstance(top, Mapping) else None
     if not triggers:
-        return ""
+        return ()
     execution = result.analysis.execution_ms
     rows = []
     for trigger in triggers:
         time = trigger.get("Time")
         share = f" ({format_share(float(time) / execution)})" if time is not None and execution else ""
         rows.append(
-            f"<tr><td class='mono'>{_e(trigger.get('Trigger Name', '?'))}</td>"
-            f"<td class='mono'>{_e(trigger.get('Constraint Name') or '')}</td>"
-            f"<td class='mono'>{_e(trigger.get('Relation') or '')}</td>"
-            f"<td class='num'>{_e(format_ms(float(time)) + share if time is not None else '')}</td>"
-            f"<td class='num'>{_e(trigger.get('Calls', ''))}</td></tr>"
+            TriggerRow(
+                name=str(trigger.get("Trigger Name", "?")),
+                constraint=str(trigger.get("Constraint Name") or ""),
+                table=str(trigger.get("Relation") or ""),
+                time=format_ms(float(time)) + share if time is not None else "",
+                calls=str(trigger.get("Calls", "")),
+            )
         )
-    head = "".join(f"<th>{h}</th>" for h in ("Trigger", "Constraint", "Table", "Time", "Calls"))
-    return f'<table class="facts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return tuple(rows)
 
 
-def _notes(result: Result) -> str:
-    items = [f"<li>{_e(note)}</li>" for note in result.notes]
-    if result.analysis.settings:
-        settings = ", ".join(f"{k} = {v}" for k, v in sorted(result.analysis.settings.items()))
-        items.append(f"<li>settings that differ from the defaults: <code>{_e(settings)}</code></li>")
-    return f'<ul class="notes">{"".join(items)}</ul>'
-
-
-def _raw_plan(result: Result, title: str) -> str:
-    text = json.dumps(result.plan, indent=1, default=str)
-    return f'<details class="raw"><summary>{_e(title)}</summary><pre>{_e(text)}</pre></details>'
+def _notes(result: Result) -> Notes:
+    settings = result.analysis.settings
+    return Notes(
+        items=tuple(result.notes),
+        settings=", ".join(f"{k} = {v}" for k, v in sorted(settings.items())) if settings else None,
+    )
 
 
 # --- the comparison ---------------------------------------------------------------------------------------
@@ -509,61 +584,56 @@ def _verdict_class(comparison: PlanComparison) -> str:
     return "better" if lead.better else "worse"
 
 
-def _figure_table(figures: Iterable[Figure]) -> str:
-    rows = []
-    for figure in figures:
-        style = "" if figure.better is None else ("better" if figure.better else "worse")
-        rows.append(
-            f"<tr><td>{_e(figure.title)}</td><td class='num'>{_e(format_figure(figure.name, figure.before))}</td>"
-            f"<td class='num'>{_e(format_figure(figure.name, figure.after))}</td>"
-            f"<td class='{style}'>{_e(figure.change or 'n/a')}</td></tr>"
+def _figures(figures: Iterable[Figure]) -> tuple[FigureRow, ...]:
+    return tuple(
+        FigureRow(
+            title=figure.title,
+            before=format_figure(figure.name, figure.before),
+            after=format_figure(figure.name, figure.after),
+            change=figure.change or "n/a",
+            style="" if figure.better is None else ("better" if figure.better else "worse"),
         )
-    head = "<tr><th>Figure</th><th>Before</th><th>After</th><th>After is</th></tr>"
-    return f'<table class="facts"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+        for figure in figures
+    )
 
 
 _MARKS = {"removed": "\u2212", "added": "+", "changed": "~"}
 
 
-def _node_changes(changes: Sequence[NodeChange]) -> str:
-    if not changes:
-        return "<h3>Nodes</h3><p class='muted'>no node changed</p>"
-    items = []
+def _node_changes(changes: Sequence[NodeChange]) -> tuple[NodeChangeView, ...]:
+    views = []
     for change in changes:
         node = change.after if change.after is not None else change.before
         assert node is not None
-        side = "after" if change.after is not None else "before"
-        if change.change == "changed":
-            name = describe_key((change.node_type, change.relation, change.index))
-        else:
-            name = node.label
-        link = f'<a href="#{side}-node-{node.id}">{_e(name)}</a>'
-        items.append(
-            f'<li><span class="mark {change.change}">{_MARKS[change.change]}</span>{_e(change.change)}: {link}'
-            f' <span class="muted">{_e(change.detail)}</span></li>'
+        views.append(
+            NodeChangeView(
+                change=change.change,
+                mark=_MARKS[change.change],
+                side="after" if change.after is not None else "before",
+                node=node.id,
+                name=describe_key((change.node_type, change.relation, change.index))
+                if change.change == "changed"
+                else node.label,
+                detail=change.detail,
+            )
         )
-    return f'<h3>Nodes</h3><ul class="changes">{"".join(items)}</ul>'
+    return tuple(views)
 
 
-def _problem_changes(comparison: PlanComparison) -> str:
-    parts = ["<h3>Problems</h3>"]
-    for title, changes in (("Only before has", comparison.fixed), ("Only after has", comparison.new)):
-        if not changes:
-            parts.append(f"<p class='muted'>{_e(title.lower())}: none</p>")
-            continue
-        items = "".join(_problem_change(change) for change in changes)
-        parts.append(f'<p>{_e(title)}:</p><ul class="changes">{items}</ul>')
-    if comparison.kept:
-        parts.append(f"<p class='muted'>both have: {_e(', '.join(comparison.kept))}</p>")
-    return "".join(parts)
+def _problem_changes(comparison: PlanComparison) -> tuple[ProblemChanges, ...]:
+    return tuple(
+        ProblemChanges(title, tuple(_problem_change(change) for change in changes))
+        for title, changes in (("Only before has", comparison.fixed), ("Only after has", comparison.new))
+    )
 
 
-def _problem_change(change: ProblemChange) -> str:
+def _problem_change(change: ProblemChange) -> ProblemChangeView:
     problem = change.problem
-    where = ""
-    if problem.node is not None:
-        where = f' at <a href="#{change.side}-node-{problem.node}">{_e(change.node_label or problem.node)}</a>'
-    return (
-        f'<li><span class="badge {_e(problem.severity)}">{_e(problem.severity)}</span> '
-        f"<code>{_e(problem.kind)}</code>{where}: <span class='muted'>{_e(problem.detail)}</span></li>"
+    return ProblemChangeView(
+        severity=problem.severity,
+        kind=problem.kind,
+        detail=problem.detail,
+        side=change.side,
+        node=problem.node,
+        node_label=change.node_label or str(problem.node),
     )

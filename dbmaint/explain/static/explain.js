@@ -6,7 +6,7 @@
     var table = button.closest("table");
     var open = button.getAttribute("aria-expanded") === "true";
     button.setAttribute("aria-expanded", open ? "false" : "true");
-    button.textContent = open ? "\\u25b8" : "\\u25be";
+    button.textContent = open ? "\u25b8" : "\u25be";
     var closed = [];
     table.querySelectorAll('button.toggle[aria-expanded="false"]').forEach(function (b) {
       closed.push(b.getAttribute("data-node"));
