@@ -48,6 +48,9 @@ class DatabaseConfig:
     name: str
     dsn: str | None = None
     dsn_env: str | None = None
+    # The database on each physical standby (libpq DSNs; passwords from ~/.pgpass or PGPASSFILE): read-only,
+    # for what only a standby knows, such as the indexes its queries use.
+    standbys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,35 @@ class ExplainConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    """[check]: the thresholds of `dbmaint check`'s items (warn: reported, exit 0; fail: exit 1)."""
+
+    # Integer columns fed by a sequence or identity, and sequences: the share of their range used.
+    overflow_warn: float = 0.7
+    overflow_fail: float = 0.9
+    # Transaction-ID and multixact age of the database and its tables: wraparound stops writes at 2^31.
+    xid_age_warn: int = 500_000_000
+    xid_age_fail: int = 1_000_000_000
+    # WAL a replication slot keeps on disk; an inactive slot is a warning at any size.
+    slot_retained_warn: int = _size("1GB")
+    slot_retained_fail: int = _size("10GB")
+    # A session idle in a transaction holds back every vacuum and keeps its locks: fail beyond this.
+    idle_in_transaction: float = _duration("5min")
+    # A statement running longer than this: a warning (it holds back vacuum too).
+    long_running: float = _duration("1h")
+    # A session waiting on a lock longer than this: fail, with who blocks it.
+    lock_wait: float = _duration("1min")
+    # Connections in use, of max_connections less the reserved ones.
+    connections_warn: float = 0.8
+    connections_fail: float = 0.9
+    # Cache hit rate of tables and of indexes below this: a warning.
+    cache_hit_warn: float = 0.99
+    # Heap bloat: a warning when a table wastes this share of itself and at least bloat_min_wasted.
+    bloat_warn: float = 0.3
+    bloat_min_wasted: int = _size("100MB")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration file."""
 
@@ -225,6 +257,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     explain: ExplainConfig = ExplainConfig()
+    check: CheckConfig = CheckConfig()
     source: str = "defaults"
 
 
@@ -312,6 +345,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsConfig,
     "scheduler": SchedulerConfig,
     "explain": ExplainConfig,
+    "check": CheckConfig,
 }
 
 
@@ -378,6 +412,28 @@ def _check_ranges(config: Config, source: str) -> None:
         ("advisor.max_indexes_per_table", config.advisor.max_indexes_per_table >= 1, "at least 1"),
         ("safety.lock_timeout", config.safety.lock_timeout > 0, "above 0"),
         ("safety.max_active_connections", config.safety.max_active_connections >= 1, "at least 1"),
+        (
+            "check.overflow_fail",
+            0 < config.check.overflow_warn <= config.check.overflow_fail <= 1,
+            "at most 1, and at least check.overflow_warn (above 0)",
+        ),
+        (
+            "check.xid_age_fail",
+            0 < config.check.xid_age_warn <= config.check.xid_age_fail < 2**31,
+            "below 2^31, and at least check.xid_age_warn (above 0)",
+        ),
+        (
+            "check.slot_retained_fail",
+            0 < config.check.slot_retained_warn <= config.check.slot_retained_fail,
+            "at least check.slot_retained_warn (above 0)",
+        ),
+        (
+            "check.connections_fail",
+            0 < config.check.connections_warn <= config.check.connections_fail <= 1,
+            "at most 1, and at least check.connections_warn (above 0)",
+        ),
+        ("check.cache_hit_warn", 0 < config.check.cache_hit_warn <= 1, "above 0 and at most 1"),
+        ("check.bloat_warn", 0 < config.check.bloat_warn < 1, "between 0 and 1"),
         ("metrics.refresh", config.metrics.refresh >= 1, "at least 1s"),
         ("metrics.top", 1 <= config.metrics.top <= 1000, "between 1 and 1000"),
         ("metrics.listen", config.metrics.listen is None or _listen_ok(config.metrics.listen), '"host:port"'),

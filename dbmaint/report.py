@@ -266,7 +266,7 @@ def _one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-_CHECK_STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
+_CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unknown": "magenta"}
 
 
 def print_check(check: Any) -> None:
@@ -279,9 +279,12 @@ def print_check(check: Any) -> None:
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
-    table.add_column("evidence", overflow="fold", ratio=1)
+    table.add_column("evidence, and the fix", overflow="fold", ratio=1)
     for item in check.items:
-        table.add_row(Text(item.status, style=_CHECK_STYLE[item.status]), item.check, item.evidence)
+        evidence = Text(item.evidence)
+        if item.fix and item.status != "pass":
+            evidence.append(f"\nfix: {item.fix}", style="cyan")
+        table.add_row(Text(item.status, style=_CHECK_STYLE[item.status]), item.check, evidence)
     out.print(table)
 
 

@@ -32,7 +32,7 @@ from dbmaint import jobs, report
 from dbmaint.advisor import recommend
 from dbmaint.advisor.recommend import AdviceReport
 from dbmaint.check import checklist
-from dbmaint.check.checklist import CheckReport
+from dbmaint.check.item import CheckReport
 from dbmaint.config import Config
 from dbmaint.errors import ClusterError, DatabaseError
 from dbmaint.model import Action, IndexRecommendation, JobReport
@@ -359,7 +359,7 @@ class Summary:
         lines.append(f"  advisor findings: {kinds or 'none'}")
         by_status = {
             status: [name for name, s in self.check_items.items() if s == status]
-            for status in ("fail", "unknown", "pass")
+            for status in ("fail", "unknown", "warn", "pass")
         }
         items = "; ".join(f"{status}: {', '.join(names)}" for status, names in by_status.items() if names)
         lines.append(f"  checklist: {self.check_status}" + (f" ({items})" if items else ""))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dbmaint.advisor.workload import Statement
-from dbmaint.check import checklist
+from dbmaint.check.item import CheckReport, Item
+from dbmaint.check.items import connections, schema, vacuum, workload
 from dbmaint.model import Finding
 from dbmaint.store.records import RunRecord
 
@@ -20,35 +21,35 @@ def run(hours_ago: float, status: str = "ok") -> RunRecord:
 def test_schema_items() -> None:
     missing = Finding("missing_primary_key", "public.events", "no key")
     unindexed = Finding("unindexed_foreign_key", "public.orders", "no index", columns=("user_id",))
-    assert checklist.primary_keys([missing]).status == "fail"
-    assert "public.events" in checklist.primary_keys([missing]).evidence
-    assert checklist.primary_keys([unindexed]).status == "pass"
-    assert checklist.foreign_keys([unindexed]).evidence == "1 unindexed foreign key(s): public.orders (user_id)"
-    assert checklist.foreign_keys([]).status == "pass"
+    assert schema.primary_keys([missing]).status == "fail"
+    assert "public.events" in schema.primary_keys([missing]).evidence
+    assert schema.primary_keys([unindexed]).status == "pass"
+    assert schema.foreign_keys([unindexed]).evidence == "1 unindexed foreign key(s): public.orders (user_id)"
+    assert schema.foreign_keys([]).status == "pass"
 
 
 def test_slow_queries_ignore_utility_statements() -> None:
     slow_select = Statement("SELECT * FROM t WHERE a = $1", 10, 5000.0, "pg_stat_statements")
     slow_vacuum = Statement("VACUUM t", 1, 60000.0, "pg_stat_statements")
     fast = Statement("SELECT 1", 100, 10.0, "pg_stat_statements")
-    assert checklist.slow_queries([slow_vacuum, fast], 100).status == "pass"
+    assert workload.slow_queries([slow_vacuum, fast], 100).status == "pass"
     one_off = Statement("UPDATE t SET a = 1", 1, 900.0, "pg_stat_statements")
-    assert checklist.slow_queries([one_off], 100, min_calls=5).status == "pass"
-    item = checklist.slow_queries([slow_select, slow_vacuum], 100)
+    assert workload.slow_queries([one_off], 100, min_calls=5).status == "pass"
+    item = workload.slow_queries([slow_select, slow_vacuum], 100)
     assert item.status == "fail" and "worst 500 ms over 10 calls" in item.evidence
 
 
 def test_connections_and_vacuum_schedule() -> None:
-    assert checklist.connections(79, 80).status == "pass"
-    assert checklist.connections(80, 80).status == "fail"
-    assert checklist.vacuum_scheduled(True, run(5), NOW).status == "pass"
-    assert checklist.vacuum_scheduled(True, run(72), NOW).status == "fail"
-    assert checklist.vacuum_scheduled(True, run(5, "failed"), NOW).status == "fail"
-    assert checklist.vacuum_scheduled(True, None, NOW).status == "unknown"
-    assert checklist.vacuum_scheduled(False, run(1), NOW).status == "fail"
+    assert connections.connections(79, 80).status == "pass"
+    assert connections.connections(80, 80).status == "fail"
+    assert vacuum.vacuum_scheduled(True, run(5), NOW).status == "pass"
+    assert vacuum.vacuum_scheduled(True, run(72), NOW).status == "fail"
+    assert vacuum.vacuum_scheduled(True, run(5, "failed"), NOW).status == "fail"
+    assert vacuum.vacuum_scheduled(True, None, NOW).status == "unknown"
+    assert vacuum.vacuum_scheduled(False, run(1), NOW).status == "fail"
 
 
 def test_overall_status() -> None:
-    items = (checklist.Item("a", "pass", ""), checklist.Item("b", "unknown", ""))
-    assert checklist.CheckReport("app", items).status == "unknown"
-    assert checklist.CheckReport("app", (*items, checklist.Item("c", "fail", ""))).status == "fail"
+    items = (Item("a", "pass", ""), Item("b", "unknown", ""))
+    assert CheckReport("app", items).status == "unknown"
+    assert CheckReport("app", (*items, Item("c", "fail", ""))).status == "fail"
