@@ -51,6 +51,13 @@ class DatabaseConfig:
     # The database on each physical standby (libpq DSNs; passwords from ~/.pgpass or PGPASSFILE): read-only,
     # for what only a standby knows, such as the indexes its queries use.
     standbys: tuple[str, ...] = ()
+    # "all": every database of the server the DSN reaches that allows connections, except templates (as
+    # vacuumdb --all), listed again at every run: each is named "<name>/<database>" in history and output.
+    databases: str | None = None
+    exclude: tuple[str, ...] = ()  # with databases = "all": database names to leave out (shell patterns)
+    # With databases = "all": at most this many maintenance connections to the server at once, shared among
+    # the databases worked on side by side (as vacuumdb --jobs).
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -386,6 +393,12 @@ def _databases(value: object, source: str) -> tuple[DatabaseConfig, ...]:
             raise ConfigError(f"{source}: '{where}.name': use letters, digits, '_', '-' or '.'")
         if (entry.dsn is None) == (entry.dsn_env is None):
             raise ConfigError(f"{source}: '{where}' needs exactly one of 'dsn' or 'dsn_env'")
+        if entry.databases not in (None, "all"):
+            raise ConfigError(f"{source}: '{where}.databases': the only value is \"all\" (every database)")
+        if entry.databases is None and (entry.exclude or entry.jobs != 1):
+            raise ConfigError(f"{source}: '{where}': exclude and jobs go with databases = \"all\"")
+        if not 1 <= entry.jobs <= 64:
+            raise ConfigError(f"{source}: '{where}.jobs' must be between 1 and 64")
         result.append(entry)
     names = [db.name for db in result]
     duplicates = sorted({n for n in names if names.count(n) > 1})

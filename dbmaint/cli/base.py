@@ -10,6 +10,7 @@ import functools
 import importlib
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from dbmaint import __version__
-from dbmaint.errors import DatabaseError, DbmaintError, Interrupted, StateStoreError
+from dbmaint.errors import ConnectError, DatabaseError, DbmaintError, Interrupted, StateStoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -185,21 +186,31 @@ class DatabaseFailure:
 
 
 def each_database(targets: Sequence[Any], work: Callable[[Any], T]) -> tuple[list[T | DatabaseFailure], int]:
-    """``work`` for every database in turn; one database's failure is that database's failure.
+    """``work`` for every database; one database's failure is that database's failure.
 
     With several databases, an error of one (cannot connect, a query refused) is reported on stderr and
     in its place in the output, and the rest still run; the second value is the worst exit code met (3
     cannot connect, 2 a database's settings unusable, 1 a query failed). With one database the error
     ends the command as before. A state store failure or a stop request ends it whatever the count:
     neither belongs to one database.
+
+    The databases of a ``databases = "all"`` entry are worked on side by side, as many at once as the
+    entry's ``jobs`` (each with its share of the connections: :func:`connection_share`); the others one
+    after the other. Outcomes keep the order of ``targets``.
     """
     import psycopg
 
-    outcomes: list[T | DatabaseFailure] = []
+    outcomes: list[T | DatabaseFailure | None] = [None] * len(targets)
     worst = 0
-    for target in targets:
+    lock = threading.Lock()
+
+    def one(index: int) -> None:
+        nonlocal worst
+        target = targets[index]
         try:
-            outcomes.append(work(target))
+            if target.unavailable is not None:
+                raise ConnectError(target.unavailable)
+            outcomes[index] = work(target)
         except (StateStoreError, Interrupted):
             raise
         except (DbmaintError, psycopg.Error) as exc:
@@ -209,9 +220,55 @@ def each_database(targets: Sequence[Any], work: Callable[[Any], T]) -> tuple[lis
 
             error = exc if isinstance(exc, DbmaintError) else DatabaseError(first_line(str(exc)))
             click.echo(f"dbmaint: {target.name}: {error}", err=True)
-            worst = max(worst, error.exit_code)
-            outcomes.append(DatabaseFailure(target.name, error))
-    return outcomes, worst
+            with lock:  # databases side by side may fail at once
+                worst = max(worst, error.exit_code)
+            outcomes[index] = DatabaseFailure(target.name, error)
+
+    by_server: dict[str | None, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_server.setdefault(target.server if target.jobs > 1 else None, []).append(index)
+    for server, indexes in by_server.items():
+        if server is None or len(indexes) == 1:
+            for index in indexes:
+                one(index)
+        else:
+            _side_by_side(indexes, targets[indexes[0]].jobs, one)
+    return [o for o in outcomes if o is not None], worst
+
+
+def _side_by_side(indexes: list[int], workers: int, one: Callable[[int], None]) -> None:
+    """At most ``workers`` at once. The first error that ends the command (the state store, a stop) stops
+    the rest from starting and cancels what runs, through each connection's own cancel key."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from dbmaint.pg import stopping
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(indexes)), thread_name_prefix="dbmaint-db") as pool:
+        futures = [pool.submit(one, index) for index in indexes]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                stopping.request(f"stopped: {failed.exception()}")
+                stopping.cancel_all()
+                failed.result()  # raises it, once the others have ended
+        except KeyboardInterrupt:
+            stopping.request("interrupted")
+            stopping.cancel_all()
+            raise
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def connection_share(target: Any, targets: Sequence[Any], wanted: int) -> int:
+    """How many connections one database of a ``databases = "all"`` entry may use (``wanted``, such as
+    vacuum.jobs) so that the databases worked on side by side stay within the entry's ``jobs`` together."""
+    if target.server is None:
+        return wanted
+    budget = int(target.jobs)
+    side_by_side = min(budget, sum(1 for t in targets if t.server == target.server))
+    return max(1, min(wanted, budget // side_by_side))
 
 
 def exit_worst(worst: int, found_problem: bool) -> None:

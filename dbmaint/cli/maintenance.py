@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from dbmaint.cli.base import (
     GlobalOptions,
     cli,
     command,
+    connection_share,
     context,
     each_database,
     exit_worst,
@@ -25,8 +27,15 @@ def _run_job(options: GlobalOptions, job: str, dry_run: bool, output_format: str
 
     config, targets, history = context(options)
     use_case = {"vacuum": jobs.vacuum, "reindex": jobs.reindex}[job]
+
+    def one(target: Any) -> JobReport:
+        # Databases of one server side by side share its connection budget (vacuum.jobs is per database).
+        share = connection_share(target, targets, config.vacuum.jobs)
+        settings = dataclasses.replace(config, vacuum=dataclasses.replace(config.vacuum, jobs=share))
+        return use_case(target, settings, history, dry_run=dry_run)
+
     try:
-        outcomes, worst = each_database(targets, lambda target: use_case(target, config, history, dry_run=dry_run))
+        outcomes, worst = each_database(targets, one)
     finally:
         history.close()
     # A database that could not be done is a failed run in the output too (a real run recorded it so).

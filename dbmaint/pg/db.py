@@ -7,6 +7,7 @@ dbmaint leaves no orphaned maintenance backend behind.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import Row, class_row
 
-from dbmaint.config import Config, SafetyConfig
+from dbmaint.config import Config, DatabaseConfig, SafetyConfig
 from dbmaint.errors import ConfigError, ConnectError, DatabaseError, UsageError
 from dbmaint.pg import own_statements, queries, stopping
 
@@ -31,10 +32,17 @@ Params = dict[str, Any] | Sequence[Any] | None
 
 @dataclass(frozen=True)
 class Target:
-    """A database dbmaint works on: the config's name for it and its connection string."""
+    """A database dbmaint works on: the config's name for it and its connection string.
+
+    A database of a ``databases = "all"`` entry also has its ``server`` (the entry's name) and the entry's
+    connection budget (``jobs``); ``unavailable`` says why the entry's databases could not be listed (the
+    target then stands for all of them, and fails in their place)."""
 
     name: str
     dsn: str
+    server: str | None = None
+    jobs: int = 1
+    unavailable: str | None = None
 
     @property
     def display(self) -> str:
@@ -62,21 +70,22 @@ def resolve_targets(config: Config, database: str | None, dsn: str | None) -> li
         # With --dsn, --database names it in history (and must be a configured name when there is a config).
         return [Target(database or _dbname(dsn), dsn)]
     if config.databases:
-        chosen = [db for db in config.databases if database in (None, db.name)]
+        # --database names an entry, or one database of a databases = "all" entry ("<entry>/<database>").
+        chosen = [db for db in config.databases if database in (None, db.name) or _of_server(database, db)]
         if not chosen:
             known = ", ".join(db.name for db in config.databases)
             raise UsageError(f"no database named {database!r} in {config.source} (configured: {known})")
         targets = []
         for db in chosen:
-            if db.dsn is not None:
-                targets.append(Target(db.name, db.dsn))
-                continue
-            value = os.environ.get(db.dsn_env or "")
+            value = db.dsn if db.dsn is not None else os.environ.get(db.dsn_env or "")
             if not value:
                 raise ConfigError(
                     f"{config.source}: database {db.name!r} takes its DSN from ${db.dsn_env}, which is not set"
                 )
-            targets.append(Target(db.name, value))
+            if db.databases == "all":
+                targets += server_databases(db, value, config.safety, only=database)
+            else:
+                targets.append(Target(db.name, value))
         return targets
     env_dsn = os.environ.get("DBMAINT_DSN")
     if env_dsn:
@@ -84,6 +93,32 @@ def resolve_targets(config: Config, database: str | None, dsn: str | None) -> li
     if database is not None:
         raise UsageError(f"--database {database!r} given but no configuration file names databases")
     return [Target(_dbname(""), "")]
+
+
+def _of_server(name: str | None, entry: DatabaseConfig) -> bool:
+    return entry.databases == "all" and name is not None and name.startswith(f"{entry.name}/")
+
+
+def server_databases(entry: DatabaseConfig, dsn: str, safety: SafetyConfig, only: str | None = None) -> list[Target]:
+    """Every database of the server that allows connections, except templates and the excluded ones, as
+    listed now: one created since the last run is in, one dropped is out. When the server cannot be asked,
+    one unavailable target stands for them all (it fails in their place; other entries still run)."""
+    try:
+        with connection(Target(entry.name, dsn), safety, statement_timeout=30.0) as conn:
+            names = [row[0] for row in conn.execute(queries.query("server_databases", conn.info.server_version))]
+    except (ConnectError, ConfigError, DatabaseError, psycopg.Error) as exc:
+        reason = f"cannot list the databases of {entry.name!r}: {first_line(str(exc))}"
+        return [Target(entry.name, dsn, server=entry.name, jobs=entry.jobs, unavailable=reason)]
+    targets = [
+        Target(f"{entry.name}/{name}", make_conninfo(dsn, dbname=name), server=entry.name, jobs=entry.jobs)
+        for name in names
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in entry.exclude)
+    ]
+    if only is not None and only != entry.name:
+        targets = [t for t in targets if t.name == only]
+        if not targets:
+            raise UsageError(f"no database {only!r}: {entry.name!r} has no such database now (or it is excluded)")
+    return targets
 
 
 def _dbname(dsn: str) -> str:
@@ -114,6 +149,8 @@ def connect(
     statement_timeout: float | None = None,
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection with dbmaint's session settings; ``ConnectError`` with one clear line otherwise."""
+    if target.unavailable is not None:  # stands for a server's databases that could not be listed: none of them
+        raise ConnectError(target.unavailable)
     try:
         with stopping.connecting():
             conn = psycopg.connect(

@@ -142,6 +142,7 @@ class Service:
         self._scheduler: Any = None
         self._scheduled: dict[str, datetime] = {}  # job -> the due time its submitted run answers
         self._queued: set[str] = set()  # jobs submitted, waiting for their kind's thread
+        self._listed: dict[str, db.Target] | None = None  # databases listed again, for the main loop to apply
 
     # --- start, wait, stop ------------------------------------------------------------------------------
 
@@ -212,6 +213,7 @@ class Service:
             if self._reload_requested:
                 self._reload_requested = False
                 self.reload()
+            self._apply_listed()
 
     def _stop(self) -> None:
         why = f"dbmaint was stopped ({self._stop_signal})" if self._stop_signal else "dbmaint stopped on an error"
@@ -571,6 +573,45 @@ class Service:
                 self._sample_health, "interval", seconds=self.config.metrics.refresh, id="health",
                 executor="health", next_run_time=now(), misfire_grace_time=None,
             )  # fmt: skip
+        # Databases of a databases = "all" entry are listed again as often as the health figures are read
+        # (metrics.refresh, a minute by default): one created is scheduled from its next due time, one
+        # dropped is unscheduled.
+        self._scheduler.add_job(
+            self._list_databases, "interval", seconds=self.config.metrics.refresh, id="databases",
+            executor="service", misfire_grace_time=None,
+        )  # fmt: skip
+
+    def _list_databases(self) -> None:
+        with self._lock:
+            config, previous = self.config, dict(self.targets)
+        if not any(entry.databases == "all" for entry in config.databases):
+            return
+        try:
+            listed = {t.name: t for t in db.resolve_targets(config, self.database, self.dsn)}
+        except DbmaintError as exc:
+            log.warning("could not list the databases again: %s", exc)
+            return
+        listed = keep_unlisted(previous, listed)
+        if set(listed) == set(previous):
+            return
+        with self._lock:
+            if self.config is not config:  # a reload came in between: it listed them itself
+                return
+            self._listed = listed
+        self._wake.set()  # the main loop applies it, as it applies a reload: one thread changes the schedule
+
+    def _apply_listed(self) -> None:
+        with self._lock:
+            listed, self._listed = self._listed, None
+            if listed is None:
+                return
+            added, dropped = sorted(set(listed) - set(self.targets)), sorted(set(self.targets) - set(listed))
+            self.targets = listed
+        log.info("databases now: %s added, %s gone", ", ".join(added) or "none", ", ".join(dropped) or "none")
+        try:
+            self._apply_schedule(planned_jobs(self.config, list(listed)))
+        except StateStoreError as exc:
+            self._fail(exc)
 
     def _heartbeat(self) -> None:
         try:
@@ -643,6 +684,20 @@ class Service:
         log.info("configuration reloaded: %s", self.summary())
         self.notifier.ready(self.summary())
         return True
+
+
+def keep_unlisted(previous: dict[str, db.Target], listed: dict[str, db.Target]) -> dict[str, db.Target]:
+    """A server that cannot be asked right now keeps the databases it had: they stay scheduled (and fail
+    to connect when due, which is recorded) rather than vanish from the schedule and its history."""
+    kept = dict(listed)
+    for name, target in listed.items():
+        if target.unavailable is None:
+            continue
+        had = {n: t for n, t in previous.items() if t.server == target.server and t.unavailable is None}
+        if had:
+            del kept[name]
+            kept.update(had)
+    return kept
 
 
 @functools.lru_cache(maxsize=256)
