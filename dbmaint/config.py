@@ -246,6 +246,8 @@ class CheckConfig:
     # Heap bloat: a warning when a table wastes this share of itself and at least bloat_min_wasted.
     bloat_warn: float = 0.3
     bloat_min_wasted: int = _size("100MB")
+    # Autovacuum settings are advised from a table's churn since its last vacuum, once it is this old.
+    autovacuum_min_observed: float = _duration("1h")
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def parse_reloptions(options: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def _setting(name: str, reloptions: Mapping[str, str], server: Mapping[str, float]) -> float:
+def effective_setting(name: str, reloptions: Mapping[str, str], server: Mapping[str, float]) -> float:
+    """A table's value of an autovacuum setting: its reloption where it has one, else the server's."""
     if name in reloptions:
         try:
             return float(reloptions[name])
@@ -89,7 +90,7 @@ def table_needs(table: TableStats, server: Mapping[str, float], config: VacuumCo
     fraction = config.trigger_fraction
     needs: list[Need] = []
 
-    freeze_max = _setting("autovacuum_freeze_max_age", opts, server)
+    freeze_max = effective_setting("autovacuum_freeze_max_age", opts, server)
     xid_limit = min(float(config.freeze_age), 0.75 * freeze_max)
     if table.xid_age >= xid_limit:
         needs.append(
@@ -100,7 +101,7 @@ def table_needs(table: TableStats, server: Mapping[str, float], config: VacuumCo
                 f"transaction ID age {_fmt(table.xid_age)} >= {_fmt(xid_limit)} (wraparound protection)",
             )
         )
-    mxid_max = _setting("autovacuum_multixact_freeze_max_age", opts, server)
+    mxid_max = effective_setting("autovacuum_multixact_freeze_max_age", opts, server)
     mxid_limit = min(float(config.multixact_freeze_age), 0.75 * mxid_max)
     if table.mxid_age >= mxid_limit:
         needs.append(
@@ -120,8 +121,8 @@ def table_needs(table: TableStats, server: Mapping[str, float], config: VacuumCo
     autovacuum_off = opts.get("autovacuum_enabled", "true").lower() in ("false", "off", "0", "no")
     off_note = " (autovacuum is disabled on this table)" if autovacuum_off else ""
 
-    base = _setting("autovacuum_vacuum_threshold", opts, server)
-    scale = _setting("autovacuum_vacuum_scale_factor", opts, server)
+    base = effective_setting("autovacuum_vacuum_threshold", opts, server)
+    scale = effective_setting("autovacuum_vacuum_scale_factor", opts, server)
     trigger = fraction * (base + scale * tuples)
     if table.n_dead_tup > trigger:
         needs.append(
@@ -133,8 +134,8 @@ def table_needs(table: TableStats, server: Mapping[str, float], config: VacuumCo
             )
         )
 
-    ins_base = _setting("autovacuum_vacuum_insert_threshold", opts, server)
-    ins_scale = _setting("autovacuum_vacuum_insert_scale_factor", opts, server)
+    ins_base = effective_setting("autovacuum_vacuum_insert_threshold", opts, server)
+    ins_scale = effective_setting("autovacuum_vacuum_insert_scale_factor", opts, server)
     ins_trigger = fraction * (ins_base + ins_scale * tuples)
     if ins_base >= 0 and table.n_ins_since_vacuum > ins_trigger:
         visible = table.relallvisible / table.relpages if table.relpages else 0.0
@@ -152,8 +153,8 @@ def table_needs(table: TableStats, server: Mapping[str, float], config: VacuumCo
     if table.last_analyze is None and has_rows:
         needs.append(Need("never_analyzed", ANALYZE, float("inf"), "never analyzed"))
     else:
-        an_base = _setting("autovacuum_analyze_threshold", opts, server)
-        an_scale = _setting("autovacuum_analyze_scale_factor", opts, server)
+        an_base = effective_setting("autovacuum_analyze_threshold", opts, server)
+        an_scale = effective_setting("autovacuum_analyze_scale_factor", opts, server)
         an_trigger = fraction * (an_base + an_scale * tuples)
         if table.n_mod_since_analyze > an_trigger:
             needs.append(
