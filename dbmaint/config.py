@@ -200,6 +200,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """[report]: the HTML page of `dbmaint report`, written by the service on a schedule."""
+
+    # Where the service writes the page (written whole, then renamed over the old one); unset: no page.
+    html: str | None = None
+    schedule: str = _cron("0 * * * *")
+    days: int = 30  # the period the page covers
+    # The checklist is run live for the page; it plans the workload with hypothetical indexes (as
+    # `dbmaint check` does), which takes a while on a large workload: a longer schedule, or false.
+    checklist: bool = True
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     """[scheduler]: what happens to runs missed while the service was down."""
 
@@ -264,6 +277,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     sentry: SentryConfig = SentryConfig()
     metrics: MetricsConfig = MetricsConfig()
+    report: ReportConfig = ReportConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     explain: ExplainConfig = ExplainConfig()
     check: CheckConfig = CheckConfig()
@@ -352,6 +366,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "state": StateConfig,
     "sentry": SentryConfig,
     "metrics": MetricsConfig,
+    "report": ReportConfig,
     "scheduler": SchedulerConfig,
     "explain": ExplainConfig,
     "check": CheckConfig,

@@ -111,6 +111,7 @@ COMMAND_MODULES = {
     "run": "service",
     "status": "service",
     "history": "service",
+    "report": "report",
 }
 
 

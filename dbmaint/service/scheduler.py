@@ -36,6 +36,7 @@ from dbmaint.errors import DbmaintError, ServiceFailed, StateStoreError
 from dbmaint.maintenance import reindex_analysis
 from dbmaint.model import JobReport, now
 from dbmaint.pg import collect, db, facts, stopping
+from dbmaint.service import health_history
 from dbmaint.service.metrics import HealthSample, IndexBloat, ScheduledJob, ServiceMetrics, serve
 from dbmaint.service.schedule import CronSpec, build_trigger, next_fire_time, parse_cron, period_seconds
 from dbmaint.service.status_report import service_running
@@ -136,6 +137,8 @@ class Service:
         self._bloat_read_at: dict[str, float] = {}
         self._last_wall_clock: dict[str, datetime] = {}
         self._health_down: set[str] = set()
+        self._health_history = health_history.HealthHistory(self.history)  # hourly samples for the report
+        self._report_executor = False
         self.started_at = now()
         self.metrics: ServiceMetrics | None = None
         self._metrics_server: Any = None
@@ -568,11 +571,13 @@ class Service:
             self._heartbeat, "interval", seconds=_HEARTBEAT_S, id="heartbeat", executor="service",
             misfire_grace_time=None,
         )  # fmt: skip
-        if self.metrics is not None:
-            self._scheduler.add_job(
-                self._sample_health, "interval", seconds=self.config.metrics.refresh, id="health",
-                executor="health", next_run_time=now(), misfire_grace_time=None,
-            )  # fmt: skip
+        # Health figures every metrics.refresh for the endpoint; without one, hourly for the history alone.
+        health_every = self.config.metrics.refresh if self.metrics is not None else health_history.EVERY_S
+        self._scheduler.add_job(
+            self._sample_health, "interval", seconds=health_every, id="health",
+            executor="health", next_run_time=now(), misfire_grace_time=None,
+        )  # fmt: skip
+        self._schedule_report(self.config)
         # Databases of a databases = "all" entry are listed again as often as the health figures are read
         # (metrics.refresh, a minute by default): one created is scheduled from its next due time, one
         # dropped is unscheduled.
@@ -622,12 +627,14 @@ class Service:
     def _sample_health(self) -> None:
         with self._lock:
             config, targets = self.config, dict(self.targets)
-        assert self.metrics is not None
-        self.metrics.forget_databases(set(targets))
+        if self.metrics is not None:
+            self.metrics.forget_databases(set(targets))
         for target in targets.values():
             if stopping.requested():
                 return
-            self.metrics.update_health(self._health(target, config))
+            sample = self._health(target, config)
+            if self.metrics is not None:
+                self.metrics.update_health(sample)
 
     def _health(self, target: db.Target, config: Config) -> HealthSample:
         taken = now()
@@ -651,12 +658,58 @@ class Service:
                 if last_read is None or time.monotonic() - last_read >= _INDEX_BLOAT_EVERY_S:
                     sample.index_bloat = _worst_bloat(collect.index_bloat_inputs(conn), config.metrics.top)
                     self._bloat_read_at[target.name] = time.monotonic()
+                # Kept in history once an hour, on a primary only (a standby's statistics know no dead rows).
+                if not health.in_recovery and self._health_history.due(target.name, taken):
+                    self._health_history.record(conn, target.name, taken, health, config.metrics.top)
                 return sample
         except (DbmaintError, psycopg.Error) as exc:
             if target.name not in self._health_down:  # said once when it goes down, not every refresh
                 log.warning("health figures of %s unavailable: %s", target.name, db.first_line(str(exc)))
             self._health_down.add(target.name)
             return HealthSample(target.name, taken, up=False)
+
+    def _schedule_report(self, config: Config) -> None:
+        """With ``[report] html``, the page is written on its schedule, in an executor of its own: a slow
+        checklist never holds up the jobs or the health figures. Without it, no page. A reload calls it again."""
+        if self._scheduler.get_job("report") is not None:
+            self._scheduler.remove_job("report")
+        if config.report.html is None:
+            return
+        if not self._report_executor:
+            self._scheduler.add_executor(_pool(1), "report")
+            self._report_executor = True
+        self._scheduler.add_job(
+            self._write_report, trigger=build_trigger(parse_cron(config.report.schedule), config.timezone),
+            id="report", executor="report", coalesce=True, max_instances=1, misfire_grace_time=None,
+        )  # fmt: skip
+        log.info("report page to %s: %s (%s)", config.report.html, config.report.schedule, config.timezone)
+
+    def _write_report(self) -> None:
+        from pathlib import Path
+
+        from dbmaint.reporting import build  # Jinja2 and the page load only when a page is written
+
+        with self._lock:
+            config, targets = self.config, list(self.targets.values())
+        if config.report.html is None or stopping.requested():
+            return
+        started = time.monotonic()
+        try:
+            page = build.write_report(
+                Path(config.report.html), config, targets, self.history,
+                days=config.report.days, checklist=config.report.checklist,
+            )  # fmt: skip
+        except (DbmaintError, OSError) as exc:
+            if stopping.requested():  # the stop cut the checklist short: the last page stays as it was
+                log.info("report page not written to %s: the service is stopping", config.report.html)
+            else:
+                log.error("report page not written to %s: %s", config.report.html, exc)
+            return
+        except Exception:
+            log.exception("report page not written to %s", config.report.html)
+            return
+        log.info("report page written to %s: %d database(s) in %.1f s", config.report.html,
+                 len(page.databases), time.monotonic() - started)  # fmt: skip
 
     # --- SIGHUP -------------------------------------------------------------------------------------------
 
@@ -675,12 +728,14 @@ class Service:
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("[%s] changed: that takes effect when the service restarts", section)
         with self._lock:
-            self.config, self.targets = config, targets
+            previous, self.config, self.targets = self.config, config, targets
         try:
             self._apply_schedule(planned)
         except StateStoreError as exc:
             self._fail(exc)
             return False
+        if (config.report, config.timezone) != (previous.report, previous.timezone):
+            self._schedule_report(config)
         log.info("configuration reloaded: %s", self.summary())
         self.notifier.ready(self.summary())
         return True

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from dbmaint.model import Action, JobReport, now
 from dbmaint.store.capture import CaptureStore
+from dbmaint.store.health import HealthStore, prune_health
 from dbmaint.store.records import RunRecord, _aware
 from dbmaint.store.schema import actions, plans, runs, samples, statements
 from dbmaint.store.service_state import ServiceState
@@ -20,7 +21,7 @@ from dbmaint.store.service_state import ServiceState
 log = logging.getLogger(__name__)
 
 
-class History(ServiceState, CaptureStore):
+class History(ServiceState, CaptureStore, HealthStore):
     """Thread-safe: parallel vacuum workers record their actions through one store."""
 
     def start_run(self, report: JobReport, host: str | None = None) -> int | None:
@@ -179,6 +180,13 @@ class History(ServiceState, CaptureStore):
             for r in self._read(query)
         ]
 
+    def runs_since(self, since: datetime, database: str | None = None) -> list[RunRecord]:
+        """Every run started since ``since`` (of one database, or all), newest first."""
+        conditions = [runs.c.started_at >= since]
+        if database:
+            conditions.append(runs.c.database == database)
+        return self._runs(conditions, None)
+
     def run(self, run_id: int) -> RunRecord | None:
         found = self._runs([runs.c.id == run_id], 1)
         return found[0] if found else None
@@ -198,6 +206,7 @@ class History(ServiceState, CaptureStore):
                 conn.execute(samples.delete().where(samples.c.run_id.in_(old)))
                 conn.execute(plans.delete().where(plans.c.run_id.in_(old)))
                 conn.execute(statements.delete().where(statements.c.last_seen < cutoff))
+                prune_health(conn, cutoff)
                 return int(conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount or 0)
 
         with self._lock:

@@ -152,3 +152,25 @@ plans = sa.Table(
     sa.Column("regression", sa.Text),  # why this plan is a regression, if it is
     sa.Index("dbmaint_plans_statement", "database", "queryid", "captured_at"),
 )
+
+
+# What maintenance watches, per database over time (``dbmaint report`` charts it): the service writes one
+# sample an hour per database: the database's own ages, and the worst few tables and indexes of the moment.
+# ``kind`` says which row is which; a figure a kind does not have is NULL.
+health_samples = sa.Table(
+    "dbmaint_health_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("sampled_at", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # database, table or index
+    sa.Column("object", sa.Text, nullable=False),  # schema.name; the database's own name for its row
+    sa.Column("xid_age", sa.BigInteger),
+    sa.Column("mxid_age", sa.BigInteger),
+    sa.Column("dead_tuples", sa.BigInteger),
+    sa.Column("live_tuples", sa.BigInteger),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("bloat_bytes", sa.BigInteger),  # indexes: estimated reclaimable bytes
+    sa.Column("bloat_ratio", sa.Float),
+    sa.Index("dbmaint_health_samples_database_sampled", "database", "sampled_at"),
+)

@@ -17,10 +17,21 @@ from dbmaint.errors import StateStoreError
 from dbmaint.store.schema import metadata
 
 VERSION_TABLE = "dbmaint_schema_version"
-HEAD = "0001"  # the newest revision in migrations/versions (a test checks it against Alembic's own head)
+HEAD = "0002"  # the newest revision in migrations/versions (a test checks it against Alembic's own head)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Columns the baseline has that stores from before versioning may lack (they were added by hand).
 _PRE_VERSIONING_COLUMNS = {"dbmaint_runs": ["scheduled_for", "pid", "server"]}
+# The baseline's tables: a store from before versioning gets these, and later revisions add their own (a
+# table of a later revision made here too would make that revision fail on a table already there).
+_BASELINE_TABLES = (
+    "dbmaint_runs",
+    "dbmaint_schedules",
+    "dbmaint_services",
+    "dbmaint_statements",
+    "dbmaint_actions",
+    "dbmaint_plans",
+    "dbmaint_statement_samples",
+)
 
 
 def current(engine: sa.Engine) -> str | None:
@@ -74,7 +85,7 @@ def current_in(conn: sa.Connection) -> str | None:
 
 def _adopt_unversioned(conn: sa.Connection) -> None:
     """A store from before versioning, brought to the baseline: the tables it lacks, the columns it lacks."""
-    metadata.create_all(conn)  # only the missing tables
+    metadata.create_all(conn, tables=[metadata.tables[name] for name in _BASELINE_TABLES])  # only the missing ones
     inspector = sa.inspect(conn)
     for table_name, names in _PRE_VERSIONING_COLUMNS.items():
         present = {column["name"] for column in inspector.get_columns(table_name)}

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import struct
-import subprocess
-import zlib
 from collections.abc import Callable
 from html import escape, unescape
 from pathlib import Path
@@ -27,13 +23,10 @@ from dbmaint.explain.compare import compare
 from dbmaint.explain.plan import TableContext
 from dbmaint.explain.plan_analysis import analyse
 from dbmaint.pg import db
+from tests.browser import chromium, needs_chromium, png_size_and_colours
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import json_output
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium (.ci/setup installs Debian's chromium)"
-)
 PLANS = Path(__file__).resolve().parents[1] / "data" / "plans"
 INJECTED = '<script>document.title="pwned"</script>'
 SCRIPTED = """SELECT '<script>document.title="pwned"</script>' AS x, count(*) FROM orders o WHERE o.sku = 'SKU-42'"""
@@ -45,31 +38,6 @@ FAST = "SELECT id, amount FROM orders WHERE customer_id = 42"
 def explained(database: Database, statement: str) -> runner.Result:
     with db.connection(db.Target(database.name, database.dsn), SafetyConfig()) as conn:
         return runner.explain(conn, runner.Request(statement))
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, timeout=120)
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    return result
-
-
-def png_size_and_colours(data: bytes) -> tuple[int, int, int]:
-    """(width, height, distinct byte values of the pixel data) of a PNG, read with zlib alone."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    width, height = struct.unpack(">II", data[16:24])
-    position, pixels = 8, b""
-    while position < len(data):
-        (length,) = struct.unpack(">I", data[position : position + 4])
-        kind = data[position + 4 : position + 8]
-        if kind == b"IDAT":
-            pixels += data[position + 8 : position + 8 + length]
-        position += 12 + length
-    return width, height, len(set(zlib.decompress(pixels)))
 
 
 @pytest.fixture(scope="module")
