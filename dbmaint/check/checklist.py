@@ -20,8 +20,9 @@ from dbmaint import model
 from dbmaint.advisor import recommend, workload
 from dbmaint.check.item import CheckItem, CheckReport, Found, Item, Query
 from dbmaint.check.items import ITEMS
+from dbmaint.check.items.unused_indexes import StandbyIndexScan, StandbyIndexScans, StandbyRead
 from dbmaint.config import Config
-from dbmaint.errors import DatabaseError
+from dbmaint.errors import ConfigError, ConnectError, DatabaseError
 from dbmaint.pg import collect, db
 from dbmaint.store.history import History
 
@@ -72,6 +73,41 @@ def _autovacuum_switches(reader: Reader) -> dict[str, Any]:
     }
 
 
+STANDBY_STATEMENT_TIMEOUT = 30.0  # seconds: reading a standby's counters takes milliseconds
+
+
+def standby_index_scans(conn: Connection, database: str, config: Config) -> StandbyIndexScans:
+    """Index scans on each standby of ``database``: the ``standbys`` of the ``[[databases]]`` entry of its name
+    (none for a name the configuration does not have, as with a --dsn alone). A standby's queries use the
+    primary's indexes but count their scans there. A standby that cannot be read, or is not a copy of this
+    database, is named with the reason: never taken for one where nothing is scanned."""
+    entry = next((d for d in config.databases if d.name == database), None)
+    read: list[StandbyRead] = []
+    unread: dict[str, str] = {}
+    for dsn in entry.standbys if entry else ():
+        shown = db.mask_dsn(dsn)
+        try:
+            read.append(_read_standby(conn, config, db.Target(database, dsn), shown))
+        except ConnectError as exc:  # its message names the DSN again: the evidence names the standby already
+            unread[shown] = "could not connect: " + str(exc).split(f"({shown}): ", 1)[-1]
+        except (ConfigError, DatabaseError, psycopg.Error) as exc:
+            unread[shown] = db.first_line(str(exc))
+    return StandbyIndexScans(tuple(read), unread)
+
+
+def _read_standby(primary: Connection, config: Config, target: db.Target, shown: str) -> StandbyRead:
+    with db.connection(target, config.safety, statement_timeout=STANDBY_STATEMENT_TIMEOUT) as conn:
+        db.set_settings(conn, {"default_transaction_read_only": "on"})  # read-only, whatever the DSN reaches
+        # Scans are matched by index name: they are the primary's only on a copy of this very database.
+        ours, theirs = db.server_identity(primary), db.server_identity(conn)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise DatabaseError(f"not a standby of this server (system identifier {theirs}, this server's {ours})")
+        here, there = (db.fetch_value(c, "SELECT pg_catalog.current_database()") for c in (primary, conn))
+        if here != there:
+            raise DatabaseError(f"the DSN reaches database {there!r}, not {here!r}")
+        return StandbyRead.from_rows(shown, db.fetch(conn, "check_standby_index_scans", StandbyIndexScan))
+
+
 # The sources items name as strings: what is not one query's rows.
 SOURCES: dict[str, Callable[[Reader], Any]] = {
     "advice": _advice,
@@ -81,6 +117,7 @@ SOURCES: dict[str, Callable[[Reader], Any]] = {
     "autovacuum_settings": lambda reader: collect.autovacuum_settings(reader.conn),
     "autovacuum_switches": _autovacuum_switches,
     "last_vacuum_run": _last_vacuum_run,
+    "standby_index_scans": lambda reader: standby_index_scans(reader.conn, reader.database, reader.config),
     "now": lambda reader: model.now(),
 }
 

@@ -110,9 +110,7 @@ def _rounded_down(value: float) -> float | None:
 
 def item(advice: Sequence[Advice]) -> Item:
     if not advice:
-        return Item(
-            "autovacuum_settings", "pass", "no table's churn calls for autovacuum settings of its own"
-        )
+        return Item("autovacuum_settings", "pass", "no table's churn calls for autovacuum settings of its own")
     shown = "; ".join(
         f"{a.table.schema}.{a.table.name}: {a.per_day:,.0f} {_what(a)} a day, autovacuum starts at "
         f"{a.trigger_now:,.0f} ({a.setting} = {a.current:g})"
