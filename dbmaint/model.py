@@ -153,6 +153,7 @@ class Finding:
     index: str | None = None  # schema-qualified, for index findings
     fix: str | None = None  # the SQL or the step that resolves it
     rank: float = 0.0  # higher first, within a kind
+    index_oid: int | None = None  # for index findings: the index itself, for a revision that drops it
 
     def to_json(self) -> dict[str, Any]:
         return {

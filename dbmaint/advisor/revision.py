@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import textwrap
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
@@ -277,6 +277,20 @@ def write_revision(
     and alembic's CommandError when the directory has several heads.
     """
     check_recommendations(recommendations)
+    message = message or default_message(recommendations)
+    return write_source(
+        versions_dir,
+        message,
+        lambda **parts: render_revision(recommendations, message=message, **parts),
+        script_location=script_location,
+    )
+
+
+def write_source(
+    versions_dir: Path, message: str, render: Callable[..., str], *, script_location: Path | None = None
+) -> Path:
+    """Write the revision ``render(revision=, down_revision=, create_date=)`` gives, chained to the head of
+    ``versions_dir``, under a file name made from ``message`` as Alembic makes it."""
     if not versions_dir.is_dir():
         raise FileNotFoundError(f"no Alembic versions directory at {versions_dir}")
     script = ScriptDirectory(
@@ -284,14 +298,7 @@ def write_revision(
     )
     revision = rev_id()
     create_date = datetime.now(UTC).replace(microsecond=0)
-    message = message or default_message(recommendations)
-    source = render_revision(
-        recommendations,
-        revision=revision,
-        down_revision=script.get_current_head(),
-        create_date=create_date,
-        message=message,
-    )
+    source = render(revision=revision, down_revision=script.get_current_head(), create_date=create_date)
     path = versions_dir / f"{FILE_TEMPLATE % _file_name_parts(revision, message, create_date)}.py"
     compile(source, str(path), "exec")  # a rendering bug fails here, not in a deploy
     with path.open("x", encoding="utf-8") as file:
@@ -311,8 +318,8 @@ def render_revision(
     check_recommendations(recommendations)
     return _REVISION.substitute(
         docstring=_docstring(recommendations, revision, down_revision, create_date, message),
-        revision=_literal(revision),
-        down_revision="None" if down_revision is None else _literal(down_revision),
+        revision=literal(revision),
+        down_revision="None" if down_revision is None else literal(down_revision),
         indexes=_indexes(recommendations),
         upgrades="\n".join(_create_call(rec) for rec in recommendations),
         partition_helpers=_PARTITION_HELPERS if any(rec.partitioned for rec in recommendations) else "",
@@ -363,8 +370,8 @@ def _docstring(
     message: str,
 ) -> str:
     paragraphs = [
-        _wrap(_plain(message)),
-        _wrap(
+        wrap(plain(message)),
+        wrap(
             "Written by dbmaint from its index advisor's recommendations: review before merging. Each index is"
             " built with CREATE INDEX CONCURRENTLY outside a transaction; keep this revision to index work alone."
         ),
@@ -382,9 +389,9 @@ def _index_section(rec: IndexRecommendation) -> str:
         shape += f" INCLUDE ({', '.join(rec.include)})"
     if rec.where:
         shape += f" WHERE {rec.where}"
-    lines = [_wrap(_plain(shape), indent="    ")]
+    lines = [wrap(plain(shape), indent="    ")]
     if rec.reason.strip():
-        lines.append(_wrap(_plain(rec.reason), first="    Why: ", indent="         "))
+        lines.append(wrap(plain(rec.reason), first="    Why: ", indent="         "))
     if rec.queries:
         lines.append("    Helps:")
         lines.extend(_query_line(query) for query in rec.queries[:MAX_QUERIES])
@@ -395,34 +402,34 @@ def _index_section(rec: IndexRecommendation) -> str:
 
 def _query_line(query: QueryBenefit) -> str:
     head = f"    - {query.calls:,} calls, cost {query.cost_before:,.1f} -> {query.cost_after:,.1f}: "
-    return head + _clip(_plain(query.query), LINE_LENGTH - len(head))
+    return head + _clip(plain(query.query), LINE_LENGTH - len(head))
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """One line of printable text that cannot end the (raw) docstring: statements and reasons arrive with
     newlines, tabs, backslashes, quotes, anything."""
     line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return line.replace('"""', '""\\"')
 
 
-def _wrap(text: str, *, first: str = "", indent: str = "") -> str:
+def wrap(text: str, *, first: str = "", indent: str = "") -> str:
     wrapped = textwrap.fill(text, DOC_WIDTH, initial_indent=first, subsequent_indent=indent)
     return "\n".join(_clip(line, LINE_LENGTH) for line in wrapped.splitlines())  # wide characters
 
 
 def _clip(text: str, width: int) -> str:
     """``text`` cut to ``width`` display columns, with an ellipsis when cut."""
-    if _width(text) <= width:
+    if display_width(text) <= width:
         return text
     kept = ""
     for ch in text:
-        if _width(kept + ch) > width - 1:
+        if display_width(kept + ch) > width - 1:
             break
         kept += ch
     return kept.rstrip() + "…"
 
 
-def _width(text: str) -> int:
+def display_width(text: str) -> int:
     """Display columns, as ruff counts a line's length (East Asian wide characters count two)."""
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
@@ -431,11 +438,11 @@ def _width(text: str) -> int:
 
 
 def _create_call(rec: IndexRecommendation) -> str:
-    arguments = [_literal(rec.name), _literal(rec.table_name), _list("", rec.columns), f"schema={_literal(rec.schema)}"]
+    arguments = [literal(rec.name), literal(rec.table_name), _list("", rec.columns), f"schema={literal(rec.schema)}"]
     if rec.include:
         arguments.append(_list("include=", rec.include))
     if rec.where is not None:
-        arguments.append(f"where={_literal(rec.where)}")
+        arguments.append(f"where={literal(rec.where)}")
     if any(rec.directions):
         arguments.append(_list("directions=", rec.directions))
     # Always one argument a line (the trailing comma keeps ruff format from joining them): easy to review.
@@ -447,30 +454,32 @@ def _indexes(recommendations: Sequence[IndexRecommendation]) -> str:
     """The INDEXES list: (schema, index, table), one a line."""
     lines = ["["]
     for rec in recommendations:
-        values = [_literal(rec.schema), _literal(rec.name), _literal(rec.table_name)]
+        values = [literal(rec.schema), literal(rec.name), literal(rec.table_name)]
         one_line = f"    ({', '.join(values)}),"
         lines += (
-            [one_line] if _width(one_line) <= LINE_LENGTH else ["    (", *(f"        {v}," for v in values), "    ),"]
+            [one_line]
+            if display_width(one_line) <= LINE_LENGTH
+            else ["    (", *(f"        {v}," for v in values), "    ),"]
         )
     return "\n".join([*lines, "]"])
 
 
 def _drop_call(rec: IndexRecommendation) -> str:
-    arguments = [_literal(rec.name), _literal(rec.table_name), f"schema={_literal(rec.schema)}"]
+    arguments = [literal(rec.name), literal(rec.table_name), f"schema={literal(rec.schema)}"]
     function = "drop_partitioned_index" if rec.partitioned else "drop_index_concurrently"
     one_line = f"        {function}({', '.join(arguments)})"
-    if _width(one_line) <= LINE_LENGTH:
+    if display_width(one_line) <= LINE_LENGTH:
         return one_line
     return "\n".join([f"        {function}(", *_argument_lines(arguments), "        )"])
 
 
 def _list(prefix: str, items: Sequence[str]) -> str:
     """An argument ``prefix[...]``: on one line if it fits, else one item a line with a trailing comma."""
-    one_line = f"{prefix}[{', '.join(_literal(item) for item in items)}]"
-    if _ARGUMENT_INDENT + _width(one_line) + 1 <= LINE_LENGTH:
+    one_line = f"{prefix}[{', '.join(literal(item) for item in items)}]"
+    if _ARGUMENT_INDENT + display_width(one_line) + 1 <= LINE_LENGTH:
         return one_line
     pad = " " * _ARGUMENT_INDENT
-    return "\n".join([f"{prefix}[", *(f"{pad}    {_literal(item)}," for item in items), f"{pad}]"])
+    return "\n".join([f"{prefix}[", *(f"{pad}    {literal(item)}," for item in items), f"{pad}]"])
 
 
 def _argument_lines(arguments: Sequence[str]) -> list[str]:
@@ -479,11 +488,11 @@ def _argument_lines(arguments: Sequence[str]) -> list[str]:
     lines = []
     for argument in arguments:
         for line in f"{' ' * _ARGUMENT_INDENT}{argument},".split("\n"):
-            lines.append(f"{line}  # noqa: E501" if _width(line) > LINE_LENGTH else line)
+            lines.append(f"{line}  # noqa: E501" if display_width(line) > LINE_LENGTH else line)
     return lines
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """A Python string literal, in the quotes ruff format prefers: double, unless single needs fewer escapes."""
     quote = "'" if text.count('"') > text.count("'") else '"'
     escaped = (f"\\{ch}" if ch in ("\\", quote) else ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -514,6 +514,7 @@ def _drop_finding(kind: str, index: SchemaIndex, columns: tuple[str, ...], detai
         index=index.qualified_name,
         fix=_drop_statement(index),
         rank=float(index.size_bytes),
+        index_oid=index.index_oid,
     )
 
 

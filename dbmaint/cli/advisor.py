@@ -35,6 +35,18 @@ from dbmaint.errors import UsageError
 @click.option("--no-stats", is_flag=True, help="Leave pg_stat_statements and pg_stat_activity out of the workload.")
 @click.option("--write-migration", is_flag=True, help="Write the recommended indexes as an Alembic revision.")
 @click.option(
+    "--drop-unused",
+    is_flag=True,
+    help="With --write-migration: also a revision dropping the unused and duplicate indexes found "
+    "(DROP INDEX CONCURRENTLY; its downgrade builds each again from its exact definition).",
+)
+@click.option(
+    "--autovacuum-settings",
+    is_flag=True,
+    help="With --write-migration: also a revision of the per-table autovacuum settings `dbmaint check` "
+    "advises (ALTER TABLE ... SET; its downgrade restores the previous values).",
+)
+@click.option(
     "--versions-dir",
     type=click.Path(file_okay=False),
     default=None,
@@ -57,6 +69,8 @@ def advise(
     logs: tuple[str, ...],
     no_stats: bool,
     write_migration: bool,
+    drop_unused: bool,
+    autovacuum_settings: bool,
     versions_dir: str | None,
     explain_rejections: bool,
     verify_: bool,
@@ -72,6 +86,8 @@ def advise(
 
     config, targets, history = context(options)
     history.close()
+    if (drop_unused or autovacuum_settings) and not write_migration:
+        raise UsageError("--drop-unused and --autovacuum-settings go with --write-migration")
     if write_migration and len(targets) > 1:
         names = ", ".join(t.name for t in targets)
         raise UsageError(f"--write-migration writes one database's indexes: choose one with --database ({names})")
@@ -94,7 +110,11 @@ def advise(
             if verify_:
                 db.set_settings(conn, {"default_transaction_read_only": "off"})
                 advice = recommend.verify_recommendations(conn, advice, config, force=force)
+            if drop_unused or autovacuum_settings:
+                changes.extend(_changes(conn, target, advice, config, drop_unused, autovacuum_settings))
             return advice
+
+    changes: list[Any] = []  # (kind, what to write) of the one database, for the revisions after the indexes
 
     outcomes, worst = each_database(targets, advise_one)
     reports = [o for o in outcomes if not isinstance(o, DatabaseFailure)]
@@ -108,10 +128,16 @@ def advise(
             advice.notes.append(f"{skipped.name} is already in a revision in {directory}: not written again")
         if fresh:
             written.append(_write_migration(fresh, directory))
+        for kind, items in changes:
+            if kind == "note":
+                advice.notes.append(items)
+            elif items:
+                written.append(_write_migration(items, directory, kind))
     if output_format == "json":
         document = report.per_database([o.to_json(rejections=explain_rejections) for o in outcomes])
         if write_migration and isinstance(document, dict):
             document["migration"] = written[0] if written else None
+            document["migrations"] = written  # with --drop-unused / --autovacuum-settings, one per kind of change
         report.print_json(document)
     else:
         for outcome in outcomes:
@@ -132,13 +158,32 @@ def _pending(directory: Any) -> set[str]:
     return revision.pending_index_names(directory) if directory.is_dir() else set()
 
 
-def _write_migration(recommendations: Any, directory: Any) -> str:
+def _changes(conn: Any, target: Any, advice: Any, config: Any, drops: bool, settings: bool) -> list[tuple[str, Any]]:
+    """The drops and the autovacuum settings to write, with a note for each index left out."""
+    from dbmaint.advisor import changes
+
+    found: list[tuple[str, Any]] = []
+    if drops:
+        index_drops, notes = changes.index_drops(
+            conn, advice.findings, changes.standby_scans(conn, target.name, config)
+        )
+        found += [("drops", index_drops), *(("note", note) for note in notes)]
+    if settings:
+        found.append(("settings", changes.autovacuum_changes(conn, config)))
+    return found
+
+
+def _write_migration(items: Any, directory: Any, kind: str = "indexes") -> str:
     from alembic.util import CommandError
 
-    from dbmaint.advisor import revision
+    from dbmaint.advisor import change_revisions, revision
 
     try:
-        return str(revision.write_revision(recommendations, directory))
+        if kind == "drops":
+            return str(change_revisions.write_drops(items, directory))
+        if kind == "settings":
+            return str(change_revisions.write_settings(items, directory))
+        return str(revision.write_revision(items, directory))
     except FileNotFoundError:
         raise UsageError(
             f"no migrations versions directory at {directory} (set advisor.versions_dir or --versions-dir)"

@@ -6,7 +6,6 @@ import ast
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 from argparse import Namespace
@@ -21,45 +20,12 @@ from alembic.script import ScriptDirectory
 
 from dbmaint.advisor.revision import render_revision, write_revision
 from dbmaint.model import IndexRecommendation, QueryBenefit
+from tests.unit.helpers import COMPOSITE, migrations_dir, revision_of
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "index_revision.py.txt"
 BINDIR = Path(sys.executable).parent  # ruff and mypy are installed next to the interpreter
 
-COMPOSITE = IndexRecommendation(
-    schema="public",
-    table_name="Orders",
-    columns=("customerId", "created_at"),
-    include=("total",),
-    directions=("", "DESC"),
-    name="ix_Orders_customerId_created_at",
-    definition=(
-        'CREATE INDEX CONCURRENTLY "ix_Orders_customerId_created_at" ON public."Orders" ("customerId", created_at'
-        " DESC) INCLUDE (total)"
-    ),
-    reason=(
-        "2 statements filter Orders by customerId and read the newest first; the workload's planner cost falls"
-        " from 18,400,000 to 95,000 (verified with hypothetical indexes)."
-    ),
-    queries=(
-        QueryBenefit(
-            query='SELECT id, total FROM "Orders"\n WHERE "customerId" = $1\n ORDER BY created_at DESC LIMIT $2',
-            queryid=1,
-            calls=120_000,
-            cost_before=152.5,
-            cost_after=0.75,
-        ),
-        QueryBenefit(
-            query='SELECT sum(total) FROM "Orders" WHERE "customerId" = $1 AND created_at >= $2 AND created_at < $3'
-            " -- monthly statement, a long query text cut in the docstring",
-            queryid=2,
-            calls=800,
-            cost_before=180.0,
-            cost_after=4.2,
-        ),
-    ),
-    verified=True,
-)
 PARTIAL = IndexRecommendation(
     schema="public",
     table_name="events",
@@ -167,19 +133,6 @@ def test_hostile_text_stays_in_the_docstring_and_literals() -> None:
     keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
     assert keywords == {"schema": "Sales", "include": list(HOSTILE.include), "where": HOSTILE.where}
     assert "# noqa: E501" in source  # the long WHERE, which no formatter can split either
-
-
-def migrations_dir(tmp_path: Path) -> Path:
-    """A copy of this repository's Alembic environment with no revisions."""
-    location = tmp_path / "migrations"
-    (location / "versions").mkdir(parents=True)
-    for name in ("env.py", "script.py.mako"):
-        shutil.copy(ROOT / "migrations" / name, location / name)
-    return location
-
-
-def revision_of(path: Path) -> str:
-    return path.name.split("_")[1]
 
 
 def test_revisions_chain_to_the_head(tmp_path: Path) -> None:
