@@ -53,3 +53,19 @@ def test_overall_status() -> None:
     items = (Item("a", "pass", ""), Item("b", "unknown", ""))
     assert CheckReport("app", items).status == "unknown"
     assert CheckReport("app", (*items, Item("c", "fail", ""))).status == "fail"
+
+
+def test_every_item_is_complete_and_the_catalogue_is_what_the_registry_generates() -> None:
+    from pathlib import Path
+
+    from dbmaint.check.catalogue import catalogue, description, main
+    from dbmaint.check.items import ITEMS
+
+    assert len({item.name for item in ITEMS}) == len(ITEMS) and len({item.order for item in ITEMS}) == len(ITEMS)
+    for item in ITEMS:
+        assert len(description(item)) > 40, item.name
+        assert item.sources, item.name
+    document = Path(__file__).resolve().parents[2] / "docs" / "checklist.md"
+    assert all(f"| `{item.name}` |" in document.read_text() for item in ITEMS)
+    assert catalogue().count("\n| `") == len(ITEMS)
+    assert main(["--check", str(document)]) == 0, "run: python -m dbmaint.check.catalogue --write docs/checklist.md"

@@ -31,6 +31,8 @@ PURE = {
     "dbmaint.explain.plan_analysis",
     "dbmaint.explain.rules",
     "dbmaint.explain.rules.__main__",
+    "dbmaint.generated_docs",
+    "dbmaint.check.catalogue",
     "dbmaint.explain.rules.base",
     "dbmaint.explain.rules.estimates",
     "dbmaint.explain.rules.filters_indexes",

@@ -83,7 +83,7 @@ def test_the_catalogue_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["--write", str(stale)]) == 0
     assert stale.read_text(encoding="utf-8") == f"intro\n\n{catalogue()}\n\nafter\n"
     assert main(["--check", str(stale)]) == 0
-    with pytest.raises(ValueError, match="no generated rules section"):
+    with pytest.raises(ValueError, match="no generated section"):
         with_catalogue("no markers")
 
 

@@ -17,6 +17,7 @@ import inspect
 from dbmaint.explain.plan import Plan, Problem
 from dbmaint.explain.rules import estimates, filters_indexes, io, memory, parallel, plan_wide
 from dbmaint.explain.rules.base import REGISTERED, NodeRule, PlanRule, ReviewRule, Rule
+from dbmaint.generated_docs import with_section
 
 FAMILIES = tuple(
     module.__name__.rpartition(".")[2] for module in (estimates, filters_indexes, memory, io, parallel, plan_wide)
@@ -107,10 +108,7 @@ def catalogue() -> str:
 
 def with_catalogue(document: str) -> str:
     """``document`` (docs/plan-problems.md) with what is between its BEGIN and END lines made anew."""
-    start, end = document.find(BEGIN), document.find(END)
-    if start < 0 or end < start:
-        raise ValueError("the document has no generated rules section (its BEGIN and END lines)")
-    return document[:start] + catalogue() + document[end + len(END) :]
+    return with_section(document, BEGIN, END, catalogue())
 
 
 def _looks_at(rule: Rule) -> str:

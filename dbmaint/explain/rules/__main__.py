@@ -6,35 +6,21 @@ lines (docs/plan-problems.md), ``--check FILE`` exits with 1 when FILE's section
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from dbmaint.explain.rules import catalogue, with_catalogue
+from dbmaint import generated_docs
+from dbmaint.explain.rules import BEGIN, END, catalogue
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dbmaint.explain.rules", description="The catalogue of plan rules, made from the registry."
+    return generated_docs.main(
+        argv,
+        prog="python -m dbmaint.explain.rules",
+        description="The catalogue of plan rules, made from the registry.",
+        generate=catalogue,
+        begin=BEGIN,
+        end=END,
     )
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", metavar="FILE", type=Path, help="rewrite the generated section of FILE")
-    action.add_argument("--check", metavar="FILE", type=Path, help="exit with 1 if FILE's section is out of date")
-    args = parser.parse_args(argv)
-    if args.write is None and args.check is None:
-        print(catalogue())
-        return 0
-    path: Path = args.write or args.check
-    text = path.read_text(encoding="utf-8")
-    updated = with_catalogue(text)
-    if args.check is not None:
-        if updated != text:
-            print(f"{path} is out of date: python -m dbmaint.explain.rules --write {path}", file=sys.stderr)
-            return 1
-        return 0
-    if updated != text:
-        path.write_text(updated, encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":
