@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -22,7 +22,10 @@ from dbmaint.errors import DatabaseError, DbmaintError
 from dbmaint.maintenance import actions, reindex_analysis, vacuum_analysis
 from dbmaint.model import Action, JobReport, RunStatus
 from dbmaint.pg import collect, db, facts, stopping
-from dbmaint.store.history import History
+from dbmaint.store.recorder import RunRecorder
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy: only the jobs that read history load it
+    from dbmaint.store.history import History
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ MIN_SERVER_VERSION = 140000
 def guarded(
     target: db.Target,
     config: Config,
-    history: History,
+    history: RunRecorder,
     job: str,
     *,
     dry_run: bool,
@@ -90,7 +93,7 @@ def guarded(
         history.finish_run(report)
 
 
-def _end_early(report: JobReport, history: History, status: RunStatus, reason: str | None) -> None:
+def _end_early(report: JobReport, history: RunRecorder, status: RunStatus, reason: str | None) -> None:
     """The run ends before its actions did: what had not run is recorded as such, then the run."""
     report.status = status
     report.reason = reason or report.reason or "interrupted by an unexpected error"
@@ -120,7 +123,7 @@ def _refusal(conn: Connection, config: Config, job: str, dry_run: bool, read_onl
 def vacuum(
     target: db.Target,
     config: Config,
-    history: History,
+    history: RunRecorder,
     *,
     dry_run: bool = False,
     scheduled_for: datetime | None = None,
@@ -161,17 +164,13 @@ def vacuum(
                 )
             )
         dead_before = {p.table.relid: p.table.n_dead_tup for p in plans}
-        kept: list[str] = []
         if dry_run:
             return report
         planned = _record_skips(history, report)
         if not planned:
             return report
-        executor = _executor(
-            target, config, report, history, settings, jobs=settings.jobs, after=_dead_rows_check(dead_before, kept)
-        )
-        executor.run(conn, planned)
-        if kept:
+        _executor(target, config, report, history, settings, jobs=settings.jobs).run(conn, planned)
+        if kept := _dead_rows_kept(conn, history, planned, dead_before):
             report.warnings.append(_xmin_warning(conn, kept))
     return report
 
@@ -180,11 +179,11 @@ def _executor(
     target: db.Target,
     config: Config,
     report: JobReport,
-    history: History,
+    history: RunRecorder,
     settings: VacuumConfig | ReindexConfig,
     *,
     jobs: int = 1,
-    after: Callable[[Connection, Action], None],
+    after: Callable[[Connection, Action], None] | None = None,
 ) -> actions.Executor:
     """The job's executor: its window opened at the scheduled time (now, for a run by hand); its retries
     are the job's own settings. A scheduled run that starts late keeps only what is left of its window."""
@@ -196,7 +195,7 @@ def _executor(
     )  # fmt: skip
 
 
-def _record_skips(history: History, report: JobReport) -> list[Action]:
+def _record_skips(history: RunRecorder, report: JobReport) -> list[Action]:
     """Record the actions decided against before any statement runs; return the ones to run."""
     for action in report.actions:
         if action.status == "skipped":
@@ -204,19 +203,21 @@ def _record_skips(history: History, report: JobReport) -> list[Action]:
     return [a for a in report.actions if a.status == "planned"]
 
 
-def _dead_rows_check(dead_before: dict[int, int], kept: list[str]) -> Callable[[Connection, Action], None]:
-    """After a VACUUM, look at what it could not remove: that is held back by the xmin horizon."""
-
-    def check(conn: Connection, action: Action) -> None:
-        if action.status != "done" or action.kind != "vacuum" or action.relid is None:
-            return
-        remaining = collect.dead_tuples(conn, action.relid)
-        before = dead_before.get(action.relid, 0)
-        if remaining > 0 and remaining >= 0.2 * before:
-            action.detail = f"{remaining:,} dead rows could not be removed yet (still visible to an old snapshot)"
+def _dead_rows_kept(
+    conn: Connection, history: RunRecorder, actions: Sequence[Action], dead_before: dict[int, int]
+) -> list[str]:
+    """After the pass, what VACUUM could not remove, read once for all the tables (not a query per table):
+    that is held back by the xmin horizon. The actions concerned say so in history."""
+    vacuumed = [a for a in actions if a.status == "done" and a.kind == "vacuum" and a.relid is not None]
+    remaining = collect.dead_tuples(conn, [a.relid for a in vacuumed if a.relid is not None])
+    kept = []
+    for action in vacuumed:
+        left, before = remaining.get(action.relid or 0, 0), dead_before.get(action.relid or 0, 0)
+        if left > 0 and left >= 0.2 * before:
+            action.detail = f"{left:,} dead rows could not be removed yet (still visible to an old snapshot)"
+            history.finish_action(action)
             kept.append(action.object)
-
-    return check
+    return kept
 
 
 def _xmin_warning(conn: Connection, tables: list[str]) -> str:

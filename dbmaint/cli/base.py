@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -283,13 +284,22 @@ def print_failure(command: str, failure: DatabaseFailure) -> None:
     click.echo(f"{command} on {failure.database}: error: {failure.error}")
 
 
-def context(options: GlobalOptions) -> Any:
+def context(options: GlobalOptions, *, records_only: bool = False) -> Any:
+    """The configuration, the databases and the state store. ``records_only``: the command only records its
+    runs (a vacuum pass), so a store that needs nothing else is written without SQLAlchemy."""
     from dbmaint.config import load_config
     from dbmaint.pg.db import resolve_targets
-    from dbmaint.store.history import History
 
     config = load_config(options.config_path)
     targets = resolve_targets(config, options.database, options.dsn)
+    if records_only:
+        from dbmaint.store.direct import open_direct
+
+        direct = open_direct(config.state.url, socket.gethostname(), config.state.retention)
+        if direct is not None:
+            return config, targets, direct
+    from dbmaint.store.history import History
+
     return config, targets, History(config.state.url)
 
 

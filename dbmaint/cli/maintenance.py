@@ -25,7 +25,7 @@ def _run_job(options: GlobalOptions, job: str, dry_run: bool, output_format: str
     from dbmaint import jobs, report
     from dbmaint.model import JobReport
 
-    config, targets, history = context(options)
+    config, targets, history = context(options, records_only=job == "vacuum")
     use_case = {"vacuum": jobs.vacuum, "reindex": jobs.reindex}[job]
 
     def one(target: Any) -> JobReport:

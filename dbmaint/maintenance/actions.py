@@ -24,7 +24,7 @@ from psycopg import errors as pgerrors
 from dbmaint.config import SafetyConfig
 from dbmaint.model import Action, JobReport
 from dbmaint.pg import collect, db, stopping
-from dbmaint.store.history import History
+from dbmaint.store.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ Hook = Callable[[Connection, Action], None]
 _LOCK_NAMESPACE = 0x64626D74  # "dbmt"
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
+
+# The server's load is read again before an action at most this often: a pass of many small tables pays
+# no query per table for it, and no action starts more than this long after the server became busy.
+LOAD_CHECK_INTERVAL_S = 5.0
+# A statement_timeout set on a connection is set again once it is this old: each statement ends at most
+# this long after the window's end plus its grace, without a SET before every statement of a quick pass.
+TIMEOUT_REFRESH_S = 1.0
 
 
 def job_lock_key(job: str) -> tuple[int, int]:
@@ -95,7 +102,7 @@ class Executor:
     target: db.Target
     safety: SafetyConfig
     report: JobReport
-    history: History
+    history: RunRecorder
     window: Window
     retries: int = 2
     retry_delay: float = 15.0
@@ -104,8 +111,19 @@ class Executor:
     after: Hook | None = None
     _stop_reason: str | None = field(default=None, init=False)
     _stop_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # Every job reads the load just before its pass (jobs._refusal): the first action need not again.
+    _load_read_at: float = field(default_factory=time.monotonic, init=False)
+    _timeout_set_at: dict[int, float] = field(default_factory=dict, init=False)  # by id() of the connection
 
     def run(self, conn: Connection, actions: Sequence[Action]) -> None:
+        try:
+            self._run(conn, actions)
+        finally:
+            if self._timeout_set_at.pop(id(conn), None) is not None and not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    db.set_settings(conn, {"statement_timeout": "0"})  # the job's own queries after the pass
+
+    def _run(self, conn: Connection, actions: Sequence[Action]) -> None:
         pending = list(actions)
         for attempt in range(self.retries + 1):
             locked = self._run_pass(conn, pending)
@@ -162,6 +180,7 @@ class Executor:
                 thread.join()
         finally:
             for c in extra:
+                self._timeout_set_at.pop(id(c), None)  # a later connection may get the same id()
                 c.close()
         if failures:
             raise failures[0]
@@ -176,8 +195,9 @@ class Executor:
             if self._stop_reason is None:
                 if not self.window.open:
                     self._stop_reason = "maintenance window closed before it could start"
-                else:
+                elif time.monotonic() - self._load_read_at >= LOAD_CHECK_INTERVAL_S:
                     self._stop_reason = load_reason(conn, self.safety)
+                    self._load_read_at = time.monotonic()
             return self._stop_reason
 
     def _one(self, conn: Connection, action: Action) -> _Outcome:
@@ -216,7 +236,7 @@ class Executor:
         conn.add_notice_handler(on_notice)
         started = time.monotonic()
         try:
-            db.set_settings(conn, {"statement_timeout": str(round(self.window.statement_timeout() * 1000))})
+            self._set_timeout(conn)
             conn.execute(action.statement)
         except pgerrors.LockNotAvailable:
             return _Outcome(locked=True)
@@ -252,7 +272,13 @@ class Executor:
         finally:
             action.duration_s = time.monotonic() - started
             conn.remove_notice_handler(on_notice)
-            if not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    db.set_settings(conn, {"statement_timeout": "0"})
         return _Outcome()
+
+    def _set_timeout(self, conn: Connection) -> None:
+        """The window's statement_timeout, set again only once the last one set is TIMEOUT_REFRESH_S old."""
+        set_at = self._timeout_set_at.get(id(conn))
+        if set_at is not None and time.monotonic() - set_at < TIMEOUT_REFRESH_S:
+            return
+        now = time.monotonic()
+        db.set_settings(conn, {"statement_timeout": str(round(self.window.statement_timeout() * 1000))})
+        self._timeout_set_at[id(conn)] = now

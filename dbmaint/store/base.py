@@ -20,23 +20,10 @@ from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModul
 from sqlalchemy.pool import NullPool
 
 from dbmaint.errors import ConfigError, StateStoreDataError, StateStoreError
-from dbmaint.store import versioning
+from dbmaint.store import limits, versioning
 from dbmaint.store.schema import runs
 
 log = logging.getLogger(__name__)
-
-# SQLite waits this long for another writer's lock before a write fails: longer than any plausible
-# writer (Python's default is 5 s, shorter than a `dbmaint history` export or a backup's lock).
-SQLITE_BUSY_TIMEOUT_S = 60.0
-
-# A failed write is tried again after these pauses (a PostgreSQL store restarting, a lock just missed).
-WRITE_RETRY_DELAYS_S = (0.5, 2.0, 5.0)
-
-# Records a service keeps in memory while its store answers reads but refuses writes (a read-only or full
-# disk): months of nightly runs. Past it the service stops rather than drop one.
-MAX_HELD_RECORDS = 100_000
-
-HELD_RECORDS_LOGGED_EVERY = 100
 
 
 class Store:
@@ -61,7 +48,7 @@ class Store:
             # pre_ping: a PostgreSQL store that restarted costs a reconnect, not a failed write.
             options: dict[str, Any] = {"pool_pre_ping": True}
             if parsed.drivername.startswith("sqlite"):
-                options = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+                options = {"connect_args": {"timeout": limits.SQLITE_BUSY_TIMEOUT_S}}
             if sqlite_file:
                 # A SQLite file opened per transaction (microseconds): an open handle between them would
                 # keep the service's disk from being remounted read-only, and hold a file a DBA removed.
@@ -90,7 +77,7 @@ class Store:
         versioning.ensure_current(self.engine)
 
     def _with_retries(self, work: Callable[[], Any], what: str = "write to") -> Any:
-        for delay in (*WRITE_RETRY_DELAYS_S, None):
+        for delay in (*limits.WRITE_RETRY_DELAYS_S, None):
             try:
                 return work()
             except (IntegrityError, DataError) as exc:  # the data, not the store: trying again cannot help
@@ -114,7 +101,7 @@ class Store:
             try:
                 (self._with_retries if final else _once)(self._flush_pending)
             except (SQLAlchemyError, StateStoreError) as exc:
-                holding = self.hold_refused_writes and len(self._pending) <= MAX_HELD_RECORDS
+                holding = self.hold_refused_writes and len(self._pending) <= limits.MAX_HELD_RECORDS
                 if final and holding and self.answers_reads():
                     log.error(
                         "state store %s answers but refuses writes (%s): %d record(s) kept in memory, written "
@@ -127,7 +114,7 @@ class Store:
                         f"({len(self._pending)} record(s) of this run not written)"
                     ) from None
                 held = len(self._pending)
-                if held == 1 or held % HELD_RECORDS_LOGGED_EVERY == 0:  # a pass over 500 tables: not 1,000 lines
+                if held == 1 or held % limits.HELD_RECORDS_LOGGED_EVERY == 0:
                     log.warning(
                         "state store %s cannot take records now (%s): %d kept in memory, written with the next",
                         _masked(self.url), _short(exc), held,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,22 @@ def test_vacuum_loads_no_parser_scheduler_or_advisor(database: Database, tmp_pat
     heavy = {"pglast", "apscheduler", "sentry_sdk", "prometheus_client", "rich", "dbmaint.advisor.recommend"}
     assert modules & heavy == set()
     assert modules & {"dbmaint.cli.advisor", "dbmaint.cli.explain", "dbmaint.explain.runner"} == set()
+
+
+def test_vacuum_writes_a_current_store_without_sqlalchemy(database: Database, tmp_path: Path) -> None:
+    database.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text)",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 5000) AS g",
+        "DELETE FROM t WHERE id % 2 = 0",
+    )
+    first = loaded(tmp_path, "vacuum", "--dsn", database.dsn, "--format", "json")
+    assert "sqlalchemy" in first  # no store yet: History creates it at the schema's head
+    database.execute("DELETE FROM t WHERE id % 3 = 0")
+    second = loaded(tmp_path, "vacuum", "--dsn", database.dsn, "--format", "json")
+    assert second & {"sqlalchemy", "alembic"} == set()
+    assert "dbmaint.store.direct" in second
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        runs = conn.execute("SELECT status FROM dbmaint_runs ORDER BY id").fetchall()
+        actions = conn.execute("SELECT object, status FROM dbmaint_actions ORDER BY id").fetchall()
+    assert runs == [("ok",), ("ok",)]
+    assert actions == [("public.t", "done"), ("public.t", "done")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dbmaint.model import now
-from dbmaint.store import base, schema
+from dbmaint.store import limits, schema
 from dbmaint.store.history import History
 from tests.db.conftest import Database, Invoke
 from tests.db.helpers import dbmaint_backends, slow_vacuums, wait_for
@@ -86,8 +86,8 @@ def test_records_wait_in_memory_while_the_store_cannot_take_them(
     database: Database, dbmaint: Invoke, created_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store busy past its wait: the vacuum goes on, its records are kept, and written when it answers."""
-    monkeypatch.setattr(base, "SQLITE_BUSY_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(base, "WRITE_RETRY_DELAYS_S", (1.0, 2.0, 3.0))
+    monkeypatch.setattr(limits, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(limits, "WRITE_RETRY_DELAYS_S", (1.0, 2.0, 3.0))
     dirty_tables(database)
     slow_vacuums(database)  # each table's VACUUM takes a while: the store is taken in the middle of the pass
     results = []
@@ -110,8 +110,8 @@ def test_records_wait_in_memory_while_the_store_cannot_take_them(
 def test_a_store_that_never_answers_is_one_line_and_exit_1(
     database: Database, dbmaint: Invoke, created_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(base, "SQLITE_BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(base, "WRITE_RETRY_DELAYS_S", (0.2,))
+    monkeypatch.setattr(limits, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(limits, "WRITE_RETRY_DELAYS_S", (0.2,))
     dirty_tables(database)
     slow_vacuums(database)
     results = []

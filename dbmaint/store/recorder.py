@@ -1,0 +1,26 @@
+"""What a maintenance job records its run through: ``History``, or for a vacuum pass that needs nothing
+else ``DirectHistory`` (dbmaint.store.direct). Named apart so that the jobs import neither."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from dbmaint.model import Action, JobReport
+
+
+class RunRecorder(Protocol):
+    def prune(self, retention_s: float) -> int: ...
+
+    def close_abandoned_runs(self, host: str) -> int: ...
+
+    def start_run(self, report: JobReport, host: str | None = None) -> int | None: ...
+
+    def finish_run(self, report: JobReport) -> None: ...
+
+    def start_action(self, report: JobReport, action: Action) -> None: ...
+
+    def finish_action(self, action: Action) -> None: ...
+
+    def record_skipped(self, report: JobReport, action: Action) -> None: ...
+
+    def close(self) -> None: ...
