@@ -217,3 +217,11 @@ def git_commit(repo: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if changes else "")
+
+
+def compile_bytecode() -> str:
+    """``python -m compileall -q dbmaint``: what an install does, and what PYTHONDONTWRITEBYTECODE=1 (set in
+    some environments) prevents; without it every timed start would compile dbmaint's modules again."""
+    args = [sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "dbmaint")]
+    run_timed(args).check("compileall")
+    return " ".join(args)

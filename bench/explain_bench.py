@@ -179,13 +179,6 @@ QUICK = Params(rows=100_000, rounds=5, importtime_runs=1, statements=500, calls=
 # ------------------------------------------------------------------------------------------ process figures
 
 
-def compile_bytecode() -> str:
-    """``python -m compileall -q dbmaint``: what an install does, and what PYTHONDONTWRITEBYTECODE=1 prevents."""
-    args = [sys.executable, "-m", "compileall", "-q", str(REPOSITORY / "dbmaint")]
-    common.run_timed(args).check("compileall")
-    return " ".join(args)
-
-
 def source_digest() -> dict[str, str]:
     """dbmaint's sources by content: other engineers edit the tree, and a run should say if it changed under it."""
     files = sorted((REPOSITORY / "dbmaint").rglob("*.py"))
@@ -534,7 +527,7 @@ def explain_part(cluster: Cluster, params: Params, workdir: Path, bytecode: dict
     for command, script in scripts.items():
         bytecode[f"before/{command}"] = bytecode_probe(script[0], script[1:], env, workdir)
 
-    compile_bytecode()  # again: the tree may have changed since the start
+    common.compile_bytecode()  # again: the tree may have changed since the start
     common.say(NAME, f"part 1: {params.rounds} rounds of {', '.join(COMMANDS)} (order rotating)")
     seconds: dict[str, list[float]] = {c: [] for c in COMMANDS}
     for round_no in range(params.rounds):
@@ -828,7 +821,7 @@ def capture_part(cluster: Cluster, params: Params, workdir: Path, bytecode: dict
     # Untimed: a first pass whose state store is thrown away (caches warm), checking the .pyc files too.
     bytecode["before/dbmaint_capture"] = runner.probe(workdir / "probe-before.db")
     passes = []
-    compile_bytecode()
+    common.compile_bytecode()
     after_first = workdir / "after-first.db"  # the state every second pass starts from
     for repeat in range(1, params.repeats + 1):
         state = workdir / f"first-{repeat}.db"
@@ -840,7 +833,7 @@ def capture_part(cluster: Cluster, params: Params, workdir: Path, bytecode: dict
 
     common.say(NAME, "part 2: the workload again")
     workload.append(run_workload(dsn, statements, params.calls))
-    compile_bytecode()
+    common.compile_bytecode()
     for repeat in range(1, params.repeats + 1):
         state = workdir / f"second-{repeat}.db"
         shutil.copy(after_first, state)
@@ -1039,7 +1032,7 @@ def measure(params: Params, quick: bool = False) -> Result:
     load = {"start": list(os.getloadavg())}
     commit, sources = common.git_commit(REPOSITORY), source_digest()
     started = time.monotonic()
-    compiled = compile_bytecode()
+    compiled = common.compile_bytecode()
     setup["compileall"] = time.monotonic() - started
     bytecode: dict[str, Any] = {}
     with common.throwaway_cluster(SETTINGS) as cluster, tempfile.TemporaryDirectory(prefix="dbmaint-bench-") as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,11 +53,13 @@ def xmin_holders(conn: psycopg.Connection[Any]) -> list[XminHolder]:
     return db.fetch(conn, "xmin_holders", XminHolder)
 
 
-def dead_tuples(conn: psycopg.Connection[Any], relid: int) -> int:
-    # A fresh statistics snapshot: VACUUM has just reported its counts.
-    conn.execute("SELECT pg_catalog.pg_stat_clear_snapshot()")
-    rows = db.fetch(conn, "table_dead_tuples", DeadTuples, {"relid": relid})
-    return rows[0].n_dead_tup if rows else 0
+def dead_tuples(conn: psycopg.Connection[Any], relids: Sequence[int]) -> dict[int, int]:
+    """Dead rows left in each table (by relid), as the statistics have them now."""
+    if not relids:
+        return {}
+    return {
+        row.relid: row.n_dead_tup for row in db.fetch(conn, "table_dead_tuples", DeadTuples, {"relids": list(relids)})
+    }
 
 
 def dead_tuple_leaders(conn: psycopg.Connection[Any], top: int) -> list[DeadTupleLeader]:

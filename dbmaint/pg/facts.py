@@ -69,6 +69,7 @@ class XminHolder:
 
 @dataclass(frozen=True)
 class DeadTuples:
+    relid: int
     n_dead_tup: int
 
 
