@@ -1,3 +1,3 @@
-from dbmaint.cli import main
+from dbmaint.cli import console_main
 
-main()
+console_main()

@@ -5,6 +5,6 @@ family of commands, registered on the group when the group first asks for one of
 (``base.COMMAND_MODULES``), so that a command imports only its own family.
 """
 
-from dbmaint.cli.base import cli, main
+from dbmaint.cli.base import cli, console_main, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console_main", "main"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -89,3 +92,22 @@ def test_history_of_one_run_shows_its_header_and_notes(tmp_path: Path, monkeypat
     assert lines[2] == "  no actions"
     document = json.loads(CliRunner().invoke(cli, ["history", "--run", str(report.run_id), "--format", "json"]).output)
     assert document["run"]["warnings"] == [report.warnings[0]] and document["actions"] == []
+
+
+def test_the_console_script_ends_at_once_with_everything_said() -> None:
+    """console_main ends the process without the interpreter's teardown: the output must still be complete
+    (flushed before the end), the exit status the command's, errors one line."""
+    env = {**os.environ, "COLUMNS": "80"}
+    help_text = subprocess.run(
+        [sys.executable, "-m", "dbmaint", "--help"], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert help_text.returncode == 0 and help_text.stderr == ""
+    normal_exit = [sys.executable, "-c", "from dbmaint.cli import main; main(['--help'])"]
+    expected = subprocess.run(normal_exit, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert help_text.stdout == expected.stdout  # all of it
+    assert all(name in help_text.stdout for name in ("vacuum", "explain", "check", "report"))
+    unknown = subprocess.run(
+        [sys.executable, "-m", "dbmaint", "nosuch"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.count("\n") == 1 and unknown.stderr.startswith("dbmaint: No such command")
