@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dbmaint.explain.text import SEVERITY_STYLE
 from dbmaint.model import JobReport
 from dbmaint.units import format_duration, format_ms, format_share, format_size
 
@@ -288,119 +289,6 @@ def print_check(check: Any) -> None:
     out.print(table)
 
 
-_SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
-
-
-def _share_style(share: float | None) -> str:
-    if share is None:
-        return ""
-    return "bold red" if share > 0.4 else "yellow" if share > 0.1 else ""
-
-
-def _node_line(node: Any) -> Text:
-    from rich.text import Text
-
-    line = Text(f"[{node.id}] ", style="dim")  # the number the problems below refer to
-    line.append(node.label, style="bold" if (node.share or 0) > 0.1 else "")
-    figures = []
-    if node.exclusive_ms is not None:
-        share = f" ({format_share(node.share)})" if node.share is not None else ""
-        figures.append((f"{node.exclusive_ms:,.2f} ms{share}", _share_style(node.share)))
-    if node.actual_rows is not None:
-        rows = f"rows {node.actual_rows:,.0f} of {node.plan_rows * (node.loops or 1):,.0f} est"
-        style = ""
-        if node.misestimate is not None and node.misestimate >= 10:
-            direction = "under" if node.underestimated else "over"
-            rows += f" ({node.misestimate:,.0f}x {direction})"
-            style = "bold red" if node.misestimate >= 100 else "yellow"
-        figures.append((rows, style))
-    else:
-        figures.append((f"rows {node.plan_rows:,.0f} est, cost {node.cost_total:,.2f}", ""))
-    if node.loops and node.loops > 1:
-        figures.append((f"loops {node.loops:,}", ""))
-    if node.shared_hit or node.shared_read:
-        figures.append((f"buffers hit {node.shared_hit or 0:,} read {node.shared_read or 0:,}", ""))
-    if node.temp_read or node.temp_written:
-        figures.append((f"temp read {node.temp_read or 0:,} written {node.temp_written or 0:,}", "yellow"))
-    for text, style in figures:
-        line.append("  ")
-        line.append(text, style=style or "dim")
-    return line
-
-
-def print_explain(result: Any) -> None:
-    """The plan as a tree with the costly steps and misestimates plain to see, then problems and fixes."""
-    from rich.text import Text
-    from rich.tree import Tree
-
-    out = console()
-    analysis = result.analysis
-    timing = (
-        f"execution {analysis.execution_ms:,.2f} ms, planning {analysis.planning_ms or 0:,.2f} ms"
-        if analysis.execution_ms is not None
-        else f"estimated cost {analysis.total_cost:,.2f} (not executed)"
-    )
-    out.print(Text.assemble(("plan", "bold"), f": {timing}"))
-    if result.values:
-        out.print(Text("  with " + ", ".join(f"${n} = {v!r}" for n, v in sorted(result.values.items())), style="dim"))
-    nodes = list(analysis.nodes)
-    if nodes:
-        trees: dict[int, Any] = {}
-        root = Tree(_node_line(nodes[0]))
-        trees[nodes[0].id] = root
-        for node in nodes[1:]:
-            parent = trees.get(node.parent if node.parent is not None else nodes[0].id, root)
-            trees[node.id] = parent.add(_node_line(node))
-        out.print(root)
-    labels = {node.id: node.label for node in nodes}
-    if analysis.problems:
-        out.print(Text("problems", style="bold"))
-        for position, problem in enumerate(analysis.problems, start=1):
-            where = f" at [{problem.node}] {labels.get(problem.node, '')}" if problem.node is not None else ""
-            out.print(
-                Text.assemble(
-                    f"{position}. ",
-                    (problem.severity, _SEVERITY_STYLE.get(problem.severity, "")),
-                    f" {problem.kind}{where}",
-                )
-            )
-            out.print(Text(f"   {problem.detail}"))
-            proven = next((f for f in result.fixes if f.problem == position - 1), None)
-            if proven is not None:
-                out.print(Text(f"   fix: {proven.definition}", style="green"))
-                out.print(
-                    Text(
-                        f"   proven with a hypothetical index: estimated cost {proven.cost_before:,.0f} -> "
-                        f"{proven.cost_after:,.0f}",
-                        style="green",
-                    )
-                )
-            else:
-                out.print(Text(f"   fix: {problem.fix}", style="cyan"))
-    else:
-        out.print(Text("no problems found", style="green"))
-    if result.rare:
-        rare = result.rare
-        values = ", ".join(f"{k} = {v!r}" for k, v in rare.get("values", {}).items())
-        if "error" in rare:
-            out.print(Text(f"with rare values ({values}): {rare['error']}", style="dim"))
-        else:
-            same = "the same plan" if rare["same_plan"] else "a different plan"
-            out.print(Text(f"with rare values ({values}): {rare['execution_ms']:,.2f} ms, {same}", style="dim"))
-    if result.context:
-        out.print(Text("tables", style="bold"))
-        for name, context in sorted(result.context.items()):
-            analyzed = context.last_analyze.strftime("%Y-%m-%d %H:%M") if context.last_analyze else "never"
-            out.print(
-                f"  {name}: {format_size(context.size_bytes)}, {context.reltuples:,.0f} rows, analyzed "
-                f"{analyzed}, {context.n_mod_since_analyze:,} rows changed since"
-            )
-            indexes = ", ".join(_short_index(d) for d in context.indexes) or "none"
-            out.print(Text(f"    indexes: {indexes}", style="dim"))
-    for note in result.notes:
-        out.print(Text(f"note: {note}", style="yellow"))
-
-
 def print_capture(results: Sequence[Any]) -> None:
     from rich.text import Text
 
@@ -480,16 +368,6 @@ def print_slow(rows: Sequence[dict[str, Any]]) -> None:
                 out.print(Text(f"  {problem['severity']} {problem['kind']}: {problem['detail']}", style="yellow"))
 
 
-def _short_index(definition: str) -> str:
-    """CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id) -> orders_pkey (id), unique."""
-    head, _, rest = definition.partition(" ON ")
-    name = head.split()[-1]
-    _, _, columns = rest.partition(" USING ")
-    method, _, columns = columns.partition(" ")
-    extras = [m for m in (("unique" if "UNIQUE" in head else ""), ("" if method == "btree" else method)) if m]
-    return f"{name} {columns}" + (f", {', '.join(extras)}" if extras else "")
-
-
 def print_explain_comparison(before: Any, after: Any, comparison: Any) -> None:
     """Two explained statements: their summaries side by side, then what differs, with ratios ("2.3x faster")."""
     from rich.table import Table
@@ -543,7 +421,7 @@ def print_explain_comparison(before: Any, after: Any, comparison: Any) -> None:
             where = f" at {change.node_label}" if change.node_label else ""
             out.print(
                 Text.assemble(
-                    "  ", (problem.severity, _SEVERITY_STYLE.get(problem.severity, "")), f" {problem.kind}{where}"
+                    "  ", (problem.severity, SEVERITY_STYLE.get(problem.severity, "")), f" {problem.kind}{where}"
                 )
             )
             out.print(Text(f"    {problem.detail}", style="dim"))
@@ -580,7 +458,7 @@ def _comparison_side(result: Any) -> Text:
         text.append(f"most time: {hottest.label}, {format_ms(hottest.exclusive_ms)}{share}\n")
     if analysis.problems:
         for problem in analysis.problems:
-            text.append(problem.severity, style=_SEVERITY_STYLE.get(problem.severity, ""))
+            text.append(problem.severity, style=SEVERITY_STYLE.get(problem.severity, ""))
             text.append(f" {problem.kind}\n")
     else:
         text.append("no problems found\n", style="green")

@@ -329,7 +329,7 @@ def console_main() -> None:
     milliseconds after a command like `dbmaint explain` has said everything: a tenth of its time. Once the
     command is done and its output flushed, nothing is left to tear down for: its connections are closed,
     its files written. The normal exit is kept when something may still need it: a thread of the command
-    still running, or Sentry (the service) with events to send.
+    still running, Sentry (the service) with events to send, a profiler or coverage tracer.
     """
     try:
         main()
@@ -338,7 +338,9 @@ def console_main() -> None:
     else:
         code = 0
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
-    if busy or "sentry_sdk" in sys.modules or not isinstance(code, int | None):
+    # A profiler or a coverage tracer writes what it gathered at the normal exit.
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if busy or watched or "sentry_sdk" in sys.modules or not isinstance(code, int | None):
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

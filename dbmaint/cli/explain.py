@@ -191,7 +191,9 @@ def explain(
 
             sys.stdout.write(html.render(result))
         else:
-            report.print_explain(result)
+            from dbmaint.explain import text
+
+            text.print_explain(result)
 
     if output_path is None or output_path == "-":
         render()
