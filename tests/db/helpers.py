@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -238,3 +239,32 @@ assert _spec is not None and _spec.loader is not None
 make_plans: Any = importlib.util.module_from_spec(_spec)
 sys.modules["make_plans"] = make_plans  # its dataclasses look their module up there
 _spec.loader.exec_module(make_plans)
+
+
+@contextlib.contextmanager
+def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A connection of the test's own, ended from the server side too should a statement still run in it."""
+    conn = psycopg.connect(dsn, **kwargs)
+    pid = conn.info.backend_pid
+    try:
+        yield conn
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.close()
+
+
+def freeze_all_but(database: Database, table: str, *, heap_too: bool = False) -> None:
+    """VACUUM (FREEZE) every table of the database but ``table``, the catalogs included: it is then the
+    oldest. ``heap_too``: that table's heap as well, without its TOAST table, which is then the oldest."""
+    with database.connect() as conn:
+        others = conn.execute(
+            "SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_class AS c"
+            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'm') AND c.oid <> %s::regclass",
+            (table,),
+        ).fetchall()
+        for (name,) in others:
+            conn.execute(f"VACUUM (FREEZE) {name}")
+        if heap_too:
+            conn.execute(f"VACUUM (FREEZE, PROCESS_TOAST false) {table}")

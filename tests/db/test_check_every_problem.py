@@ -8,10 +8,9 @@ plans, every source is still read, and the checklist ends with every item judged
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from dbmaint.advisor import schema_findings
 from dbmaint.check.items import ITEMS
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import LockHolder, in_thread, json_output, wait_for
+from tests.db.helpers import LockHolder, freeze_all_but, in_thread, json_output, session, wait_for
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -86,19 +85,6 @@ def burn_transaction_ids(database: Database, count: int) -> None:
         )
 
 
-def freeze_all_but(database: Database, table: str) -> None:
-    """VACUUM (FREEZE) every table of the database but ``table``, the catalogs included: it is then the oldest."""
-    with database.connect() as conn:
-        others = conn.execute(
-            "SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_class AS c"
-            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'm') AND c.oid <> %s::regclass",
-            (table,),
-        ).fetchall()
-        for (name,) in others:
-            conn.execute(f"VACUUM (FREEZE) {name}")
-
-
 def look_like_a_days_churn(database: Database) -> None:
     """order_lines' 1,000 dead rows were counted over seconds, not a day: make the table big enough that their
     rate falls between the nightly pass's trigger (half of autovacuum's) and autovacuum's own, as a day's churn
@@ -120,19 +106,6 @@ def look_like_a_days_churn(database: Database) -> None:
             " WHERE relname = 'order_lines'",
             (trigger,),
         )
-
-
-@contextlib.contextmanager
-def session(dsn: str, **kwargs: Any) -> Iterator[Connection]:
-    """A connection of the test's own, ended from the server side too should a statement still run in it."""
-    conn = psycopg.connect(dsn, **kwargs)
-    pid = conn.info.backend_pid
-    try:
-        yield conn
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        conn.close()
 
 
 def in_background(conn: Connection, statement: str, errors: list[BaseException]) -> threading.Thread:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import LockHolder, json_output
+from tests.db.helpers import LockHolder, freeze_all_but, json_output
 
 LOW_XID_THRESHOLDS = "[check]\nxid_age_warn = 1000\nxid_age_fail = 5000\n"
 OLD_TABLE = '"Odd Schema"."Old Table"'
@@ -146,21 +146,6 @@ def burn_transaction_ids(database: Database, count: int) -> None:
         )
 
 
-def freeze_all_but(database: Database, table: str) -> None:
-    """VACUUM (FREEZE) every table but ``table`` (the catalogs included), and that one's heap without its
-    TOAST table: its TOAST table is then the oldest thing in the database."""
-    with database.connect() as conn:
-        others = conn.execute(
-            "SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_class AS c"
-            " JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'm') AND c.oid <> %s::regclass",
-            (table,),
-        ).fetchall()
-        for (name,) in others:
-            conn.execute(f"VACUUM (FREEZE) {name}")
-        conn.execute(f"VACUUM (FREEZE, PROCESS_TOAST false) {table}")
-
-
 def xid_figure(evidence: str, name: str) -> int:
     match = re.search(re.escape(name) + r" \(transaction ID age ([\d,]+)", evidence)
     assert match, evidence
@@ -173,7 +158,7 @@ def test_old_tables_fail_until_what_holds_them_ends_and_they_are_frozen(
     low = write_config(LOW_XID_THRESHOLDS)
     database.execute('CREATE SCHEMA "Odd Schema"', f"CREATE TABLE {OLD_TABLE} (id int, doc text)")
     burn_transaction_ids(database, 3000)
-    freeze_all_but(database, OLD_TABLE)
+    freeze_all_but(database, OLD_TABLE, heap_too=True)
     holder = LockHolder(database.dsn, "SELECT pg_catalog.txid_current()")  # an open transaction with an ID
     try:
         burn_transaction_ids(database, 3000)

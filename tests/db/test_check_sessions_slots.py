@@ -3,9 +3,8 @@ what it reports is gone. dbmaint only reports: every session a test opens is sti
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -13,7 +12,7 @@ import pytest
 
 from dbmaint.pg.cluster import Cluster
 from tests.db.conftest import Database, Invoke
-from tests.db.helpers import LockHolder, database_exists, in_thread, json_output, replayed, wait_for
+from tests.db.helpers import LockHolder, database_exists, in_thread, json_output, replayed, session, wait_for
 
 LOW_THRESHOLDS = """\
 [check]
@@ -50,19 +49,6 @@ def waits_for_a_lock(database: Database, pid: int, seconds: float) -> Callable[[
         return bool(row and row[0])
 
     return waiting
-
-
-@contextlib.contextmanager
-def session(dsn: str, **kwargs: Any) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-    """A connection of the test's own, ended from the server side too should a statement still run in it."""
-    conn = psycopg.connect(dsn, **kwargs)
-    pid = conn.info.backend_pid
-    try:
-        yield conn
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        conn.close()
 
 
 # --- replication slots ------------------------------------------------------------------------------------------
