@@ -94,10 +94,15 @@ class _Analysed:
 
 def advise(conn: Connection, database: str, config: Config, sources: Sources) -> AdviceReport:
     report = AdviceReport(database=database)
+    # Statements given by hand and nothing else (-s, -f with --no-stats): only the tables they name are
+    # read, so that a developer's check answers as fast on a schema of thousands of tables as on ten.
+    names = sqlshape.relation_names(s.query for s in sources.statements) if _given_only(sources) else None
+    catalog = collect.catalog(conn, names)
+    if any(relation.kind == "v" for relation in catalog.relations.values()):
+        names = None  # a view names other tables: the catalog was read whole, and so is the schema
     if sources.findings:
-        report.findings = schema_findings.findings(collect.collect_schema(conn))
+        report.findings = schema_findings.findings(collect.collect_schema(conn, names))
     statements = _workload(conn, config, sources, report)
-    catalog = collect.catalog(conn)
     analysed = _analyse(statements, catalog, config, report, from_stats=sources.use_pg_stat_statements)
     hypopg = collect.extension_schema(conn, "hypopg")
     measured = _qualstats(conn, report)
@@ -147,6 +152,13 @@ def verify_recommendations(conn: Connection, report: AdviceReport, config: Confi
     kept = {v.index for v in report.verification if v.kept}
     report.recommendations = [r for r in report.recommendations if r.name in kept]
     return report
+
+
+def _given_only(sources: Sources) -> bool:
+    """Whether the workload is only statements given by hand (-s, -f), some of them: then their tables are
+    all it needs (a server log's, or the recorded workload's, may name any table: the schema is read whole)."""
+    by_hand = all(s.source == "command line" or s.source.startswith("file ") for s in sources.statements)
+    return bool(sources.statements) and by_hand and not sources.use_pg_stat_statements
 
 
 # --- the workload ------------------------------------------------------------------------------------

@@ -152,8 +152,8 @@ def explain(conn: Connection, request: Request, *, relations: sqlshape.Catalog |
                 f"not executed: {not_executed_because}; the plan shows estimates only (--trust-functions "
                 "runs it when you know the functions are harmless)"
             )
-    # The catalog (every relation with its columns) is read only when $n need types or values.
-    relation_catalog = (relations or catalog.catalog(conn)) if params else None
+    # The catalog (the statement's relations with their columns) is read only when $n need types or values.
+    relation_catalog = (relations or _catalog_of(conn, statement)) if params else None
     shape = _shape(statement, relation_catalog) if relation_catalog is not None else None
     values: dict[int, str] = dict(enumerate(request.params, start=1))
     rare_values: dict[int, str] = {}
@@ -446,3 +446,10 @@ def statement_by_query_id(conn: Connection, query_id: int) -> str:
     from dbmaint.sql import sqlshape
 
     return sqlshape.repair_normalized(str(text))
+
+
+def _catalog_of(conn: Connection, statement: str) -> Any:
+    """The relations ``statement`` names (all of them when it cannot be parsed here)."""
+    from dbmaint.sql import sqlshape
+
+    return catalog.catalog(conn, sqlshape.relation_names([statement]))

@@ -4,6 +4,7 @@ definitions. Apart from collect.py, whose many records cost import time: dbmaint
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +72,15 @@ class _RelationRow:
     view_definition: str | None
 
 
-def catalog(conn: psycopg.Connection[Any]) -> sqlshape.Catalog:
-    """Every relation a statement may name, with columns and view definitions, and the search_path."""
+def catalog(conn: psycopg.Connection[Any], names: Collection[str] | None = None) -> sqlshape.Catalog:
+    """Every relation a statement may name, with columns and view definitions, and the search_path; with
+    ``names`` only the relations of those names, unless one is a view (its definition names others: then
+    every relation, as without)."""
     from dbmaint.sql import sqlshape
 
-    rows = db.fetch(conn, "advisor_relations", _RelationRow)
+    rows = db.fetch(conn, "advisor_relations", _RelationRow, {"names": None if names is None else sorted(names)})
+    if names is not None and any(r.kind == "v" for r in rows):
+        rows = db.fetch(conn, "advisor_relations", _RelationRow, {"names": None})
     relations = {
         (r.schema, r.name): sqlshape.Relation(r.schema, r.name, r.kind, r.columns, r.view_definition) for r in rows
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -120,16 +120,21 @@ def tablespace_paths(conn: psycopg.Connection[Any]) -> dict[int, str]:
 # --- Schema facts for the index advisor's findings (missing keys, unindexed foreign keys, index hygiene) ---
 
 
-def advisor_tables(conn: psycopg.Connection[Any]) -> list[SchemaTable]:
-    return db.fetch(conn, "advisor_tables", SchemaTable)
+def advisor_tables(conn: psycopg.Connection[Any], names: Collection[str] | None = None) -> list[SchemaTable]:
+    return db.fetch(conn, "advisor_tables", SchemaTable, _names(names))
 
 
-def advisor_indexes(conn: psycopg.Connection[Any]) -> list[SchemaIndex]:
-    return db.fetch(conn, "advisor_indexes", SchemaIndex)
+def advisor_indexes(conn: psycopg.Connection[Any], names: Collection[str] | None = None) -> list[SchemaIndex]:
+    return db.fetch(conn, "advisor_indexes", SchemaIndex, _names(names))
 
 
-def advisor_foreign_keys(conn: psycopg.Connection[Any]) -> list[SchemaForeignKey]:
-    return db.fetch(conn, "advisor_foreign_keys", SchemaForeignKey)
+def advisor_foreign_keys(conn: psycopg.Connection[Any], names: Collection[str] | None = None) -> list[SchemaForeignKey]:
+    return db.fetch(conn, "advisor_foreign_keys", SchemaForeignKey, _names(names))
+
+
+def _names(names: Collection[str] | None) -> dict[str, Any]:
+    """The %(names)s of a query that reads every table, or (a list) only the tables of those names."""
+    return {"names": None if names is None else sorted(names)}
 
 
 def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
@@ -150,17 +155,17 @@ class _Created:
     created: datetime | None
 
 
-def collect_schema(conn: psycopg.Connection[Any]) -> SchemaFacts:
-    """The facts for ``dbmaint.advisor.schema_findings.findings``; every query is read-only and never waits
-    for a lock."""
+def collect_schema(conn: psycopg.Connection[Any], names: Collection[str] | None = None) -> SchemaFacts:
+    """The facts for ``dbmaint.advisor.schema_findings.findings``, of every table or only of the tables of
+    those ``names``; every query is read-only and never waits for a lock."""
     window = stats_window(conn)
-    indexes = advisor_indexes(conn)
+    indexes = advisor_indexes(conn, names)
     # Printed definitions only where the catalog's own text is not enough: expressions, predicates, re-creation.
     wanted = [i.index_oid for i in indexes if i.expressions is not None or i.predicate is not None or not i.is_valid]
     return SchemaFacts(
-        tables=tuple(advisor_tables(conn)),
+        tables=tuple(advisor_tables(conn, names)),
         indexes=tuple(indexes),
-        foreign_keys=tuple(advisor_foreign_keys(conn)),
+        foreign_keys=tuple(advisor_foreign_keys(conn, names)),
         definitions=index_definitions(conn, wanted),
         stats_reset=window.stats_reset,
         database_created=window.database_created,

@@ -180,6 +180,27 @@ def parse(query: str) -> list[ast.Node]:
         raise ShapeError(message if message.startswith("syntax error") else f"syntax error: {message}") from None
 
 
+def relation_names(queries: Iterable[str]) -> set[str] | None:
+    """The names of the relations the statements name, as written (the catalog resolves their schemas),
+    in subqueries and CTEs too (a CTE's own name is taken along: a relation of that name is harmless);
+    None when one of them cannot be parsed, and so its relations are not known."""
+    names: set[str] = set()
+    for query in queries:
+        try:
+            stack: list[Any] = parse(repair_normalized(query))
+        except ShapeError:
+            return None
+        while stack:
+            current = stack.pop()
+            if isinstance(current, (list, tuple)):
+                stack.extend(current)
+            elif isinstance(current, ast.Node):
+                if isinstance(current, ast.RangeVar) and current.relname:
+                    names.add(current.relname)
+                stack.extend(getattr(current, attribute) for attribute in current)
+    return names
+
+
 def analyse(query: str, catalog: Catalog) -> Shape:
     """The shape of a single statement (the first one, when there are several)."""
     try:

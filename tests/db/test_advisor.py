@@ -451,3 +451,35 @@ def test_a_partitioned_table_gets_its_index_on_the_parent(pg: Cluster, dbmaint: 
     assert 0.75 < recommendation["estimated_size_bytes"] / built < 1.25, (recommendation["estimated_size_bytes"], built)
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_statements_given_alone_read_only_their_tables(database: Database, dbmaint: Invoke) -> None:
+    """-s/-f without pg_stat_statements: the schema is read for the tables the statements name (a view's
+    definition names others: then all of them), so findings elsewhere are not this check's business."""
+    database.execute(
+        "CREATE EXTENSION hypopg",
+        "CREATE TABLE accounts (id int PRIMARY KEY, region text)",
+        "CREATE TABLE orders (id int PRIMARY KEY, account_id int REFERENCES accounts, code text)",
+        "INSERT INTO accounts SELECT g, 'r' || g % 10 FROM generate_series(1, 1000) g",
+        "INSERT INTO orders SELECT g, g % 1000 + 1, 'c' || g FROM generate_series(1, 50000) g",
+        "CREATE TABLE unrelated (a int)",  # no primary key: a finding of the whole schema
+        "CREATE VIEW recent_orders AS SELECT o.* FROM orders o JOIN accounts a ON a.id = o.account_id",
+        "ANALYZE",
+    )
+    lookup = "SELECT id FROM orders WHERE code = 'c42'"
+    alone = advise(dbmaint, "--dsn", database.dsn, "--no-stats", "-s", lookup)
+    assert [(r["table"], r["columns"]) for r in alone["recommendations"]] == [("public.orders", ["code"])]
+    assert alone["verified"] is True
+    kinds = {(f["kind"], f["table"]) for f in alone["findings"]}
+    assert ("unindexed_foreign_key", "public.orders") in kinds  # orders is read, with its foreign keys
+    assert not any(table == "public.unrelated" for _, table in kinds)
+
+    # Through a view: the whole schema, as with the recorded workload.
+    through_view = advise(
+        dbmaint, "--dsn", database.dsn, "--no-stats", "-s", "SELECT * FROM recent_orders WHERE code = 'c42'"
+    )
+    assert [(r["table"], r["columns"]) for r in through_view["recommendations"]] == [("public.orders", ["code"])]
+    assert ("missing_primary_key", "public.unrelated") in {(f["kind"], f["table"]) for f in through_view["findings"]}
+    # With the recorded workload (the default), the whole schema again.
+    everything = advise(dbmaint, "--dsn", database.dsn, "-s", lookup)
+    assert ("missing_primary_key", "public.unrelated") in {(f["kind"], f["table"]) for f in everything["findings"]}

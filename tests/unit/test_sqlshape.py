@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbmaint.sql.sqlshape import Catalog, Relation, ShapeError, analyse, repair_normalized
+from dbmaint.sql.sqlshape import Catalog, Relation, ShapeError, analyse, relation_names, repair_normalized
 
 CATALOG = Catalog(
     relations={
@@ -209,3 +209,17 @@ def test_both_bounds_of_a_between_are_range_parameters() -> None:
     assert offsets.offset_params == {5, 7}
     constant = analyse("SELECT id FROM orders WHERE id BETWEEN 1 AND 9", CATALOG)
     assert [(u.column, u.role) for u in constant.uses if u.role != "read"] == [("id", "range")]
+
+
+def test_relation_names_are_every_relation_the_statements_name() -> None:
+    names = relation_names(
+        [
+            "WITH recent AS (SELECT * FROM orders WHERE created_at > $1) "
+            "SELECT * FROM recent JOIN shop.customers c ON c.id = recent.customer_id "
+            "WHERE EXISTS (SELECT 1 FROM returns r WHERE r.order_id = recent.id)",
+            'UPDATE "Line Items" SET qty = 0 WHERE order_id IN (SELECT id FROM orders WHERE status = $2)',
+        ]
+    )
+    # Schemas are the catalog's to resolve; a CTE's name comes along, harmlessly.
+    assert names == {"orders", "recent", "customers", "returns", "Line Items"}
+    assert relation_names(["SELECT FROM WHERE"]) is None  # not parsed: its relations are not known

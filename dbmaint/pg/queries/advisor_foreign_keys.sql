@@ -24,4 +24,5 @@ SELECT k.oid::bigint AS constraint_oid,
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\_toast%%'
    AND n.nspname NOT LIKE 'pg\_temp\_%%'
+   AND (%(names)s::text[] IS NULL OR t.relname = ANY(%(names)s::text[]))  -- NULL: the foreign keys of every table
  ORDER BY n.nspname, t.relname, k.conname

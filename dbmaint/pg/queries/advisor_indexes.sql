@@ -18,6 +18,7 @@ WITH RECURSIVE user_indexes AS (
        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
        AND n.nspname NOT LIKE 'pg\_toast%%'
        AND n.nspname NOT LIKE 'pg\_temp\_%%'
+       AND (%(names)s::text[] IS NULL OR t.relname = ANY(%(names)s::text[]))  -- NULL: the indexes of every table
 ),
 tree AS (
     SELECT u.indexrelid AS root, u.indexrelid AS relid

@@ -1,6 +1,7 @@
 -- Every relation a statement might name, with its columns (in order, with types) and, for views, the
 -- definition to parse in turn. pg_catalog's relations are listed too, so that an unqualified pg_class
--- resolves to the catalog (and is skipped) rather than to a missing table.
+-- resolves to the catalog (and is skipped) rather than to a missing table. With %(names)s, only the relations
+-- of those names (in any schema): the statements' own, for a handful of statements given by hand.
 SELECT n.nspname AS schema,
        c.relname AS name,
        c.relkind::text AS kind,
@@ -15,3 +16,4 @@ SELECT n.nspname AS schema,
    AND n.nspname <> 'information_schema'
    AND n.nspname NOT LIKE 'pg\_toast%%'
    AND n.nspname NOT LIKE 'pg\_temp\_%%'
+   AND (%(names)s::text[] IS NULL OR c.relname = ANY(%(names)s::text[]))

@@ -10,6 +10,7 @@ WITH RECURSIVE user_tables AS (
        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
        AND n.nspname NOT LIKE 'pg\_toast%%'
        AND n.nspname NOT LIKE 'pg\_temp\_%%'
+       AND (%(names)s::text[] IS NULL OR c.relname = ANY(%(names)s::text[]))  -- NULL: every table
 ),
 tree AS (
     SELECT u.oid AS root, u.oid AS relid, u.relkind
