@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,10 +34,16 @@ _STATUS_STYLE = {
 }
 
 
+# Output that is not a terminal (a CI log, cron's mail, a pipe) has no width of its own: rich would fold the
+# tables into 80 columns, the evidence a narrow column of fragments. COLUMNS, when set, still decides.
+PIPED_WIDTH = 200
+
+
 def console() -> Console:
     from rich.console import Console
 
-    return Console(file=sys.stdout, soft_wrap=False)
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(file=sys.stdout, soft_wrap=False, width=PIPED_WIDTH if piped else None)
 
 
 def print_json(document: Any) -> None:
