@@ -8,6 +8,7 @@ from pathlib import Path
 from psycopg import sql
 
 from dbmaint.model import Action, IndexRecommendation, QueryBenefit
+from dbmaint.pg.facts import SchemaIndex, SchemaTable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,3 +70,20 @@ def migrations_dir(tmp_path: Path) -> Path:
 
 def revision_of(path: Path) -> str:
     return path.name.split("_")[1]
+
+
+# A table of the schema advisor's facts and its one index on (a), scanned 5 times: unit tests vary them with
+# dataclasses.replace.
+ORDERS_TABLE = SchemaTable(
+    relid=100, schema="public", name="orders", is_partitioned=False, is_partition=False, partitions=0,
+    reltuples=100_000, relpages=1024, size_bytes=1024 * 8192, n_tup_upd=0, n_tup_del=0, has_primary_key=True,
+    partition_key=[], extension_member=False,
+)  # fmt: skip
+ORDERS_A_INDEX = SchemaIndex(
+    index_oid=1000, table_oid=100, schema="public", name="orders_a", table_name="orders", method="btree",
+    is_partitioned=False, is_partition=False, is_valid=True, is_ready=True, is_unique=False, nulls_not_distinct=False,
+    key_attnums=[1], key_columns=["a"], opclasses=[1978], collations=[0], options=[0], include_columns=[],
+    expressions=None, predicate=None, key_not_null=False, key_default_sorting=True, constraint_name=None,
+    constraint_type=None, referenced_by_foreign_key=False, is_replica_identity=False, idx_scan=5,
+    size_bytes=2 * 1024 * 1024, created_at=None, build_running=False, extension_member=False,
+)  # fmt: skip

@@ -13,24 +13,14 @@ from dbmaint.check.item import Query
 from dbmaint.check.items import ITEMS, cache_hit, heap_bloat, invalid_objects, unused_indexes
 from dbmaint.check.items.unused_indexes import StandbyIndexScan, StandbyIndexScans, StandbyRead
 from dbmaint.model import Finding
-from dbmaint.pg.facts import IndexDefinition, SchemaFacts, SchemaIndex, SchemaTable, StatsWindow
+from dbmaint.pg.facts import IndexDefinition, SchemaFacts, SchemaIndex, StatsWindow
+from tests.unit.helpers import ORDERS_A_INDEX, ORDERS_TABLE
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)
 MB = 1024 * 1024
-TABLE = SchemaTable(
-    relid=100, schema="public", name="orders", is_partitioned=False, is_partition=False, partitions=0,
-    reltuples=100_000, relpages=1024, size_bytes=1024 * 8192, n_tup_upd=0, n_tup_del=0, has_primary_key=True,
-    partition_key=[], extension_member=False,
-)  # fmt: skip
-INDEX = SchemaIndex(
-    index_oid=1000, table_oid=100, schema="public", name="orders_a", table_name="orders", method="btree",
-    is_partitioned=False, is_partition=False, is_valid=True, is_ready=True, is_unique=False, nulls_not_distinct=False,
-    key_attnums=[1], key_columns=["a"], opclasses=[1978], collations=[0], options=[0], include_columns=[],
-    expressions=None, predicate=None, key_not_null=False, key_default_sorting=True, constraint_name=None,
-    constraint_type=None, referenced_by_foreign_key=False, is_replica_identity=False, idx_scan=0,
-    size_bytes=2 * MB, created_at=None, build_running=False, extension_member=False,
-)  # fmt: skip
+TABLE = ORDERS_TABLE
+INDEX = replace(ORDERS_A_INDEX, idx_scan=0)
 WINDOW = StatsWindow(stats_reset=NOW - timedelta(days=30), database_created=None, collected_at=NOW)
 
 

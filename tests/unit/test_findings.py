@@ -9,22 +9,11 @@ from typing import Any
 from dbmaint.advisor import schema_findings
 from dbmaint.model import Finding
 from dbmaint.pg.facts import IndexDefinition, SchemaFacts, SchemaForeignKey, SchemaIndex, SchemaTable
+from tests.unit.helpers import ORDERS_A_INDEX, ORDERS_TABLE
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 INT4_OPS, TEXT_PATTERN_OPS = 1978, 4217  # pg_opclass OIDs
-TABLE = SchemaTable(
-    relid=100, schema="public", name="orders", is_partitioned=False, is_partition=False, partitions=0,
-    reltuples=100_000, relpages=1024, size_bytes=1024 * 8192, n_tup_upd=0, n_tup_del=0, has_primary_key=True,
-    partition_key=[], extension_member=False,
-)  # fmt: skip
-INDEX = SchemaIndex(
-    index_oid=1000, table_oid=100, schema="public", name="orders_a", table_name="orders", method="btree",
-    is_partitioned=False, is_partition=False, is_valid=True, is_ready=True, is_unique=False, nulls_not_distinct=False,
-    key_attnums=[1], key_columns=["a"], opclasses=[INT4_OPS], collations=[0], options=[0], include_columns=[],
-    expressions=None, predicate=None, key_not_null=False, key_default_sorting=True, constraint_name=None,
-    constraint_type=None, referenced_by_foreign_key=False, is_replica_identity=False, idx_scan=5,
-    size_bytes=2 * 1024 * 1024, created_at=None, build_running=False, extension_member=False,
-)  # fmt: skip
+TABLE, INDEX = ORDERS_TABLE, ORDERS_A_INDEX
 FK = SchemaForeignKey(
     constraint_oid=500, name="orders_a_fkey", schema="public", table_name="orders", table_oid=100, columns=["a"],
     attnums=[1], referenced_schema="public", referenced_table="customers", referenced_oid=200,
