@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from psycopg import sql
 
@@ -23,6 +24,15 @@ class Candidate:
     where: str | None = None
     # Per key column "", "DESC", "NULLS FIRST" or "DESC NULLS LAST"; empty when every column is ascending.
     directions: tuple[str, ...] = ()
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.schema, self.table, self.columns, self.include, self.where, self.directions))
+
+    def __hash__(self) -> int:
+        # Sets of candidates key the what-if planner's caches, hashed millions of times in a run: the
+        # fields' hash once per candidate (a cached_property writes the instance's dict, frozen or not).
+        return self._hash
 
     @property
     def qualified_table(self) -> str:

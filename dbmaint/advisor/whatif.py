@@ -132,7 +132,7 @@ class WhatIf:
     def _definition(self, wanted: frozenset[Candidate]) -> tuple[list[bytes], list[Candidate]]:
         """Statements that turn the session's hypothetical indexes into ``wanted``, and those created."""
         drop = [oid for candidate, oid in self._defined.items() if candidate not in wanted]
-        create = sorted(wanted - self._defined.keys(), key=repr)
+        create = sorted(wanted - self._defined.keys(), key=self._body)  # an order of their own, cached
         hypopg = sql.Identifier(self.hypopg or "")
         steps = []
         if drop:
