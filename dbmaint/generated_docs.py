@@ -3,7 +3,6 @@ an END line of the document: rewritten with ``--write FILE``, compared with ``--
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ def main(argv: list[str] | None, *, prog: str, description: str, generate: Calla
          end: str) -> int:  # fmt: skip
     """Without arguments, print the section; ``--write FILE`` puts it in FILE; ``--check FILE`` exits with 1
     when FILE's section differs from the registry."""
+    import argparse  # the registries import this module at every start: the command line only when run
+
     parser = argparse.ArgumentParser(prog=prog, description=description)
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", metavar="FILE", type=Path, help="rewrite the generated section of FILE")
