@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-from collections.abc import Callable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -169,9 +171,11 @@ def vacuum(
         planned = _record_skips(history, report)
         if not planned:
             return report
-        _executor(target, config, report, history, settings, jobs=settings.jobs).run(conn, planned)
-        if kept := _dead_rows_kept(conn, history, planned, dead_before):
-            report.warnings.append(_xmin_warning(conn, kept))
+        watch = DeadRowsWatch(history, dead_before)
+        _executor(target, config, report, history, settings, jobs=settings.jobs, after=watch.after).run(conn, planned)
+        watch.read(conn)  # the last ones
+        if watch.kept:
+            report.warnings.append(_xmin_warning(conn, watch.kept))
     return report
 
 
@@ -203,21 +207,41 @@ def _record_skips(history: RunRecorder, report: JobReport) -> list[Action]:
     return [a for a in report.actions if a.status == "planned"]
 
 
-def _dead_rows_kept(
-    conn: Connection, history: RunRecorder, actions: Sequence[Action], dead_before: dict[int, int]
-) -> list[str]:
-    """After the pass, what VACUUM could not remove, read once for all the tables (not a query per table):
-    that is held back by the xmin horizon. The actions concerned say so in history."""
-    vacuumed = [a for a in actions if a.status == "done" and a.kind == "vacuum" and a.relid is not None]
-    remaining = collect.dead_tuples(conn, [a.relid for a in vacuumed if a.relid is not None])
-    kept = []
-    for action in vacuumed:
-        left, before = remaining.get(action.relid or 0, 0), dead_before.get(action.relid or 0, 0)
-        if left > 0 and left >= 0.2 * before:
-            action.detail = f"{left:,} dead rows could not be removed yet (still visible to an old snapshot)"
-            history.finish_action(action)
-            kept.append(action.object)
-    return kept
+class DeadRowsWatch:
+    """What VACUUM could not remove, held back by the xmin horizon: read in one query for the tables
+    vacuumed since the last reading, at most once a second, not one query per table. Soon enough after
+    each VACUUM that traffic has not filled a table again (a long pass reads after each long VACUUM);
+    once for a quick pass of many small tables. The actions concerned say so in history."""
+
+    READ_EVERY_S = 1.0
+
+    def __init__(self, history: RunRecorder, dead_before: dict[int, int]) -> None:
+        self.history = history
+        self.dead_before = dead_before
+        self.kept: list[str] = []
+        self._waiting: list[Action] = []
+        self._read_at = time.monotonic()
+        self._lock = threading.Lock()  # the executor's workers call after() side by side
+
+    def after(self, conn: Connection, action: Action) -> None:
+        """The executor's hook, on the connection that ran the action."""
+        if action.status == "done" and action.kind == "vacuum" and action.relid is not None:
+            with self._lock:
+                self._waiting.append(action)
+        if time.monotonic() - self._read_at >= self.READ_EVERY_S:
+            self.read(conn)
+
+    def read(self, conn: Connection) -> None:
+        with self._lock:
+            batch, self._waiting, self._read_at = self._waiting, [], time.monotonic()
+        remaining = collect.dead_tuples(conn, [a.relid for a in batch if a.relid is not None])
+        for action in batch:
+            left, before = remaining.get(action.relid or 0, 0), self.dead_before.get(action.relid or 0, 0)
+            if left > 0 and left >= 0.2 * before:
+                action.detail = f"{left:,} dead rows could not be removed yet (still visible to an old snapshot)"
+                self.history.finish_action(action)
+                with self._lock:
+                    self.kept.append(action.object)
 
 
 def _xmin_warning(conn: Connection, tables: list[str]) -> str:

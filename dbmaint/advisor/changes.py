@@ -81,10 +81,10 @@ def _used_elsewhere(
     doubts = unused_indexes.standby_doubts([finding], standbys, schema_findings.MIN_OBSERVED)
     if doubts:
         return "not known to be unused on every standby: " + "; ".join(doubts)
-    if streaming.streaming and not standbys.read:
+    if streaming.streaming > len(standbys.read):
         return (
-            f"{streaming.streaming} physical standby(s) stream from this server and none is listed in "
-            "[[databases]] standbys, whose queries may scan it"
+            f"{streaming.streaming} physical standby(s) stream from this server and {len(standbys.read)} of them "
+            "are listed in [[databases]] standbys: the others' queries may scan it"
         )
     return None
 

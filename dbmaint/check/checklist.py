@@ -99,6 +99,8 @@ def _read_standby(primary: Connection, config: Config, target: db.Target, shown:
     with db.connection(target, config.safety, statement_timeout=STANDBY_STATEMENT_TIMEOUT) as conn:
         db.set_settings(conn, {"default_transaction_read_only": "on"})  # read-only, whatever the DSN reaches
         # Scans are matched by index name: they are the primary's only on a copy of this very database.
+        if not db.is_in_recovery(conn):  # a failover, or a "replica" name that falls back to a primary
+            raise DatabaseError("not a standby: the server is not in recovery")
         ours, theirs = db.server_identity(primary), db.server_identity(conn)
         if ours is not None and theirs is not None and ours != theirs:
             raise DatabaseError(f"not a standby of this server (system identifier {theirs}, this server's {ours})")

@@ -7,6 +7,7 @@ failed something, 2 bad usage or config, 3 cannot connect).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib
 import logging
@@ -319,7 +320,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.Abort:
         click.echo("dbmaint: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # the reader is gone (| head): nothing more to say, and no error at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            raise
+        with contextlib.suppress(OSError):  # a full disk under the output: one line, not a traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.stderr.write(f"dbmaint: cannot write the output: {exc.strerror}\n")
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# Writing the output failed: the disk (or quota) is full, or the device is gone.
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 
 
 def console_main() -> None:
@@ -343,7 +358,14 @@ def console_main() -> None:
     if busy or watched or "sentry_sdk" in sys.modules or not isinstance(code, int | None):
         sys.exit(code)
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a reader gone (| head): nothing more to say to it
-            stream.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # a reader gone (| head): nothing more to say to it
+        pass
+    except OSError as exc:  # a full disk: the output is not all there, and the status says so
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"dbmaint: cannot write the output: {exc.strerror or exc}\n")
+        code = code or 1
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code or 0)

@@ -71,22 +71,30 @@ def node_line(node: Any) -> list[Segment]:
     return line
 
 
+def _guides() -> tuple[str, str, str]:
+    """Box-drawing guides where the output takes them (UTF-8), ASCII ones elsewhere, as rich does."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    return (BRANCH, LAST, PIPE) if encoding.startswith("utf") else ("+-- ", "`-- ", "|   ")
+
+
 def tree(nodes: Sequence[Any]) -> Iterator[tuple[str, Any]]:
     """(the guides before it, node) for each node, depth first in plan order: the root bare, as rich's Tree."""
     if not nodes:
         return
     root = nodes[0]
+    ids = {n.id for n in nodes}
     children: dict[int, list[Any]] = {}
+    branch, end, pipe = _guides()
     for node in nodes[1:]:
-        parent = node.parent if node.parent is not None and node.parent in {n.id for n in nodes} else root.id
+        parent = node.parent if node.parent is not None and node.parent in ids else root.id
         children.setdefault(parent, []).append(node)
 
     def below(node: Any, indent: str) -> Iterator[tuple[str, Any]]:
         kids = children.get(node.id, [])
         for position, child in enumerate(kids):
             last = position == len(kids) - 1
-            yield indent + (LAST if last else BRANCH), child
-            yield from below(child, indent + (SPACE if last else PIPE))
+            yield indent + (end if last else branch), child
+            yield from below(child, indent + (SPACE if last else pipe))
 
     yield "", root
     yield from below(root, "")

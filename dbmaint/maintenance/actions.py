@@ -111,8 +111,7 @@ class Executor:
     after: Hook | None = None
     _stop_reason: str | None = field(default=None, init=False)
     _stop_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    # Every job reads the load just before its pass (jobs._refusal): the first action need not again.
-    _load_read_at: float = field(default_factory=time.monotonic, init=False)
+    _load_read_at: float = field(default=float("-inf"), init=False)  # the first action reads it
     _timeout_set_at: dict[int, float] = field(default_factory=dict, init=False)  # by id() of the connection
 
     def run(self, conn: Connection, actions: Sequence[Action]) -> None:

@@ -73,10 +73,11 @@ class _Cursor(Protocol):
 class DirectHistory:
     """The run records of a vacuum pass, as ``History`` writes them. Thread-safe, as History is."""
 
-    def __init__(self, url: str, conn: Any, sqlite: bool) -> None:
+    def __init__(self, url: str, conn: Any, sqlite: bool, conninfo: str = "") -> None:
         self.url = url
         self._conn = conn
         self._sqlite = sqlite
+        self._conninfo = conninfo  # a PostgreSQL store's, to connect again
         self._lock = threading.Lock()
         self._pending: list[Record] = []
         self._held_logged = 0  # records held when that was last logged; 0 while none are
@@ -155,7 +156,7 @@ class DirectHistory:
                     self._held_logged = 0
                     return
                 except (sqlite3.Error, psycopg.Error) as exc:
-                    if isinstance(exc, DATA_ERRORS):
+                    if final and isinstance(exc, DATA_ERRORS):  # held until then, as the store's base does
                         raise StateStoreDataError(
                             f"the state store {_masked(self.url)} refused this run's data: {_first_line(exc)}"
                         ) from None
@@ -185,8 +186,8 @@ class DirectHistory:
     def _transaction(self, record: Record) -> Callable[[], None] | None:
         if self._sqlite:
             cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
             try:
+                cursor.execute("BEGIN IMMEDIATE")
                 callback = record(cursor)
                 cursor.execute("COMMIT")
             except BaseException:
@@ -194,6 +195,10 @@ class DirectHistory:
                     cursor.execute("ROLLBACK")
                 raise
             return callback
+        if self._conn.closed or self._conn.broken:
+            # A store restarted, failed over, or ended an idle session while a long VACUUM ran: connect again,
+            # as History's pool does, rather than hold every later record against a dead connection.
+            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         with self._conn.transaction(), self._conn.cursor() as cursor:
             return record(cursor)
 
@@ -228,7 +233,7 @@ def open_direct(url: str, host: str, retention_s: float) -> DirectHistory | None
             direct = DirectHistory(url, conn, sqlite=True)
         elif (conninfo := _postgresql_conninfo(url)) is not None:
             conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-            direct = DirectHistory(url, conn, sqlite=False)
+            direct = DirectHistory(url, conn, sqlite=False, conninfo=conninfo)
         else:
             return None
     except Exception:  # History says what is wrong with the store, in its words

@@ -275,7 +275,8 @@ def test_a_standby_that_cannot_be_read_makes_unused_indexes_unknown(
     indexed_table(database)
     nobody_listens = f"host=127.0.0.1 port={free_port()} dbname={database.name} user=postgres"
     other_database = standby.dsn("postgres")  # a standby of this server, but not of this database
-    config = standby_config(write_config, database, nobody_listens, other_database)
+    the_primary = database.dsn  # a "replica" name that reaches the primary: its zeros are not a standby's
+    config = standby_config(write_config, database, nobody_listens, other_database, the_primary)
     items = check(dbmaint, "--config", config)
     item = items["unused_indexes"]
     assert item["status"] == "unknown"
@@ -289,6 +290,7 @@ def test_a_standby_that_cannot_be_read_makes_unused_indexes_unknown(
         f"standby {db.mask_dsn(other_database)} could not be read: the DSN reaches database 'postgres'"
         in (item["evidence"])
     )
+    assert f"standby {db.mask_dsn(the_primary)} could not be read: not a standby" in item["evidence"]
     assert "do not drop these" in item["fix"]
     assert items["duplicate_indexes"]["status"] == "warn"  # the standbys change nothing there
 

@@ -152,3 +152,26 @@ def test_the_schema_head_is_the_stores() -> None:
     from dbmaint.store import versioning
 
     assert direct.SCHEMA_HEAD == versioning.HEAD
+
+
+def test_a_postgresql_store_that_dropped_the_connection_is_connected_again(database: Database) -> None:
+    """A long VACUUM outlives the store's session (a restart, a failover, idle_session_timeout): the records
+    after it go in over a new connection, as History's pool would do, rather than wait for one that is gone."""
+    url = f"postgresql://postgres@127.0.0.1:{database.cluster.port}/{database.name}"
+    History(url).close()
+    recorder = open_direct(url, HOST, RETENTION_S)
+    assert isinstance(recorder, DirectHistory)
+    report = JobReport("app", "vacuum")
+    recorder.start_run(report, host=HOST)
+    database.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = ''"
+    )
+    action = Action("public.t", sql.SQL("VACUUM {}").format(sql.Identifier("t")), "dead rows", "vacuum")
+    recorder.start_action(report, action)
+    action.status = "done"
+    recorder.finish_action(action)
+    recorder.finish_run(report.finish())
+    recorder.close()
+    assert database.value("SELECT status FROM dbmaint_runs") == "ok"
+    assert database.value("SELECT status FROM dbmaint_actions") == "done"

@@ -111,3 +111,16 @@ def test_the_console_script_ends_at_once_with_everything_said() -> None:
     )
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr.count("\n") == 1 and unknown.stderr.startswith("dbmaint: No such command")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_disk_under_the_output_is_one_line_and_a_failure() -> None:
+    for buffering in ({"PYTHONUNBUFFERED": "1"}, {}):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | buffering
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "dbmaint", "--help"], stdout=full, stderr=subprocess.PIPE, text=True,
+                timeout=60, check=False, env=env,
+            )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == "dbmaint: cannot write the output: No space left on device\n"
