@@ -272,7 +272,10 @@ def test_an_index_scanned_on_a_standby_is_not_unused() -> None:
     assert "on standby host=replica1 since 2026-11-06 12:00 UTC" in item.evidence
     assert "public.orders_a (42 scans) scanned on a standby, so not counted" in item.evidence
     assert item.fix is not None and "orders_a" not in item.fix
-    assert "none is listed" not in item.evidence
+    assert "none is listed" not in item.evidence and "are listed" not in item.evidence
+    # Two stream, one is listed: the other's scans are not counted, and it says so.
+    item = unused_indexes.unused_indexes(advisor_findings(UNUSED_A, UNUSED_B), scans, WINDOW, 2, WEEK)
+    assert "2 physical standbys stream from this server and 1 are listed" in item.evidence
     everything = StandbyIndexScans((standby("host=replica1", {"public.orders_a": 1, "public.orders_b": 7}),))
     item = unused_indexes.unused_indexes(advisor_findings(UNUSED_A, UNUSED_B), everything, WINDOW, 1, WEEK)
     assert item.status == "pass"

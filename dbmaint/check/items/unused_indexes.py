@@ -146,12 +146,18 @@ def unused_indexes(
             "until then do not drop these",
         )  # fmt: skip
     where = f"on the primary and on {len(standbys.read)} standby(s)" if standbys.read else "on the primary"
-    caveat = (
-        f"; {streaming} physical standby(s) stream from this server but none is listed in [[databases]] "
-        "standbys: scans of queries there are not counted, check them before dropping"
-        if streaming and not standbys.read and not standbys.unread
-        else ""
-    )
+    listed = len(standbys.read) + len(standbys.unread)
+    caveat = ""
+    if streaming and not listed:
+        caveat = (
+            f"; {streaming} physical standby(s) stream from this server but none is listed in [[databases]] "
+            "standbys: scans of queries there are not counted, check them before dropping"
+        )
+    elif streaming > listed:
+        caveat = (
+            f"; {streaming} physical standbys stream from this server and {listed} are listed in [[databases]] "
+            "standbys: scans of queries on the others are not counted, check them before dropping"
+        )
     fixes = "; ".join(f.fix for f in candidates[:SHOWN] if f.fix)
     return Item(
         "unused_indexes", "warn",
