@@ -81,7 +81,7 @@ def _used_elsewhere(
     doubts = unused_indexes.standby_doubts([finding], standbys, schema_findings.MIN_OBSERVED)
     if doubts:
         return "not known to be unused on every standby: " + "; ".join(doubts)
-    if streaming.streaming > len(standbys.read):
+    if unused_indexes.unlisted_standbys(streaming.streaming, standbys):
         return (
             f"{streaming.streaming} physical standby(s) stream from this server and {len(standbys.read)} of them "
             "are listed in [[databases]] standbys: the others' queries may scan it"

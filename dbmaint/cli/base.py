@@ -326,15 +326,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:
         if exc.errno not in _OUTPUT_ERRORS:
             raise
-        with contextlib.suppress(OSError):  # a full disk under the output: one line, not a traceback
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.stderr.write(f"dbmaint: cannot write the output: {exc.strerror}\n")
+        _output_lost(exc)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 
 # Writing the output failed: the disk (or quota) is full, or the device is gone.
 _OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
+
+
+def _output_lost(exc: OSError) -> None:
+    """One line, not a traceback; stdout pointed at /dev/null so that its last flush cannot fail again."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stderr.write(f"dbmaint: cannot write the output: {exc.strerror or exc}\n")
 
 
 def console_main() -> None:
@@ -363,8 +368,7 @@ def console_main() -> None:
     except BrokenPipeError:  # a reader gone (| head): nothing more to say to it
         pass
     except OSError as exc:  # a full disk: the output is not all there, and the status says so
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"dbmaint: cannot write the output: {exc.strerror or exc}\n")
+        _output_lost(exc)
         code = code or 1
     with contextlib.suppress(OSError):
         sys.stderr.flush()

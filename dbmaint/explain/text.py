@@ -27,10 +27,11 @@ class Lines:
 
     def write(self) -> None:
         if sys.stdout.isatty():
-            from rich.console import Console
             from rich.text import Text
 
-            console = Console(file=sys.stdout, soft_wrap=False)
+            from dbmaint.report import console as make_console  # report imports this module: here, not above
+
+            console = make_console()
             for line in self.lines:
                 console.print(Text.assemble(*line))  # Text: nothing from the database is read as markup
             return

@@ -30,6 +30,7 @@ import psycopg
 
 from dbmaint.errors import StateStoreDataError, StateStoreError
 from dbmaint.model import Action, JobReport, now
+from dbmaint.pg import db
 from dbmaint.store import limits
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,11 @@ class DirectHistory:
                 except (sqlite3.Error, psycopg.Error) as exc:
                     if final and isinstance(exc, DATA_ERRORS):  # held until then, as the store's base does
                         raise StateStoreDataError(
-                            f"the state store {_masked(self.url)} refused this run's data: {_first_line(exc)}"
+                            f"the state store {_masked(self.url)} refused this run's data: {db.first_line(str(exc))}"
                         ) from None
                     if final and (delay is None or _read_only(exc)):
                         raise StateStoreError(
-                            f"cannot write to the state store {_masked(self.url)}: {_first_line(exc)} "
+                            f"cannot write to the state store {_masked(self.url)}: {db.first_line(str(exc))} "
                             f"({len(self._pending)} record(s) of this run not written)"
                         ) from None
                     if not final:  # it waits in memory and goes in with the next record
@@ -171,7 +172,7 @@ class DirectHistory:
                             self._held_logged = held
                             log.warning(
                                 "state store %s cannot take records now (%s): %d kept in memory, written with the next",
-                                _masked(self.url), _first_line(exc), held,
+                                _masked(self.url), db.first_line(str(exc)), held,
                             )  # fmt: skip
                         return
                     time.sleep(delay or 0)
@@ -270,10 +271,6 @@ def _postgresql_conninfo(url: str) -> str | None:
 def _read_only(exc: BaseException) -> bool:
     """A store that refuses writes for good (a read-only disk, a PostgreSQL store now a standby)."""
     return getattr(exc, "sqlite_errorname", None) == "SQLITE_READONLY" or getattr(exc, "sqlstate", None) == "25006"
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _masked(url: str) -> str:

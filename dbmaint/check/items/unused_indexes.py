@@ -146,18 +146,7 @@ def unused_indexes(
             "until then do not drop these",
         )  # fmt: skip
     where = f"on the primary and on {len(standbys.read)} standby(s)" if standbys.read else "on the primary"
-    listed = len(standbys.read) + len(standbys.unread)
-    caveat = ""
-    if streaming and not listed:
-        caveat = (
-            f"; {streaming} physical standby(s) stream from this server but none is listed in [[databases]] "
-            "standbys: scans of queries there are not counted, check them before dropping"
-        )
-    elif streaming > listed:
-        caveat = (
-            f"; {streaming} physical standbys stream from this server and {listed} are listed in [[databases]] "
-            "standbys: scans of queries on the others are not counted, check them before dropping"
-        )
+    caveat = _unlisted_caveat(streaming, standbys)
     fixes = "; ".join(f.fix for f in candidates[:SHOWN] if f.fix)
     return Item(
         "unused_indexes", "warn",
@@ -165,6 +154,27 @@ def unused_indexes(
         f"{shown}{more}{also}{caveat}",
         f"{fixes}{' (and likewise the others)' if len(candidates) > SHOWN else ''}; {REVIEW}",
     )  # fmt: skip
+
+
+def unlisted_standbys(streaming: int, standbys: StandbyIndexScans) -> int:
+    """How many of the physical standbys streaming from this server are not listed in [[databases]]
+    standbys: their queries' scans are not counted anywhere."""
+    return max(0, streaming - len(standbys.read) - len(standbys.unread))
+
+
+def _unlisted_caveat(streaming: int, standbys: StandbyIndexScans) -> str:
+    listed = len(standbys.read) + len(standbys.unread)
+    if not unlisted_standbys(streaming, standbys):
+        return ""
+    if not listed:
+        return (
+            f"; {streaming} physical standby(s) stream from this server but none is listed in [[databases]] "
+            "standbys: scans of queries there are not counted, check them before dropping"
+        )
+    return (
+        f"; {streaming} physical standbys stream from this server and {listed} are listed in [[databases]] "
+        "standbys: scans of queries on the others are not counted, check them before dropping"
+    )
 
 
 def scans_on_standbys(index: Finding, drops: Sequence[Finding], standbys: StandbyIndexScans) -> int:
