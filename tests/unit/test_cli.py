@@ -124,3 +124,12 @@ def test_a_full_disk_under_the_output_is_one_line_and_a_failure() -> None:
             )  # fmt: skip
         assert done.returncode == 1, done.stderr
         assert done.stderr == "dbmaint: cannot write the output: No space left on device\n"
+
+
+def test_tables_off_a_terminal_are_wide_unless_columns_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbmaint import report
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert report.console().width == report.PIPED_WIDTH  # pytest's stdout is no terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert report.console().width == 100
