@@ -31,13 +31,12 @@ from dbmaint.errors import UsageError
 @command
 def capture(options: GlobalOptions, log_path: str | None, output_format: str) -> None:
     """One slow-query capture pass: statements over the threshold since the last pass, with their plans."""
-    import dataclasses
 
     from dbmaint import jobs, report
 
     config, targets, history = context(options)
     if log_path:
-        config = dataclasses.replace(config, capture=dataclasses.replace(config.capture, auto_explain_log=log_path))
+        config = config._replace(capture=config.capture._replace(auto_explain_log=log_path))
     log = config.capture.auto_explain_log
     if log and not os.access(log, os.R_OK):
         history.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ def _run_job(options: GlobalOptions, job: str, dry_run: bool, output_format: str
     def one(target: Any) -> JobReport:
         # Databases of one server side by side share its connection budget (vacuum.jobs is per database).
         share = connection_share(target, targets, config.vacuum.jobs)
-        settings = dataclasses.replace(config, vacuum=dataclasses.replace(config.vacuum, jobs=share))
+        settings = config._replace(vacuum=config.vacuum._replace(jobs=share))
         return use_case(target, settings, history, dry_run=dry_run)
 
     try:

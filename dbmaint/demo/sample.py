@@ -238,14 +238,10 @@ def _dirty(dsn: str) -> None:
 
 def _config(state_url: str) -> Config:
     defaults = Config()
-    return dataclasses.replace(
-        defaults,
-        state=dataclasses.replace(defaults.state, url=state_url),
-        reindex=dataclasses.replace(defaults.reindex, min_size=parse_size(REINDEX_MIN_SIZE)),
-        advisor=dataclasses.replace(
-            defaults.advisor,
-            min_total_time=parse_duration(ADVISOR_MIN_TOTAL_TIME),
-        ),
+    return defaults._replace(
+        state=defaults.state._replace(url=state_url),
+        reindex=defaults.reindex._replace(min_size=parse_size(REINDEX_MIN_SIZE)),
+        advisor=defaults.advisor._replace(min_total_time=parse_duration(ADVISOR_MIN_TOTAL_TIME)),
         source="dbmaint demo",
     )
 

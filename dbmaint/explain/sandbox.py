@@ -12,8 +12,7 @@ be proven. Only catalog reads: nothing here runs the statement or any function i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -26,8 +25,7 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 _MAX_ROUNDS = 50  # a chain of views and functions this deep is not proven (each round is one level)
 
 
-@dataclass(frozen=True)
-class _Relation:
+class _Relation(NamedTuple):
     oid: int
     schema: str
     name: str
@@ -39,8 +37,7 @@ class _Relation:
     has_write_rules: bool
 
 
-@dataclass(frozen=True)
-class _OperatorFunction:
+class _OperatorFunction(NamedTuple):
     function_oid: int
 
 

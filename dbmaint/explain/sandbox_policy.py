@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pglast import ast as _ast
 from pglast import parse_plpgsql, parse_sql
@@ -65,8 +65,7 @@ BUILTINS_DENIED = frozenset({
 READABLE_LANGUAGES = frozenset({"sql", "plpgsql"})
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(NamedTuple):
     """What the catalog says of one function (pg_proc)."""
 
     oid: int

@@ -5,8 +5,7 @@ definitions. Apart from collect.py, whose many records cost import time: dbmaint
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
@@ -17,8 +16,7 @@ if TYPE_CHECKING:
     from dbmaint.sql import sqlshape
 
 
-@dataclass(frozen=True)
-class _Schema:
+class _Schema(NamedTuple):
     schema: str
 
 
@@ -63,8 +61,7 @@ def _definitions_nowait(conn: psycopg.Connection[Any], index_oids: list[int]) ->
 # --- relations and column statistics, for reading statements (advisor, explain) ------------------------
 
 
-@dataclass(frozen=True)
-class _RelationRow:
+class _RelationRow(NamedTuple):
     schema: str
     name: str
     kind: str
@@ -88,8 +85,7 @@ def catalog(conn: psycopg.Connection[Any], names: Collection[str] | None = None)
     return sqlshape.Catalog(relations, tuple(search_path))
 
 
-@dataclass(frozen=True)
-class ColumnStats:
+class ColumnStats(NamedTuple):
     histogram: list[str] | None
     most_common: str | None
     most_common_freq: float

@@ -20,7 +20,7 @@ NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 WEEK = timedelta(days=7)
 MB = 1024 * 1024
 TABLE = ORDERS_TABLE
-INDEX = replace(ORDERS_A_INDEX, idx_scan=0)
+INDEX = ORDERS_A_INDEX._replace(idx_scan=0)
 WINDOW = StatsWindow(stats_reset=NOW - timedelta(days=30), database_created=None, collected_at=NOW)
 
 
@@ -36,7 +36,7 @@ def index(oid: int, name: str, columns: list[int], **changes: Any) -> SchemaInde
         "collations": [0] * n,
         "options": [0] * n,
     }
-    return replace(INDEX, **(fields | changes))
+    return INDEX._replace(**(fields | changes))
 
 
 def advisor_findings(*indexes: SchemaIndex, definitions: dict[int, IndexDefinition] | None = None) -> list[Finding]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ FK = SchemaForeignKey(
     constraint_oid=500, name="orders_a_fkey", schema="public", table_name="orders", table_oid=100, columns=["a"],
     attnums=[1], referenced_schema="public", referenced_table="customers", referenced_oid=200,
 )  # fmt: skip
-CUSTOMERS = replace(TABLE, relid=200, name="customers", relpages=10, size_bytes=10 * 8192)
+CUSTOMERS = TABLE._replace(relid=200, name="customers", relpages=10, size_bytes=10 * 8192)
 
 
 def index(oid: int, columns: list[str], **changes: Any) -> SchemaIndex:
@@ -33,7 +32,7 @@ def index(oid: int, columns: list[str], **changes: Any) -> SchemaIndex:
         "collations": [0] * len(columns),
         "options": [0] * len(columns),
     }
-    return replace(INDEX, **{**defaults, **changes})
+    return INDEX._replace(**{**defaults, **changes})
 
 
 def facts(
@@ -55,7 +54,7 @@ def kinds(found: list[Finding], kind: str) -> dict[str | None, Finding]:
 
 
 def test_table_without_primary_key_is_flagged_with_its_size() -> None:
-    table = replace(TABLE, has_primary_key=False)
+    table = TABLE._replace(has_primary_key=False)
     (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,)))
     assert finding.kind == "missing_primary_key" and finding.table == "public.orders"
     assert "8.0 MB, about 100,000 rows" in finding.detail and "no unique index on NOT NULL columns" in finding.detail
@@ -65,14 +64,14 @@ def test_table_without_primary_key_is_flagged_with_its_size() -> None:
 def test_tables_with_a_key_partitions_and_extension_tables_are_not_flagged() -> None:
     tables = (
         TABLE,
-        replace(TABLE, relid=101, name="orders_2026", has_primary_key=False, is_partition=True),
-        replace(TABLE, relid=102, name="spatial_ref_sys", has_primary_key=False, extension_member=True),
+        TABLE._replace(relid=101, name="orders_2026", has_primary_key=False, is_partition=True),
+        TABLE._replace(relid=102, name="spatial_ref_sys", has_primary_key=False, extension_member=True),
     )
     assert schema_findings.missing_primary_keys(facts(tables=tables)) == []
 
 
 def test_unique_index_on_not_null_columns_is_suggested_as_the_key() -> None:
-    table = replace(TABLE, has_primary_key=False)
+    table = TABLE._replace(has_primary_key=False)
     candidate = index(1, ["a", "b"], is_unique=True, key_not_null=True)
     nullable = index(2, ["c"], is_unique=True, key_not_null=False)
     partial = index(3, ["d"], is_unique=True, key_not_null=True, predicate="{OPEXPR}")
@@ -84,7 +83,7 @@ def test_unique_index_on_not_null_columns_is_suggested_as_the_key() -> None:
 
 
 def test_a_unique_constraint_or_a_descending_index_is_adopted_through_a_twin_built_concurrently() -> None:
-    table = replace(TABLE, has_primary_key=False)
+    table = TABLE._replace(has_primary_key=False)
     constraint = index(1, ["a"], is_unique=True, key_not_null=True, constraint_name="orders_a_key", constraint_type="u")
     (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,), indexes=(constraint,)))
     assert "unique constraint orders_a_key on NOT NULL columns (a)" in finding.detail
@@ -98,7 +97,7 @@ def test_a_unique_constraint_or_a_descending_index_is_adopted_through_a_twin_bui
 
 
 def test_partitioned_table_names_its_partition_key() -> None:
-    table = replace(TABLE, has_primary_key=False, is_partitioned=True, partitions=12, partition_key=["created_at"])
+    table = TABLE._replace(has_primary_key=False, is_partitioned=True, partitions=12, partition_key=["created_at"])
     (finding,) = schema_findings.missing_primary_keys(facts(tables=(table,)))
     assert finding.detail.startswith("Partitioned table public.orders (12 partitions,")
     assert "must include the partition key (created_at)" in finding.detail
@@ -120,7 +119,7 @@ def test_foreign_key_without_index_is_flagged_with_a_concurrent_build() -> None:
 
 
 def test_foreign_key_served_by_leading_columns_in_any_order_is_not_flagged() -> None:
-    composite = replace(FK, columns=["a", "b"], attnums=[1, 2])
+    composite = FK._replace(columns=["a", "b"], attnums=[1, 2])
     for covering in (index(1, ["a"]), index(2, ["a", "c"]), index(3, ["a", "b"], is_unique=True)):
         assert schema_findings.unindexed_foreign_keys(facts(indexes=(covering,), foreign_keys=(FK,))) == [], covering
     assert (
@@ -130,14 +129,14 @@ def test_foreign_key_served_by_leading_columns_in_any_order_is_not_flagged() -> 
 
 
 def test_foreign_key_not_leading_an_index_is_flagged() -> None:
-    composite = replace(FK, columns=["a", "b"], attnums=[1, 2])
+    composite = FK._replace(columns=["a", "b"], attnums=[1, 2])
     cases = [
         (FK, index(1, ["c", "a"])),  # second column only
         (composite, index(2, ["a", "c", "b"])),  # b not among the first two
         (composite, index(3, ["a"])),  # only part of the key
         (FK, index(4, ["a"], is_valid=False)),
         (FK, index(5, ["a"], method="brin")),
-        (FK, replace(index(6, ["a"]), key_attnums=[0], expressions="({FUNCEXPR})")),
+        (FK, index(6, ["a"])._replace(key_attnums=[0], expressions="({FUNCEXPR})")),
     ]
     for fk, other in cases:
         (finding,) = schema_findings.unindexed_foreign_keys(facts(indexes=(other,), foreign_keys=(fk,)))
@@ -151,13 +150,13 @@ def test_partial_index_does_not_serve_a_foreign_key_and_is_named() -> None:
 
 
 def test_foreign_keys_rank_by_referenced_writes_and_referencing_size() -> None:
-    busy = replace(CUSTOMERS, relid=201, name="busy", n_tup_upd=5000, n_tup_del=1000)
-    quiet = replace(CUSTOMERS, relid=202, name="quiet")
-    small = replace(TABLE, relid=101, name="small", relpages=1)
+    busy = CUSTOMERS._replace(relid=201, name="busy", n_tup_upd=5000, n_tup_del=1000)
+    quiet = CUSTOMERS._replace(relid=202, name="quiet")
+    small = TABLE._replace(relid=101, name="small", relpages=1)
     keys = (
-        replace(FK, name="to_quiet", referenced_oid=202, referenced_table="quiet"),
-        replace(FK, name="to_busy", referenced_oid=201, referenced_table="busy"),
-        replace(FK, name="small_to_busy", table_oid=101, table_name="small", referenced_oid=201),
+        FK._replace(name="to_quiet", referenced_oid=202, referenced_table="quiet"),
+        FK._replace(name="to_busy", referenced_oid=201, referenced_table="busy"),
+        FK._replace(name="small_to_busy", table_oid=101, table_name="small", referenced_oid=201),
     )
     found = schema_findings.findings(facts(tables=(TABLE, small, busy, quiet), foreign_keys=keys))
     names = [f.detail.split()[2] for f in found if f.kind == "unindexed_foreign_key"]
@@ -166,9 +165,9 @@ def test_foreign_keys_rank_by_referenced_writes_and_referencing_size() -> None:
 
 
 def test_fix_quotes_names_and_avoids_taken_ones() -> None:
-    odd = replace(TABLE, relid=300, schema="Sales", name="Order Lines")
-    fk = replace(FK, schema="Sales", table_name="Order Lines", table_oid=300, columns=["Order Id"], attnums=[1])
-    taken = replace(INDEX, index_oid=9, schema="Sales", name="Order Lines_Order Id_idx", table_oid=999)
+    odd = TABLE._replace(relid=300, schema="Sales", name="Order Lines")
+    fk = FK._replace(schema="Sales", table_name="Order Lines", table_oid=300, columns=["Order Id"], attnums=[1])
+    taken = INDEX._replace(index_oid=9, schema="Sales", name="Order Lines_Order Id_idx", table_oid=999)
     (finding,) = schema_findings.unindexed_foreign_keys(
         facts(tables=(odd, CUSTOMERS), indexes=(taken,), foreign_keys=(fk,))
     )
@@ -176,7 +175,7 @@ def test_fix_quotes_names_and_avoids_taken_ones() -> None:
 
 
 def test_long_index_names_are_truncated_as_postgresql_would() -> None:
-    fk = replace(FK, columns=["c" * 40, "d" * 40], attnums=[3, 4])
+    fk = FK._replace(columns=["c" * 40, "d" * 40], attnums=[3, 4])
     (finding,) = schema_findings.unindexed_foreign_keys(facts(foreign_keys=(fk,)))
     assert finding.fix is not None
     name = finding.fix.split('"')[1]
@@ -184,7 +183,7 @@ def test_long_index_names_are_truncated_as_postgresql_would() -> None:
 
 
 def test_partitioned_referencing_table_gets_a_plain_build() -> None:
-    table = replace(TABLE, is_partitioned=True)
+    table = TABLE._replace(is_partitioned=True)
     (finding,) = schema_findings.unindexed_foreign_keys(facts(tables=(table, CUSTOMERS), foreign_keys=(FK,)))
     assert finding.fix == 'CREATE INDEX "orders_a_idx" ON "public"."orders" ("a")'
     assert "refused on a partitioned table" in finding.detail
@@ -240,9 +239,9 @@ def test_indexes_differing_in_predicate_opclass_order_or_include_are_not_duplica
 
 
 def test_expression_indexes_compare_their_expressions() -> None:
-    lower = replace(index(1, ["a"]), key_attnums=[0], key_columns=["(expression)"], expressions="({FUNCEXPR :a})")
-    same = replace(lower, index_oid=2, name="orders_lower_again")
-    upper = replace(lower, index_oid=3, name="orders_upper", expressions="({FUNCEXPR :b})")
+    lower = index(1, ["a"])._replace(key_attnums=[0], key_columns=["(expression)"], expressions="({FUNCEXPR :a})")
+    same = lower._replace(index_oid=2, name="orders_lower_again")
+    upper = lower._replace(index_oid=3, name="orders_upper", expressions="({FUNCEXPR :b})")
     definitions = {2: IndexDefinition(2, "CREATE INDEX ...", ["lower(a)"], None)}
     (finding,) = schema_findings.duplicate_indexes(facts(indexes=(lower, same, upper), definitions=definitions))
     assert finding.index == "public.orders_lower_again" and finding.columns == ("lower(a)",)
@@ -290,7 +289,7 @@ def test_prefixes_that_are_not_redundant() -> None:
     ]
     for other in others:
         assert schema_findings.redundant_indexes(facts(indexes=(other, wide))) == [], other
-    assert schema_findings.redundant_indexes(facts(indexes=(index(7, ["a"]), replace(wide, is_valid=False)))) == []
+    assert schema_findings.redundant_indexes(facts(indexes=(index(7, ["a"]), wide._replace(is_valid=False)))) == []
 
 
 # --- unused_index ---
@@ -298,7 +297,7 @@ def test_prefixes_that_are_not_redundant() -> None:
 
 def test_unused_index_since_the_database_was_created() -> None:
     unused = index(1, ["b"], idx_scan=0)
-    old_database = replace(facts(indexes=(unused,)), database_created=NOW - timedelta(days=60))
+    old_database = facts(indexes=(unused,))._replace(database_created=NOW - timedelta(days=60))
     (finding,) = schema_findings.unused_indexes(old_database)
     assert finding.index == "public.orders_b_1" and finding.fix == 'DROP INDEX CONCURRENTLY "public"."orders_b_1"'
     assert "has not been scanned since the database was created (statistics never reset) 60 days ago" in finding.detail
@@ -319,9 +318,9 @@ def test_unused_index_since_a_reset_shows_the_reset_time() -> None:
 def test_a_short_count_says_nothing() -> None:
     unused = index(1, ["b"], idx_scan=0)
     assert schema_findings.unused_indexes(facts(indexes=(unused,), stats_reset=NOW - timedelta(hours=2))) == []
-    young = replace(unused, created_at=NOW - timedelta(days=1))
+    young = unused._replace(created_at=NOW - timedelta(days=1))
     assert schema_findings.unused_indexes(facts(indexes=(young,), stats_reset=NOW - timedelta(days=90))) == []
-    older = replace(unused, created_at=NOW - timedelta(days=20))
+    older = unused._replace(created_at=NOW - timedelta(days=20))
     (finding,) = schema_findings.unused_indexes(facts(indexes=(older,), stats_reset=NOW - timedelta(days=90)))
     assert "since it was created 20 days ago" in finding.detail
 
@@ -382,7 +381,7 @@ def test_invalid_index_being_built_is_left_alone_and_partitioned_one_is_explaine
 
 
 def test_findings_are_ordered_by_kind_then_rank_and_an_index_is_reported_once() -> None:
-    table = replace(TABLE, has_primary_key=False)
+    table = TABLE._replace(has_primary_key=False)
     small_unused = index(1, ["c"], idx_scan=0, size_bytes=8192)
     big_unused = index(2, ["d"], idx_scan=0, size_bytes=10 * 8192)
     duplicate = index(3, ["c"], idx_scan=0)  # a duplicate of small_unused, unused too

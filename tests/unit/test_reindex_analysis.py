@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +17,7 @@ HEALTHY = IndexStats(
     reltuples=1_000_000, size_bytes=2750 * 8192, reloptions=[], is_valid=True, is_catalog=False,
     is_exclusion=False, block_size=8192, missing_stats=0, data_width=4.0, max_null_frac=0.0, tablespace_oid=1663,
 )  # fmt: skip
-BLOATED = replace(HEALTHY, relpages=9000, size_bytes=9000 * 8192)
+BLOATED = HEALTHY._replace(relpages=9000, size_bytes=9000 * 8192)
 CONFIG = ReindexConfig(min_size=1024 * 1024)
 
 
@@ -36,15 +35,15 @@ def test_estimate_of_a_bloated_index() -> None:
 
 
 def test_fillfactor_is_respected() -> None:
-    packed = reindex_analysis.estimate_bloat(replace(HEALTHY, relpages=2500, reloptions=["fillfactor=100"]))
+    packed = reindex_analysis.estimate_bloat(HEALTHY._replace(relpages=2500, reloptions=["fillfactor=100"]))
     assert packed is not None and packed.ratio < 0.05
-    loose = reindex_analysis.estimate_bloat(replace(HEALTHY, relpages=4000, reloptions=["fillfactor=60"]))
+    loose = reindex_analysis.estimate_bloat(HEALTHY._replace(relpages=4000, reloptions=["fillfactor=60"]))
     assert loose is not None and loose.ratio < 0.05
 
 
 def test_no_estimate_without_statistics_or_for_other_methods() -> None:
-    assert reindex_analysis.estimate_bloat(replace(HEALTHY, missing_stats=1)) is None
-    assert reindex_analysis.estimate_bloat(replace(HEALTHY, method="gin")) is None
+    assert reindex_analysis.estimate_bloat(HEALTHY._replace(missing_stats=1)) is None
+    assert reindex_analysis.estimate_bloat(HEALTHY._replace(method="gin")) is None
 
 
 def test_exact_figure_counts_half_empty_leaves() -> None:
@@ -68,7 +67,7 @@ def decide(
 
 
 def test_only_bloated_indexes_above_the_size_threshold() -> None:
-    small = replace(BLOATED, index_oid=11, name="small", relpages=100, size_bytes=100 * 8192, reltuples=10_000)
+    small = BLOATED._replace(index_oid=11, name="small", relpages=100, size_bytes=100 * 8192, reltuples=10_000)
     decisions = decide([HEALTHY, BLOATED, small])
     assert [(d.index.name, d.rebuild) for d in decisions] == [("t_pkey", True)]
     assert "bloat" in decisions[0].reason and "estimated from statistics" in decisions[0].reason
@@ -82,13 +81,13 @@ def test_only_bloated_indexes_above_the_size_threshold() -> None:
     ],
 )
 def test_indexes_that_cannot_be_rebuilt_concurrently_are_skipped(change: dict[str, bool], blocker: str) -> None:
-    (decision,) = decide([replace(BLOATED, **change)])  # type: ignore[arg-type]
+    (decision,) = decide([BLOATED._replace(**change)])  # type: ignore[arg-type]
     assert not decision.rebuild
     assert decision.blocker is not None and decision.blocker.startswith(blocker)
 
 
 def test_non_btree_and_unanalysed_indexes_are_reported_as_unknown() -> None:
-    gin, unanalysed = replace(BLOATED, method="gin"), replace(BLOATED, index_oid=12, missing_stats=1)
+    gin, unanalysed = BLOATED._replace(method="gin"), BLOATED._replace(index_oid=12, missing_stats=1)
     blockers = {d.index.index_oid: d.blocker for d in decide([gin, unanalysed])}
     assert blockers[10] == "cannot estimate the bloat of gin indexes"
     assert blockers[12] is not None and blockers[12].startswith("no statistics for its columns")
@@ -104,8 +103,8 @@ def test_recently_rebuilt_and_disk_full_are_skipped() -> None:
 
 
 def test_at_most_max_per_run_the_most_bloat_first() -> None:
-    indexes = [replace(BLOATED, index_oid=i, name=f"i{i}", relpages=5000 + 1000 * i) for i in range(4)]
-    config = replace(CONFIG, max_per_run=2)
+    indexes = [BLOATED._replace(index_oid=i, name=f"i{i}", relpages=5000 + 1000 * i) for i in range(4)]
+    config = CONFIG._replace(max_per_run=2)
     decisions = decide(indexes, config)
     assert [d.index.name for d in decisions if d.rebuild] == ["i3", "i2"]
     assert all("max_per_run" in (d.blocker or "") for d in decisions if not d.rebuild)
@@ -116,8 +115,8 @@ def test_leftovers_only_concurrent_build_leftovers_with_no_build_running() -> No
         index_oid=1, schema="public", name="t_code_ccnew", table_name="t", table_oid=2, size_bytes=8192,
         is_concurrent_leftover=True, build_running=False,
     )  # fmt: skip
-    running = replace(base, name="t_x_ccnew1", build_running=True)
-    other = replace(base, name="t_code_unique", is_concurrent_leftover=False)
+    running = base._replace(name="t_x_ccnew1", build_running=True)
+    other = base._replace(name="t_code_unique", is_concurrent_leftover=False)
     drop, findings = reindex_analysis.leftovers([base, running, other])
     assert [i.name for i in drop] == ["t_code_ccnew"]
     assert any("build in progress" in f for f in findings)

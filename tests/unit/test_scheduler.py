@@ -4,7 +4,6 @@ index bloat for the metrics."""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import cast
@@ -179,7 +178,7 @@ HEALTHY = IndexStats(
 
 
 def bloated(name: str, relpages: int, schema: str = "public") -> IndexStats:
-    return replace(HEALTHY, name=name, schema=schema, relpages=relpages, size_bytes=relpages * 8192)
+    return HEALTHY._replace(name=name, schema=schema, relpages=relpages, size_bytes=relpages * 8192)
 
 
 def expected(index: IndexStats) -> IndexBloat:
@@ -198,8 +197,8 @@ def test_worst_bloat_is_ordered_by_bytes_and_cut_at_top() -> None:
 
 
 def test_worst_bloat_leaves_out_healthy_and_unknown() -> None:
-    unknown = replace(bloated("gin_idx", 20000), method="gin")
-    no_stats = replace(bloated("no_stats", 20000), missing_stats=1)
+    unknown = bloated("gin_idx", 20000)._replace(method="gin")
+    no_stats = bloated("no_stats", 20000)._replace(missing_stats=1)
     healthy = reindex_analysis.estimate_bloat(HEALTHY)
     assert healthy is not None and healthy.bytes == 0
     assert _worst_bloat([HEALTHY, unknown, no_stats], top=10) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,7 +57,7 @@ class AutovacuumKeepsUp(CheckItem):
     sources = ("autovacuum_switches", "vacuum_tables", "autovacuum_settings")
 
     def judge(self, found: Found) -> Item:
-        far = dataclasses.replace(found.config.vacuum, trigger_fraction=FAR_PAST)
+        far = found.config.vacuum._replace(trigger_fraction=FAR_PAST)
         plans = vacuum_analysis.plan(found["vacuum_tables"], found["autovacuum_settings"], far)
         return autovacuum(found["autovacuum_switches"], plans)
 
