@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbmaint.explain.text import SEVERITY_STYLE
-from dbmaint.model import JobReport
 from dbmaint.units import format_duration, format_ms, format_share, format_size
 
-if TYPE_CHECKING:  # imported where used: dbmaint explain --format json starts without rich or SQLAlchemy
+if TYPE_CHECKING:  # imported where used: dbmaint explain starts without rich, SQLAlchemy or the job model
     from rich.console import Console
     from rich.text import Text
 
+    from dbmaint.model import JobReport
     from dbmaint.store.records import RunRecord
 
 _STATUS_STYLE = {
@@ -60,6 +60,9 @@ def job_reports_json(reports: Sequence[JobReport]) -> Any:
 
 
 def print_job_reports(reports: Sequence[JobReport]) -> None:
+    if not sys.stdout.isatty():  # cron mail, a journal, a file: plain lines, and no rich to import
+        sys.stdout.write("".join(plain_job_report(report) for report in reports))
+        return
     from rich.table import Table
     from rich.text import Text
 
@@ -93,6 +96,26 @@ def print_job_reports(reports: Sequence[JobReport]) -> None:
             out.print(Text(f"  note: {finding}", style="cyan"))
         for warning in report.warnings:
             out.print(Text(f"  warning: {warning}", style="yellow"))
+
+
+def plain_job_report(report: JobReport) -> str:
+    """A job's report as plain text: the same figures as the table on a terminal, one block per action."""
+    title = f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
+    lines = [f"{title}: {report.status}" + (f" ({report.reason})" if report.reason else "")]
+    width = max((len(action.status) for action in report.actions), default=0)
+    for action in report.actions:
+        size = format_size(action.size_before)
+        if action.size_after is not None:
+            size = f"{size} -> {format_size(action.size_after)}"
+        figures = ", ".join(f for f in (format_duration(action.duration_s), size) if f and f != "-")
+        lines.append(f"  {action.status:<{width}}  {action.object}" + (f"  ({figures})" if figures else ""))
+        indent = " " * (width + 4)
+        lines += [f"{indent}{text}" for text in (action.sql, action.reason, action.detail) if text]
+    if not report.actions and report.status not in ("skipped", "failed"):
+        lines.append("  nothing needs doing")
+    lines += [f"  note: {finding}" for finding in report.findings]
+    lines += [f"  warning: {warning}" for warning in report.warnings]
+    return "".join(line + "\n" for line in lines)
 
 
 def print_history(records: Sequence[RunRecord]) -> None:

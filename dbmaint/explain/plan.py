@@ -37,7 +37,6 @@ written either way.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -187,6 +186,8 @@ class PlanAnalysis:
         no constants, no aliases. Two captures with the same signature ran the same plan."""
         parts = [[node.depth, *_shape_keys(node.detail)] for node in self.nodes]
         text = json.dumps(parts, separators=(",", ":"), sort_keys=True)
+        import hashlib  # here: explain itself never needs it, and it costs ~2 ms at start-up
+
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

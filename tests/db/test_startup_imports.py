@@ -49,19 +49,21 @@ def test_explain_loads_no_state_store_scheduler_or_advisor(database: Database, t
         assert "psycopg" in modules and "dbmaint.explain.runner" in modules
         heavy = {"sqlalchemy", "alembic", "apscheduler", "sentry_sdk", "prometheus_client", "dbmaint.advisor.whatif"}
         assert modules & heavy == set(), output
-        # Not the other commands' modules, the catalog records (16 dataclasses) or pglast's SQL printer.
+        # Not the other commands' modules, the catalog records, the job model, pglast's SQL printer or hashlib
+        # (a captured plan's signature only).
         others = {"dbmaint.cli.advisor", "dbmaint.cli.service", "dbmaint.cli.capture", "dbmaint.cli.maintenance"}
-        assert modules & (others | {"dbmaint.pg.facts", "pglast.stream"}) == set(), output
+        assert modules & (others | {"dbmaint.pg.facts", "dbmaint.model", "pglast.stream", "hashlib"}) == set(), output
         # rich colours the text on a terminal only: to a pipe (here) neither output loads it
         assert "rich" not in modules, output
 
 
 def test_vacuum_loads_no_parser_scheduler_or_advisor(database: Database, tmp_path: Path) -> None:
-    modules = loaded(tmp_path, "vacuum", "--dsn", database.dsn, "--format", "json")
-    assert "dbmaint.maintenance.vacuum_analysis" in modules
-    heavy = {"pglast", "apscheduler", "sentry_sdk", "prometheus_client", "rich", "dbmaint.advisor.recommend"}
-    assert modules & heavy == set()
-    assert modules & {"dbmaint.cli.advisor", "dbmaint.cli.explain", "dbmaint.explain.runner"} == set()
+    for output in ("json", "text"):  # text to a pipe (here) is plain lines: no rich either
+        modules = loaded(tmp_path, "vacuum", "--dsn", database.dsn, "--format", output)
+        assert "dbmaint.maintenance.vacuum_analysis" in modules
+        heavy = {"pglast", "apscheduler", "sentry_sdk", "prometheus_client", "rich", "dbmaint.advisor.recommend"}
+        assert modules & heavy == set(), output
+        assert modules & {"dbmaint.cli.advisor", "dbmaint.cli.explain", "dbmaint.explain.runner"} == set(), output
 
 
 def test_vacuum_writes_a_current_store_without_sqlalchemy(database: Database, tmp_path: Path) -> None:

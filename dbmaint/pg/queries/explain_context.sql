@@ -3,7 +3,8 @@
 -- table's indexes. pg_get_indexdef() takes a lock on the table, so the definitions of a table with an ACCESS
 -- EXCLUSIVE lock held or requested are left out (display only: never wait behind it); the caller adds a
 -- short lock_timeout for a request that comes in after this looked, and asks again with %(definitions)s
--- false if that fires.
+-- false if that fires. The statistics come from the pg_stat_get_* functions of the view pg_stat_all_tables:
+-- the view itself aggregates every relation of the database before the join (3-4 ms on 500 tables).
 WITH blocked AS MATERIALIZED (
     SELECT l.relation
       FROM pg_catalog.pg_locks AS l
@@ -14,8 +15,9 @@ WITH blocked AS MATERIALIZED (
                           WHERE d.datname = pg_catalog.current_database())
 )
 SELECT n.nspname || '.' || c.relname AS relation,
-       greatest(s.last_analyze, s.last_autoanalyze) AS last_analyze,
-       coalesce(s.n_mod_since_analyze, 0) AS n_mod_since_analyze,
+       greatest(pg_catalog.pg_stat_get_last_analyze_time(c.oid),
+                pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)) AS last_analyze,
+       pg_catalog.pg_stat_get_mod_since_analyze(c.oid) AS n_mod_since_analyze,
        greatest(c.reltuples, 0)::float8 AS reltuples,
        (c.relpages::bigint * pg_catalog.current_setting('block_size')::bigint) AS size_bytes,
        CASE WHEN %(definitions)s AND c.oid NOT IN (SELECT b.relation FROM blocked AS b) THEN
@@ -27,7 +29,6 @@ SELECT n.nspname || '.' || c.relname AS relation,
        ELSE ARRAY[]::text[] END AS index_definitions
   FROM pg_catalog.pg_class AS c
   JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-  LEFT JOIN pg_catalog.pg_stat_all_tables AS s ON s.relid = c.oid
  WHERE c.relkind IN ('r', 'p', 'm')
    AND (n.nspname || '.' || c.relname = ANY (%(names)s::text[])
         OR (c.relname = ANY (%(names)s::text[]) AND c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname))))
