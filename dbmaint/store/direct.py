@@ -148,7 +148,8 @@ class DirectHistory:
     # The store.
 
     def _record(self, record: Record, *, final: bool = False) -> None:
-        """``record`` after those still waiting, each in a transaction of its own (dbmaint.store.base)."""
+        """``record`` after those still waiting, in one transaction; a record the store refuses is tried alone,
+        so that it does not take the others with it (as in dbmaint.store.base)."""
         with self._lock:
             self._pending.append(record)
             for delay in (*limits.WRITE_RETRY_DELAYS_S, None) if final else (None,):
@@ -178,30 +179,46 @@ class DirectHistory:
                     time.sleep(delay or 0)
 
     def _flush(self) -> None:
+        if len(self._pending) > 1:
+            # The last table's end and the next one's start: one commit (a SQLite commit is several fsyncs).
+            try:
+                self._transaction(*self._pending)
+            except DATA_ERRORS:
+                pass  # one at a time below: the others still go in, and the one refused says so
+            else:
+                self._pending.clear()
+                return
         while self._pending:
-            callback = self._transaction(self._pending[0])
+            self._transaction(self._pending[0])
             self._pending.pop(0)
-            if callback is not None:
-                callback()
 
-    def _transaction(self, record: Record) -> Callable[[], None] | None:
+    def _transaction(self, *records: Record) -> None:
+        """The records in one transaction. What a record returns is called at once: a later record of the same
+        transaction may need the id it sets; on a rollback the records stay pending and set it again."""
         if self._sqlite:
             cursor = self._conn.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
-                callback = record(cursor)
+                self._apply(cursor, records)
                 cursor.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     cursor.execute("ROLLBACK")
                 raise
-            return callback
+            return
         if self._conn.closed or self._conn.broken:
             # A store restarted, failed over, or ended an idle session while a long VACUUM ran: connect again,
             # as History's pool does, rather than hold every later record against a dead connection.
             self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         with self._conn.transaction(), self._conn.cursor() as cursor:
-            return record(cursor)
+            self._apply(cursor, records)
+
+    @staticmethod
+    def _apply(cursor: _Cursor, records: tuple[Record, ...]) -> None:
+        for record in records:
+            callback = record(cursor)
+            if callback is not None:
+                callback()
 
     def _insert(self, cursor: _Cursor, statement: str, values: tuple[Any, ...]) -> int:
         if self._sqlite:

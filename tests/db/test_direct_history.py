@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from dbmaint.model import Action, JobReport
-from dbmaint.store import direct, history, schema
+from dbmaint.store import direct, history, limits, schema
 from dbmaint.store.direct import DirectHistory, open_direct
 from dbmaint.store.history import History
 from dbmaint.store.recorder import RunRecorder
@@ -175,3 +176,43 @@ def test_a_postgresql_store_that_dropped_the_connection_is_connected_again(datab
     recorder.close()
     assert database.value("SELECT status FROM dbmaint_runs") == "ok"
     assert database.value("SELECT status FROM dbmaint_actions") == "done"
+
+
+def test_one_commit_per_table_and_records_held_by_a_busy_store_keep_their_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table's end goes in with the next one's start. When the store was busy, the records it held go in
+    together, an action's start and end in one transaction: the end still finds the row the start made."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    History(url).close()
+    monkeypatch.setattr(limits, "WRITE_RETRY_DELAYS_S", (0.05,) * 3)
+    monkeypatch.setattr(limits, "SQLITE_BUSY_TIMEOUT_S", 0.05)
+    recorder = open_direct(url, HOST, RETENTION_S)
+    assert isinstance(recorder, DirectHistory)
+    commits: list[str] = []
+    recorder._conn.set_trace_callback(lambda statement: commits.append(statement) if statement == "COMMIT" else None)
+    record_a_pass(recorder)
+    # start_run, each table's start with the previous one's end (3), the run's end with the last action's
+    assert len(commits) == 5
+    recorder.close()
+
+    blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    recorder = open_direct(url, HOST, RETENTION_S)
+    assert isinstance(recorder, DirectHistory)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer: the records wait in memory
+    report = JobReport("app", "vacuum", started_at=WHEN)
+    recorder.start_run(report, host=HOST)
+    action = Action("public.held", sql.SQL("VACUUM {}").format(sql.Identifier("held")), "dead rows", "vacuum")
+    recorder.start_action(report, action)
+    action.status, action.duration_s = "done", 0.01
+    recorder.finish_action(action)
+    assert blocker.execute("SELECT count(*) FROM dbmaint_runs").fetchone() == (1,)  # all three held
+    blocker.execute("COMMIT")
+    report.actions = [action]
+    report.finish()
+    recorder.finish_run(report)  # everything held goes in now
+    recorder.close()
+    blocker.close()
+    runs, actions = rows(url)
+    assert runs[-1]["status"] == "ok"
+    assert [(a["object"], a["status"]) for a in actions[-1:]] == [("public.held", "done")]
