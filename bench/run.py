@@ -2,7 +2,7 @@
 
     python bench/run.py                  # all benchmarks, full size (several minutes)
     python bench/run.py --quick          # smaller and faster: checks that everything works
-    python bench/run.py --only vacuum    # or reindex, advisor, tpch, index_size, service, footprint
+    python bench/run.py --only vacuum    # or explain, reindex, advisor, tpch, index_size, service, footprint
     python bench/run.py --only footprint --minutes 60   # the service with 50 databases for an hour
 
 Progress goes to stderr, the summary to stdout. The exit code is 1 when a correctness check failed
@@ -32,6 +32,7 @@ if __package__ in (None, ""):
 from bench import (  # noqa: E402
     advisor_bench,
     common,
+    explain_bench,
     footprint_bench,
     index_size_bench,
     reindex_bench,
@@ -42,14 +43,14 @@ from bench import (  # noqa: E402
 from dbmaint.pg.cluster import find_bindir  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-BENCHMARKS = ("vacuum", "reindex", "advisor", "tpch", "index_size", "service", "footprint")
+BENCHMARKS = ("vacuum", "explain", "reindex", "advisor", "tpch", "index_size", "service", "footprint")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller data and shorter runs (about a minute)")
     parser.add_argument("--only", choices=BENCHMARKS, help="run just this benchmark")
-    parser.add_argument("--rounds", type=int, help="vacuum: pairs of timed runs (default 3, or 2 with --quick)")
+    parser.add_argument("--rounds", type=int, help="vacuum: timed runs of each tool (default 3, or 2 with --quick)")
     parser.add_argument("--seconds", type=int, help="reindex: length of each pgbench run (default 20, 8 with --quick)")
     parser.add_argument(
         "--script", choices=("tpcb-like", "simple-update", "select-only"), help="reindex: pgbench built-in script"
@@ -81,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             vacuum = vacuum_bench.run(vparams)
             results["vacuum"], passed["vacuum"] = vacuum.to_json(), vacuum.passed
             summaries.append(vacuum.summary())
+        if "explain" in chosen:
+            explain = explain_bench.run(args.quick)
+            results["explain"], passed["explain"] = explain, bool(explain["check_passed"])
+            summaries.append(list(explain["summary"]))
         if "reindex" in chosen:
             rparams = reindex_bench.QUICK if args.quick else reindex_bench.FULL
             if args.seconds is not None:

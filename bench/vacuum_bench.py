@@ -3,12 +3,14 @@
 Many tables, few of them with real work to do: the nightly case dbmaint is for. vacuumdb vacuums and
 analyzes every table; dbmaint should touch only the dirty ones and leave them just as clean. Both face
 identical work: the same dirt is re-created on the same tables before every timed run, and the pair is
-repeated with the order alternating, so a warm cache or a drifting machine favours neither.
+repeated with the order rotating, so a warm cache or a drifting machine favours none. A third
+command, the floor, is the least any need-based vacuum in Python can take: what dbmaint costs beyond it is its own.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,24 @@ DATABASE = "vacuumbench"
 SETTINGS = {"autovacuum": "off"}
 LOAD_WORKERS = 2  # one per core
 SPEEDUP_TARGET = 8.0  # issue 13: at least 8x less wall time than vacuumdb --analyze
-TOOLS = ("vacuumdb", "dbmaint")
+TOOLS = ("vacuumdb", "dbmaint", "floor")
+
+# The least a need-based vacuum in Python can take: start Python, import psycopg, connect, one catalog read,
+# VACUUM (ANALYZE) the tables with dead rows one after the other. dbmaint over this is its own cost.
+FLOOR_SCRIPT = '''\
+"""The floor of a need-based vacuum in Python (bench/vacuum_bench.py)."""
+
+import sys
+
+import psycopg
+from psycopg import sql
+
+DIRTY = "SELECT schemaname, relname FROM pg_catalog.pg_stat_user_tables WHERE n_dead_tup > 0"
+
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    for schema, name in conn.execute(DIRTY).fetchall():
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, name)))
+'''
 
 
 @dataclass(frozen=True)
@@ -38,10 +57,10 @@ class Params:
     tables: int
     rows: int  # per table
     dirty: int  # tables given real work before each timed run
-    rounds: int  # pairs of timed runs, alternating which tool goes first
+    rounds: int  # timed runs of each tool, the order rotating
 
 
-FULL = Params(tables=500, rows=20_000, dirty=10, rounds=3)
+FULL = Params(tables=500, rows=10_000, dirty=10, rounds=3)  # the issue's size
 QUICK = Params(tables=100, rows=5_000, dirty=2, rounds=2)
 
 
@@ -70,7 +89,7 @@ class Touched:
 
 @dataclass
 class Run:
-    tool: str  # "vacuumdb" or "dbmaint"
+    tool: str  # "vacuumdb", "dbmaint" or "floor"
     round: int
     position: int  # 1 when it went first in its round
     seconds: float
@@ -101,6 +120,11 @@ class Result:
         return common.ratio(common.median(self.seconds("vacuumdb")), common.median(self.seconds("dbmaint")))
 
     @property
+    def over_floor(self) -> float:
+        """dbmaint / the floor script: what dbmaint itself costs beyond what any Python tool pays."""
+        return common.ratio(common.median(self.seconds("dbmaint")), common.median(self.seconds("floor")))
+
+    @property
     def job_seconds(self) -> list[float]:
         return [r.dbmaint_job_seconds for r in self.runs if r.dbmaint_job_seconds is not None]
 
@@ -110,7 +134,11 @@ class Result:
         by_round: dict[int, dict[str, float]] = {}
         for r in self.runs:
             by_round.setdefault(r.round, {})[r.tool] = r.seconds
-        return [common.ratio(pair["vacuumdb"], pair["dbmaint"]) for pair in by_round.values() if len(pair) == 2]
+        return [
+            common.ratio(pair["vacuumdb"], pair["dbmaint"])
+            for pair in by_round.values()
+            if {"vacuumdb", "dbmaint"} <= pair.keys()
+        ]
 
     @property
     def passed(self) -> bool:
@@ -127,6 +155,10 @@ class Result:
             "runs": runs,
             "median_seconds": {tool: common.rounded(common.median(self.seconds(tool))) for tool in TOOLS},
             "speedup_vacuumdb_over_dbmaint": common.rounded(self.speedup, 2),
+            "speedup_vacuumdb_over_floor": common.rounded(
+                common.ratio(common.median(self.seconds("vacuumdb")), common.median(self.seconds("floor"))), 2
+            ),
+            "dbmaint_over_floor": common.rounded(self.over_floor, 2),
             "paired_speedups": [common.rounded(s, 2) for s in self.paired_speedups],
             "speedup_target": SPEEDUP_TARGET,
             "target_met": self.speedup >= SPEEDUP_TARGET if self.full_size else None,
@@ -135,23 +167,27 @@ class Result:
 
     def summary(self) -> list[str]:
         p = self.params
-        vdb, dbm = self.seconds("vacuumdb"), self.seconds("dbmaint")
+        vdb, dbm, floor = self.seconds("vacuumdb"), self.seconds("dbmaint"), self.seconds("floor")
         paired = ", ".join(f"{s:.1f}x" for s in self.paired_speedups)
         dead = [r.dead_rows_before for r in self.runs]
         touched = {
             tool: {(r.touched.vacuumed, r.touched.analyzed) for r in self.runs if r.tool == tool} for tool in TOOLS
         }
         lines = [
-            f"VACUUM: {p.tables} tables x {p.rows:,} rows, {p.dirty} dirty, {p.rounds} rounds (order alternating)",
+            f"VACUUM: {p.tables} tables x {p.rows:,} rows, {p.dirty} dirty, {p.rounds} rounds (order rotating)",
             f"  dirt before each run: {_span(dead)} dead rows over the {p.dirty} dirty tables",
             f"  vacuumdb --analyze   median {common.median(vdb):6.2f} s   runs: {_list(vdb)}",
             f"  dbmaint vacuum       median {common.median(dbm):6.2f} s   runs: {_list(dbm)}",
             f"    of which dbmaint's job itself (its JSON's started_at..finished_at): median "
             f"{common.median(self.job_seconds):.2f} s; the rest is process startup",
+            f"  floor (Python, psycopg, one catalog read, the VACUUMs) median {common.median(floor):6.2f} s   "
+            f"runs: {_list(floor)}",
             f"  speedup vacuumdb/dbmaint: {self.speedup:.1f}x (median over median; per round: {paired}); "
             + self._target(),
+            f"  vacuumdb/floor: {common.ratio(common.median(vdb), common.median(floor)):.1f}x (the most a serial pass "
+            f"in Python can reach here); dbmaint/floor: {self.over_floor:.2f}",
             f"  tables vacuumed/analyzed per run: vacuumdb {_pairs(touched['vacuumdb'])}, "
-            f"dbmaint {_pairs(touched['dbmaint'])}",
+            f"dbmaint {_pairs(touched['dbmaint'])}, floor {_pairs(touched['floor'])}",
             f"  steady state (before any dirt): dbmaint planned {self.steady_state_plan} statement(s)",
             self._clean_line(),
         ]
@@ -307,6 +343,7 @@ class Tools:
 
     vacuumdb: list[str]
     dbmaint: list[str]
+    floor: list[str]
     dbmaint_env: dict[str, str]
     workdir: Path
 
@@ -316,17 +353,22 @@ class Tools:
         config = workdir / "config.toml"
         config.write_text("# dbmaint's defaults: the vacuum benchmark sets nothing\n")
         common.compile_bytecode()  # as installed: dbmaint's modules read from .pyc, not compiled at each start
+        floor = workdir / "floor.py"
+        floor.write_text(FLOOR_SCRIPT)
         return cls(
             vacuumdb=[common.program(cluster, "vacuumdb"), "--analyze", *common.client_args(cluster), "-d", DATABASE],
             dbmaint=[common.dbmaint_executable(), "vacuum", "--config", str(config), "--dsn", dsn, "--format", "json"],
+            floor=[sys.executable, str(floor), dsn],
             dbmaint_env=common.dbmaint_env(state_url=f"sqlite:///{workdir / 'state.db'}"),
             workdir=workdir,
         )
 
     def run(self, tool: str) -> tuple[common.Timed, dict[str, Any] | None]:
-        """The timed command, and dbmaint's JSON report (None for vacuumdb)."""
+        """The timed command, and dbmaint's JSON report (None for the others)."""
         if tool == "vacuumdb":
             return common.run_timed(self.vacuumdb, cwd=self.workdir).check("vacuumdb"), None
+        if tool == "floor":
+            return common.run_timed(self.floor, cwd=self.workdir).check("floor script"), None
         timed = common.run_timed(self.dbmaint, env=self.dbmaint_env, cwd=self.workdir).check("dbmaint vacuum")
         return timed, json.loads(timed.stdout)
 
@@ -380,11 +422,13 @@ def run(params: Params) -> Result:
 
         runs: list[Run] = []
         for round_no in range(1, params.rounds + 1):
-            order = TOOLS if round_no % 2 else TOOLS[::-1]
+            shift = round_no % len(TOOLS)  # each tool goes first, second and third in turn
+            order = TOOLS[shift:] + TOOLS[:shift]
             for position, tool in enumerate(order, start=1):
                 runs.append(timed_run(tools, tool, dsn, params, round_no, position))
         commands = {
             "vacuumdb": " ".join(tools.vacuumdb),
+            "floor": "python <tmp>/floor.py " + tools.floor[-1],
             "dbmaint": "DBMAINT_STATE_URL=sqlite:///<tmp>/state.db " + " ".join(tools.dbmaint).replace(tmp, "<tmp>"),
         }
     return Result(params, commands, setup, plan, runs)
