@@ -73,7 +73,9 @@ def explain(
     import json
     from pathlib import Path
 
+    from dbmaint import report
     from dbmaint.config import load_config
+    from dbmaint.explain import runner
     from dbmaint.pg import db
 
     config = load_config(options.config_path)
@@ -85,11 +87,6 @@ def explain(
         raise UsageError("give the statement once: as an argument, with -f, or with --query-id")
     if not sources and not sys.stdin.isatty():
         file_ = sys.stdin
-    # The connection is made while the parser and the plan analysis load (~40 ms), not before.
-    connecting = db.BackgroundConnect(targets[0], config.safety)
-
-    from dbmaint import report
-    from dbmaint.explain import runner
 
     # --compare OTHER: queryid:N (a stored plan), @FILE or a file's path, else a statement.
     other_text: str | None = None
@@ -148,7 +145,7 @@ def explain(
                 raise UsageError(f"--compare: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         elif baseline is None:
             other_text = compare_with
-    with connecting.connection() as conn:
+    with db.connection(targets[0], config.safety) as conn:
         if query_id is not None:
             text = runner.statement_by_query_id(conn, query_id)
         elif file_ is not None:

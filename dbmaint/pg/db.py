@@ -226,38 +226,6 @@ def _connect_message(target: Target, exc: psycopg.OperationalError) -> str:
     return f"could not connect to PostgreSQL database {target.name!r} ({target.display}): {detail}"
 
 
-class BackgroundConnect:
-    """``connect`` in a thread while the caller does other work (loading modules, parsing a statement): the
-    server's part of a connection (a TLS handshake, starting a backend, authentication, the session settings)
-    then overlaps with it. libpq waits on the socket without holding the GIL."""
-
-    def __init__(self, target: Target, safety: SafetyConfig) -> None:
-        import threading
-
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(target, safety), name="dbmaint-connect", daemon=True)
-        self._thread.start()
-
-    def _run(self, target: Target, safety: SafetyConfig) -> None:
-        try:
-            self._conn = connect(target, safety)
-        except BaseException as exc:  # raised in the caller's thread by connection()
-            self._error = exc
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """The connection once made (closed on leaving), or the error connecting raised, as ``connection``."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error.with_traceback(None)
-        assert self._conn is not None
-        try:
-            yield self._conn
-        finally:
-            self._conn.close()
-
-
 @contextmanager
 def connection(
     target: Target, safety: SafetyConfig, *, statement_timeout: float | None = None
