@@ -37,8 +37,10 @@ class _Relation(NamedTuple):
     has_write_rules: bool
 
 
-class _OperatorFunction(NamedTuple):
-    function_oid: int
+def _key(name: Name, *, cast: bool = False) -> str:
+    """How sandbox_functions.sql names the operator or cast type that led to a function."""
+    schema, bare = name
+    return ("type:" if cast else "") + (f"{schema}.{bare}" if schema else bare)
 
 
 class _Search:
@@ -52,32 +54,26 @@ class _Search:
         self.relations_seen: set[int] = set()
         self.pending_functions: set[int] = set()
         self.pending_names: set[Name] = set()
+        self.pending_operators: set[Name] = set()
+        self.pending_types: set[Name] = set()
         self.name_via: dict[Name, str] = {}
+        self.operator_via: dict[str, str] = {}  # _key of an operator or cast type -> what used it
         self.names_seen: set[Name] = set()  # relation names already resolved
 
     def refs(self, refs: References, via: str, *, written: set[Name] | None = None) -> str | None:
-        """Names found in SQL text: functions resolved later; operators, casts and relations now."""
+        """Names found in SQL text: functions, operators and casts resolved later, in one query; relations now."""
         if refs.blocked and not self.trust_functions:  # trusted: SQL built at run time is the user's word too
             return f"{via} {refs.blocked.removeprefix('it ')}" if via != "the statement" else refs.blocked
         for name in refs.functions:
             if name not in self.name_via:
                 self.name_via[name] = via
                 self.pending_names.add(name)
-        if refs.operators or refs.types:
-            operators = sorted(refs.operators, key=str)
-            types = sorted(refs.types, key=str)
-            rows = db.fetch(
-                self.conn,
-                "sandbox_operators",
-                _OperatorFunction,
-                {
-                    "schemas": [s for s, _ in operators],
-                    "names": [n for _, n in operators],
-                    "type_schemas": [s for s, _ in types],
-                    "type_names": [n for _, n in types],
-                },
-            )
-            self._functions_found((r.function_oid for r in rows), via)
+        for names, pending, cast in ((refs.operators, self.pending_operators, False),
+                                     (refs.types, self.pending_types, True)):  # fmt: skip
+            for name in names:
+                if _key(name, cast=cast) not in self.operator_via:
+                    self.operator_via[_key(name, cast=cast)] = via
+                    pending.add(name)
         fresh = sorted((r for r in refs.relations if r not in self.names_seen), key=str)
         self.names_seen.update(fresh)
         if fresh:
@@ -123,20 +119,34 @@ class _Search:
 
     def judge_pending(self) -> str | None:
         names = sorted(self.pending_names, key=str)
+        operators = sorted(self.pending_operators, key=str)
+        types = sorted(self.pending_types, key=str)
         oids = sorted(self.pending_functions)
-        self.pending_names.clear()
-        self.pending_functions.clear()
+        for pending in (self.pending_names, self.pending_operators, self.pending_types, self.pending_functions):
+            pending.clear()
         rows = db.fetch(
             self.conn,
             "sandbox_functions",
             Function,
-            {"schemas": [s for s, _ in names], "names": [n for _, n in names], "oids": oids},
+            {
+                "schemas": [s for s, _ in names],
+                "names": [n for _, n in names],
+                "oids": oids,
+                "operator_schemas": [s for s, _ in operators],
+                "operator_names": [n for _, n in operators],
+                "type_schemas": [s for s, _ in types],
+                "type_names": [n for _, n in types],
+            },
         )
         for function in rows:
             if function.oid in self.functions_seen:
                 continue
             self.functions_seen.add(function.oid)
-            via = self.via.get(function.oid) or self._named_via(function, names)
+            via = (
+                self.via.get(function.oid)
+                or (self.operator_via.get(function.reached_by) if function.reached_by else None)
+                or self._named_via(function, names)
+            )
             reason = sandbox_policy.judge(function, trust_functions=self.trust_functions)
             if reason is not None:
                 subject = function.label if via == "the statement" else f"{via} calls {function.label}, which"
@@ -160,7 +170,7 @@ class _Search:
 
     def run(self) -> str | None:
         for _ in range(_MAX_ROUNDS):
-            if not (self.pending_names or self.pending_functions):
+            if not (self.pending_names or self.pending_functions or self.pending_operators or self.pending_types):
                 return None
             reason = self.judge_pending()
             if reason:

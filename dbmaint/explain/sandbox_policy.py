@@ -78,6 +78,7 @@ class Function(NamedTuple):
     has_sql_body: bool = False  # BEGIN ATOMIC: the body is read from the definition
     source: str = ""  # prosrc, for SQL
     definition: str = ""  # pg_get_functiondef, for plpgsql and BEGIN ATOMIC
+    reached_by: str | None = None  # the operator or cast (its key in dbmaint.explain.sandbox) that led to it
 
     @property
     def builtin(self) -> bool:

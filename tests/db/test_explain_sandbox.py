@@ -35,6 +35,11 @@ SCHEMA = (
          SELECT bool_or(pg_terminate_backend(pid)) IS NULL
            FROM pg_stat_activity WHERE application_name = 'victim' $$""",
     "CREATE OPERATOR ===> (LEFTARG = int, RIGHTARG = int, FUNCTION = op_term)",
+    "CREATE TYPE mood AS ENUM ('calm')",
+    """CREATE FUNCTION cast_term(int) RETURNS mood STABLE LANGUAGE sql AS $$
+         SELECT 'calm'::mood FROM pg_stat_activity
+          WHERE pg_terminate_backend(pid) AND application_name = 'victim' $$""",
+    "CREATE CAST (int AS mood) WITH FUNCTION cast_term(int)",
     """CREATE FUNCTION trg_term() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim';
          RETURN NEW; END $$""",
@@ -96,6 +101,7 @@ TERMINATING = [
     ("SELECT f_plpgsql_term()", "pg_terminate_backend()"),
     ("SELECT * FROM v_term WHERE id < 5", "pg_terminate_backend()"),
     ("SELECT 1 ===> 2", "pg_terminate_backend()"),
+    ("SELECT 1::mood", "cast_term() calls pg_terminate_backend()"),
     (
         "SELECT query_to_xml('SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = ''victim''', true, true, '')",
