@@ -454,8 +454,9 @@ def test_a_partitioned_table_gets_its_index_on_the_parent(pg: Cluster, dbmaint: 
 
 
 def test_statements_given_alone_read_only_their_tables(database: Database, dbmaint: Invoke) -> None:
-    """-s/-f without pg_stat_statements: the schema is read for the tables the statements name (a view's
-    definition names others: then all of them), so findings elsewhere are not this check's business."""
+    """-s/-f without pg_stat_statements: the schema is read for the tables the statements name and those
+    referencing them (a view's definition names others: then all of them), so findings elsewhere are not
+    this check's business."""
     database.execute(
         "CREATE EXTENSION hypopg",
         "CREATE TABLE accounts (id int PRIMARY KEY, region text)",
@@ -473,6 +474,10 @@ def test_statements_given_alone_read_only_their_tables(database: Database, dbmai
     kinds = {(f["kind"], f["table"]) for f in alone["findings"]}
     assert ("unindexed_foreign_key", "public.orders") in kinds  # orders is read, with its foreign keys
     assert not any(table == "public.unrelated" for _, table in kinds)
+    # A DELETE of accounts looks up orders by account_id: the referencing table's foreign key is read too.
+    delete = advise(dbmaint, "--dsn", database.dsn, "--no-stats", "-s", "DELETE FROM accounts WHERE id = 7")
+    assert ("unindexed_foreign_key", "public.orders") in {(f["kind"], f["table"]) for f in delete["findings"]}
+    assert not any(f["table"] == "public.unrelated" for f in delete["findings"])
 
     # Through a view: the whole schema, as with the recorded workload.
     through_view = advise(
