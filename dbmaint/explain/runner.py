@@ -25,7 +25,6 @@ from psycopg import sql
 from dbmaint.errors import DatabaseError, UsageError
 from dbmaint.explain import plan_analysis, safety
 from dbmaint.pg import catalog, db
-from dbmaint.pg.prepared import Prepared, deallocate
 
 if TYPE_CHECKING:
     from dbmaint.config import AdvisorConfig
@@ -259,6 +258,8 @@ def _run(
             if request.role and analyze:
                 _set_role(conn, request.role)
             if params:
+                from dbmaint.pg.prepared import Prepared  # only for $n: not on a plain statement's start-up
+
                 prepared = Prepared(_PREPARED, statement, [types.get(n, "unknown") for n in range(1, params + 1)])
                 conn.execute(prepared.prepare())
                 row = conn.execute(explain + prepared.execute([values.get(n) for n in range(1, params + 1)])).fetchone()
@@ -304,6 +305,8 @@ def _set_role(conn: Connection, role: str) -> None:
 
 
 def _deallocate(conn: Connection) -> None:
+    from dbmaint.pg.prepared import deallocate
+
     with contextlib.suppress(psycopg.Error):  # not prepared: the PREPARE itself failed
         conn.execute(deallocate(_PREPARED))
 
