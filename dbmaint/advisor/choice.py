@@ -1,9 +1,4 @@
-"""Index candidates from the workload's column uses, and the set chosen for the whole workload.
-
-Candidates per statement and table, in the order a btree serves them best: equality columns first
-(most distinct first), then the sort column(s), then one range column; single columns for every
-predicate and join key; an INCLUDE variant when a few more columns make an index-only scan; a partial
-index when a predicate on a constant is selective.
+"""The set of indexes recommended, chosen among the candidates ``candidates.candidates_for`` finds.
 
 The choice is greedy over the whole workload: each round takes the candidate that saves the most
 workload cost (planner cost x calls, re-planned with what was already chosen) per byte of index, with a
@@ -14,31 +9,12 @@ oracle is passed in, so this module stays free of I/O.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dbmaint.advisor.candidates import Candidate
-from dbmaint.sql.identifiers import quote_ident
-from dbmaint.sql.sqlshape import ColumnUse, Shape
+from dbmaint.advisor.candidates import Candidate, TableFacts
+from dbmaint.sql.sqlshape import Shape
 from dbmaint.units import format_size
-
-MAX_KEY_COLUMNS = 4
-MAX_INCLUDE_COLUMNS = 3
-
-
-@dataclass(frozen=True)
-class TableFacts:
-    """What the candidate rules need to know about a table."""
-
-    schema: str
-    name: str
-    reltuples: float
-    existing: tuple[tuple[str, ...], ...]  # key columns of its valid, non-partial btree indexes
-    n_distinct: Mapping[str, float] = field(default_factory=dict)  # column -> distinct values (pg_stats)
-    common_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # column -> value -> freq
-    write_share: float = 0.0  # writes / (reads + writes) from pg_stat_user_tables
-    # Share of rows a predicate on the column kept, measured by pg_qualstats (when installed).
-    measured_selectivity: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,148 +25,6 @@ class WorkItem:
     weight: float  # calls (or a stand-in for statements seen once)
     shape: Shape
     time_ms: float = 0.0  # its real execution time in all (pg_stat_statements, the log); 0 when unknown
-
-
-def _distinct(facts: TableFacts | None, column: str) -> float:
-    """How selective an equality on the column is, as distinct values: measured when pg_qualstats has
-    seen it (1 / share of rows kept), else from pg_stats.n_distinct."""
-    if facts is None:
-        return 0.0
-    measured = facts.measured_selectivity.get(column)
-    if measured is not None:
-        return 1.0 / max(measured, 1e-9)
-    value = facts.n_distinct.get(column, 0.0)
-    return value if value >= 0 else -value * max(facts.reltuples, 1.0)  # negative: a fraction of rows
-
-
-def _scan_orderings(orderings: Mapping[str, str]) -> dict[str, str]:
-    """The index column orderings that serve ORDER BY's, read forward or backward.
-
-    A btree read backward gives every column the opposite direction and nulls placement, so orderings
-    that all agree (ASC, or DESC) need none, and mixed ones (``a DESC, b``) are stated with the first
-    column ascending: ``(a, b DESC NULLS LAST)`` serves ``ORDER BY a DESC, b`` read backward.
-    """
-    values = list(orderings.values())
-    if not values or all(v == "" for v in values) or all(v == "DESC" for v in values):
-        return {}
-    if values[0].startswith("DESC"):
-        orderings = {column: _reversed_ordering(v) for column, v in orderings.items()}
-    return dict(orderings)
-
-
-def _reversed_ordering(ordering: str) -> str:
-    descending = ordering.startswith("DESC")
-    nulls_first = "NULLS FIRST" in ordering or (descending and "NULLS LAST" not in ordering)
-    descending, nulls_first = not descending, not nulls_first
-    if descending:
-        return "DESC" if nulls_first else "DESC NULLS LAST"
-    return "NULLS FIRST" if nulls_first else ""
-
-
-# A partial index is for a column with at most this many distinct values (pg_stats).
-PARTIAL_MAX_DISTINCT = 100
-
-
-def _n_distinct(facts: TableFacts, column: str) -> float:
-    value = facts.n_distinct.get(column, 0.0)
-    return value if value >= 0 else -value * max(facts.reltuples, 1.0)
-
-
-def _unique(columns: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(columns))
-
-
-def _served(columns: tuple[str, ...], facts: TableFacts | None) -> bool:
-    """An existing index already leads with exactly these columns."""
-    return facts is not None and any(index[: len(columns)] == columns for index in facts.existing)
-
-
-def candidates_for(shape: Shape, tables: Mapping[tuple[str, str], TableFacts]) -> set[Candidate]:
-    """Every index worth pricing for one statement."""
-    found: set[Candidate] = set()
-    by_table: dict[tuple[str, str], list[ColumnUse]] = {}
-    for use in shape.uses:
-        by_table.setdefault((use.schema, use.table), []).append(use)
-    sort_tables = {(u.schema, u.table) for u in shape.uses if u.role == "order"}
-    for key, uses in by_table.items():
-        facts = tables.get(key)
-        found |= _table_candidates(key, uses, facts, sortable=len(sort_tables) == 1 and key in sort_tables)
-    return {c for c in found if c.columns and (c.directions or not _served(c.columns, tables.get((c.schema, c.table))))}
-
-
-def _table_candidates(
-    key: tuple[str, str], uses: Sequence[ColumnUse], facts: TableFacts | None, *, sortable: bool
-) -> set[Candidate]:
-    schema, table = key
-
-    orderings: dict[str, str] = {}
-    for use in uses:
-        if use.role == "order" and sortable:
-            orderings.setdefault(use.column, use.ordering)
-    directed = _scan_orderings(orderings)
-
-    def make(columns: Iterable[str], include: Iterable[str] = (), where: str | None = None) -> Candidate:
-        keys = _unique(columns)[:MAX_KEY_COLUMNS]
-        directions = tuple(directed.get(c, "") for c in keys)
-        return Candidate(
-            schema,
-            table,
-            keys,
-            tuple(c for c in _unique(include) if c not in keys),
-            where,
-            directions if any(directions) else (),
-        )
-
-    equality = [u for u in uses if u.role == "eq" and u.constant != "NULL"]
-    eq_columns = sorted(_unique(u.column for u in equality), key=lambda c: -_distinct(facts, c))
-    ranges = _unique(u.column for u in uses if u.role == "range")
-    joins = _unique(u.column for u in uses if u.role == "join")
-    order = _unique(u.column for u in uses if u.role == "order") if sortable else ()
-    groups = _unique(u.column for u in uses if u.role == "group")
-    reads = _unique(u.column for u in uses)
-
-    result = {make([c]) for c in (*eq_columns, *ranges, *joins, *order[:1], *groups[:1])}
-    composite = [*eq_columns, *order, *ranges[:1]]
-    for columns in (eq_columns, [*eq_columns, *order], [*eq_columns, *ranges[:1]], composite):
-        if len(columns) > 1:
-            result.add(make(columns))
-    for join in joins:  # the inner side of a nested loop: the join key with the equalities
-        if eq_columns:
-            result.add(make([*eq_columns, join]))
-            result.add(make([join, *eq_columns]))
-    if groups and eq_columns:
-        result.add(make([*eq_columns, *groups]))
-    best = make(composite) if composite else None
-    if best is not None:
-        extra = [c for c in reads if c not in best.columns]
-        if 0 < len(extra) <= MAX_INCLUDE_COLUMNS:  # a few more columns turn it into an index-only scan
-            result.add(make(best.columns, include=extra))
-        result |= _partial_candidates(make, equality, eq_columns, order, ranges, facts)
-    return result
-
-
-def _partial_candidates(
-    make: Callable[..., Candidate],
-    equality: Sequence[ColumnUse],
-    eq_columns: Sequence[str],
-    order: Sequence[str],
-    ranges: Sequence[str],
-    facts: TableFacts | None,
-) -> set[Candidate]:
-    """col = 'constant' with a rare constant: index only those rows, keyed by the other columns."""
-    result = set()
-    for use in equality:
-        if use.constant is None or facts is None:
-            continue
-        frequencies = facts.common_values.get(use.column, {})
-        frequency = frequencies.get(use.constant.strip("'"), min(frequencies.values(), default=1.0))
-        others = [c for c in (*eq_columns, *order, *ranges[:1]) if c != use.column]
-        # A status, a kind, a flag: a column of few values whose rare one is queried. Not `user_id = 5`
-        # from an example statement: a partial index per user is no advice.
-        few_values = 0 < _n_distinct(facts, use.column) <= PARTIAL_MAX_DISTINCT
-        if frequency <= 0.2 and others and few_values:
-            result.add(make(others, where=f"{quote_ident(use.column)} = {use.constant}"))
-    return result
 
 
 def _listed(candidates: Iterable[Candidate]) -> str:
@@ -205,6 +39,23 @@ def _listed(candidates: Iterable[Candidate]) -> str:
 # --- choosing the set ----------------------------------------------------------------------------------
 
 CostFn = Callable[[str, frozenset[Candidate]], float]
+# The (statement key, indexes) pairs whose costs are asked for next, and whether of ``robust_cost``: an oracle
+# that plans faster many at a time (one round trip for many EXPLAINs) plans them now. The values still come
+# from the cost functions, so this only changes how fast.
+PlanAhead = Callable[[Iterable[tuple[str, frozenset[Candidate]]], bool], None]
+
+
+def _no_plans_ahead(pairs: Iterable[tuple[str, frozenset[Candidate]]], robust: bool) -> None:
+    pass
+
+
+def _with_and_without(
+    candidate: Candidate, present: Iterable[tuple[WorkItem, frozenset[Candidate]]]
+) -> Iterator[tuple[str, frozenset[Candidate]]]:
+    """The plans a pick's saving is restated from: each statement with the indexes present, less the pick."""
+    for item, indexes in present:
+        yield item.key, indexes - {candidate}
+        yield item.key, indexes
 
 
 @dataclass(frozen=True)
@@ -230,12 +81,19 @@ class Selection:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def _serves(candidate: Candidate, item: WorkItem) -> bool:
-    """A btree can only help a statement that uses its leading column: in a predicate, join, sort or group."""
-    return any(
-        (u.schema, u.table, u.column) == (candidate.schema, candidate.table, candidate.columns[0]) and u.role != "read"
-        for u in item.shape.uses
-    )
+def _affected(
+    work: Sequence[WorkItem], candidates: Iterable[Candidate], item_tables: Mapping[str, frozenset[tuple[str, str]]]
+) -> dict[Candidate, list[WorkItem]]:
+    """The statements each candidate is scored against, in the workload's order: those on its table that use
+    its leading column in a predicate, join, sort or group (a btree can only help those)."""
+    using: dict[tuple[str, str, str], list[WorkItem]] = {}
+    for item in work:
+        for column in dict.fromkeys((u.schema, u.table, u.column) for u in item.shape.uses if u.role != "read"):
+            using.setdefault(column, []).append(item)
+    return {
+        c: [w for w in using.get((c.schema, c.table, c.columns[0]), ()) if (c.schema, c.table) in item_tables[w.key]]
+        for c in candidates
+    }
 
 
 # Rounds of the choice: each made again without what the final-set rules dropped in the one before.
@@ -257,6 +115,7 @@ def choose(
     robust_cost: CostFn | None = None,
     database_bytes: int = 0,
     min_saving_per_size: float = 0.0,
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> Selection:
     """The set of indexes to recommend (see ``_choose_round``), chosen again without the picks the
     final-set rules drop: greedy turned other candidates down beside them (on TPC-H, ``lineitem
@@ -271,7 +130,7 @@ def choose(
             budget_bytes=budget_bytes, max_new_indexes=max_new_indexes, max_per_table=max_per_table,
             tables=tables, min_improvement=min_improvement, write_penalty=write_penalty,
             robust_cost=robust_cost, database_bytes=database_bytes, min_saving_per_size=min_saving_per_size,
-            density=density,
+            density=density, plan_ahead=plan_ahead,
         )  # fmt: skip
         dropped = {r.candidate: r for r in selection.rejected if r.final and r.candidate not in banned}
         if not dropped:
@@ -298,6 +157,7 @@ def _choose_round(
     database_bytes: int = 0,
     min_saving_per_size: float = 0.0,
     density: _Density | None = None,
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> tuple[Selection, _Density | None]:
     """Greedy: the best saving per byte first, re-planning with the earlier choices in place.
 
@@ -313,8 +173,18 @@ def _choose_round(
     """
     selection = Selection()
     item_tables = {item.key: frozenset(item.shape.tables()) for item in work}
-    affected = {c: [w for w in work if (c.schema, c.table) in item_tables[w.key] and _serves(c, w)] for c in candidates}
+    affected = _affected(work, candidates, item_tables)
     pool = set(affected)
+    # Indexes of the above, so that a pick finds what it made stale without a pass over everything.
+    on_table: dict[tuple[str, str], list[str]] = {}
+    for key, found in item_tables.items():
+        for table in found:
+            on_table.setdefault(table, []).append(key)
+    serving: dict[str, list[Candidate]] = {}
+    for candidate, items in affected.items():
+        for item in items:
+            serving.setdefault(item.key, []).append(candidate)
+    candidates_on = _by_table(affected)
     chosen_on: dict[tuple[str, str], set[Candidate]] = {}
     contexts: dict[str, frozenset[Candidate]] = {}
     scores: dict[Candidate, tuple[float, float, int, tuple[tuple[str, float, float], ...]]] = {}
@@ -329,9 +199,11 @@ def _choose_round(
         """Its saving with the current choices in place, or its rejection when that is too little."""
         per_statement = []
         gain = 0.0
-        for item in affected[candidate]:
-            before = cost(item.key, context(item))
-            after = cost(item.key, context(item) | {candidate})
+        plans = [(item, context(item), context(item) | {candidate}) for item in affected[candidate]]
+        plan_ahead(((item.key, indexes) for item, *sets in plans for indexes in sets), False)
+        for item, without, with_it in plans:
+            before = cost(item.key, without)
+            after = cost(item.key, with_it)
             if after < before:
                 per_statement.append((item.key, before, after))
                 gain += item.weight * (before - after)
@@ -362,6 +234,7 @@ def _choose_round(
             return
         scores[candidate] = (gain * penalty / bytes_needed, gain, bytes_needed, tuple(per_statement))
 
+    plan_ahead(((item.key, context(item) | {c}) for c in pool for item in affected[c]), False)
     for candidate in sorted(pool, key=repr):
         score(candidate)
     if database_bytes > 0 and min_saving_per_size > 0:
@@ -410,22 +283,24 @@ def _choose_round(
         chosen_on.setdefault(table, set()).add(candidate)
         used += bytes_needed
         selection.chosen.append(Choice(candidate, bytes_needed, gain, evidence))
-        if _greedy_full(selection, pool, scores, table, max_new_indexes, max_per_table):
+        if _greedy_full(selection, pool, scores, table, max_new_indexes, max_per_table, candidates_on):
             break
-        changed = {key for key, found in item_tables.items() if table in found}
-        for key in changed:
+        for key in on_table.get(table, ()):
             contexts.pop(key, None)
-        stale |= {c for c in scores if any(item.key in changed for item in affected[c])}
-    selection = _without_redundant(selection, affected, cost, item_tables)
-    selection = _without_marginal(selection, affected, cost, item_tables, min_improvement)
+            stale.update(c for c in serving.get(key, ()) if c in scores)
+    selection = _without_redundant(selection, affected, cost, item_tables, plan_ahead)
+    selection = _without_marginal(selection, affected, cost, item_tables, min_improvement, plan_ahead)
     if robust_cost is not None:
-        selection = _without_fragile(selection, affected, cost, robust_cost, item_tables, min_improvement, density)
+        selection = _without_fragile(
+            selection, affected, cost, robust_cost, item_tables, min_improvement, density, plan_ahead
+        )
     if density is not None:
-        selection = _without_costly(selection, affected, cost, item_tables, density)
+        selection = _without_costly(selection, affected, cost, item_tables, density, plan_ahead)
     capped = _capped(selection, max_new_indexes, max_per_table)
-    if _without_regressions(selection, work, cost, item_tables) or capped:
-        selection = _without_redundant(selection, affected, cost, item_tables)  # the survivors' savings changed
-        selection = _without_marginal(selection, affected, cost, item_tables, min_improvement)
+    if _without_regressions(selection, work, cost, item_tables, plan_ahead) or capped:
+        # the survivors' savings changed
+        selection = _without_redundant(selection, affected, cost, item_tables, plan_ahead)
+        selection = _without_marginal(selection, affected, cost, item_tables, min_improvement, plan_ahead)
     return selection, density
 
 
@@ -444,17 +319,20 @@ def _greedy_full(
     table: tuple[str, str],
     max_new_indexes: int,
     max_per_table: int,
+    candidates_on: Mapping[tuple[str, str], Iterable[Candidate]],
 ) -> bool:
-    """After a pick on ``table``: leave out what the caps could not keep any more; True when nothing is left."""
-    left = {c: scores[c][1] for c in pool if c in scores}
-    if not left:
+    """After a pick on ``table``: leave out what the caps could not keep any more; True when nothing is left.
+    ``candidates_on``: every candidate, by table."""
+    # What is still scored is in the pool: a pick, a rejection or a closing takes a candidate out of both.
+    if not scores:
         return not pool
-    ahead = sum(1 for c in selection.chosen if c.gain >= max(left.values()))
+    best_left = max(value[1] for value in scores.values())
+    ahead = sum(1 for c in selection.chosen if c.gain >= best_left)
     if ahead >= GREEDY_SLACK * max_new_indexes:
         reason = f"advisor.max_new_indexes ({max_new_indexes})"
-        closed = set(left)
+        closed = set(scores)
     else:
-        on_table = {c: gain for c, gain in left.items() if (c.schema, c.table) == table}
+        on_table = {c: scores[c][1] for c in candidates_on.get(table, ()) if c in scores}
         best_here = max(on_table.values(), default=0.0)
         ahead = sum(
             1 for c in selection.chosen if (c.candidate.schema, c.candidate.table) == table and c.gain >= best_here
@@ -480,6 +358,7 @@ def _without_fragile(
     item_tables: Mapping[str, frozenset[tuple[str, str]]],
     min_improvement: float,
     density: _Density | None = None,
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> Selection:
     """Drop a pick whose saving rests on the planner's assumption that the OS caches much of the table
     (effective_cache_size): planned again as if only shared_buffers held pages, it must still make some
@@ -488,15 +367,23 @@ def _without_fragile(
     reality) were exactly those whose estimate leaned on it.
     """
     while True:
-        kept = {c.candidate for c in selection.chosen}
-        fragile: list[tuple[str, Choice]] = []
-        for chosen in selection.chosen:
+        kept = _by_table(c.candidate for c in selection.chosen)
+        plans = [
+            (chosen, [(item, _on_its_tables(kept, item, item_tables)) for item in affected[chosen.candidate]])
+            for chosen in selection.chosen
+        ]
+        plan_ahead((pair for chosen, present in plans for pair in _with_and_without(chosen.candidate, present)), True)
+        judged = []
+        for chosen, present_sets in plans:
             evidence = []
-            for item in affected[chosen.candidate]:
-                present = frozenset(c for c in kept if (c.schema, c.table) in item_tables[item.key])
+            for item, present in present_sets:
                 before, after = robust_cost(item.key, present - {chosen.candidate}), robust_cost(item.key, present)
                 evidence.append((item.key, before, after))
-            best = max(((b - a) / b for _, b, a in evidence if b > 0), default=0.0)
+            judged.append((chosen, evidence, max(((b - a) / b for _, b, a in evidence if b > 0), default=0.0)))
+        baselines_wanted = [key for _, evidence, best in judged if best >= min_improvement for key, _, _ in evidence]
+        plan_ahead(((key, frozenset()) for key in baselines_wanted), True)
+        fragile: list[tuple[str, Choice]] = []
+        for chosen, evidence, best in judged:
             if best < min_improvement:
                 fragile.append(
                     (f"saves at most {best:.0%} of a statement's cost (minimum {min_improvement:.0%})", chosen)
@@ -523,7 +410,7 @@ def _without_fragile(
             )
         gone = {id(chosen) for _, chosen in fragile}
         selection.chosen = [c for c in selection.chosen if id(c) not in gone]
-        selection = _without_redundant(selection, affected, cost, item_tables)
+        selection = _without_redundant(selection, affected, cost, item_tables, plan_ahead)
 
 
 def _bet(
@@ -613,6 +500,7 @@ def _without_costly(
     cost: CostFn,
     item_tables: Mapping[str, frozenset[tuple[str, str]]],
     density: _Density,
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> Selection:
     """The same rule on the final set's restated evidence (with all the others in place), least worth first."""
     while True:
@@ -629,7 +517,7 @@ def _without_costly(
         )
         selection.rejected.append(Rejection(dropped.candidate, costly[dropped.candidate], final=True))
         selection.chosen = [c for c in selection.chosen if c is not dropped]
-        selection = _without_redundant(selection, affected, cost, item_tables)
+        selection = _without_redundant(selection, affected, cost, item_tables, plan_ahead)
 
 
 def _without_marginal(
@@ -638,6 +526,7 @@ def _without_marginal(
     cost: CostFn,
     item_tables: Mapping[str, frozenset[tuple[str, str]]],
     min_improvement: float,
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> Selection:
     """Drop a pick that, with all the others in place, no longer makes any statement ``min_improvement``
     cheaper (greedy chose it before a wider index that now does its work): the least useful first, the
@@ -657,7 +546,7 @@ def _without_marginal(
         )
         selection.rejected.append(Rejection(dropped.candidate, reason))
         selection.chosen = [c for c in selection.chosen if c is not dropped]
-        selection = _without_redundant(selection, affected, cost, item_tables)
+        selection = _without_redundant(selection, affected, cost, item_tables, plan_ahead)
 
 
 def _best_ratio(chosen: Choice) -> float:
@@ -674,6 +563,7 @@ def _without_regressions(
     work: Sequence[WorkItem],
     cost: CostFn,
     item_tables: Mapping[str, frozenset[tuple[str, str]]],
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> bool:
     """Re-plan every statement of the workload with the final set: where one gets costlier than with none of
     the new indexes, drop the index whose absence helps it most, and say so. Whether a dropped index was
@@ -682,8 +572,10 @@ def _without_regressions(
     while True:
         kept = {c.candidate for c in selection.chosen}
         worst: tuple[float, WorkItem, float, float] | None = None
-        for item in work:
-            present = frozenset(c for c in kept if (c.schema, c.table) in item_tables[item.key])
+        on_table = _by_table(kept)
+        sets = [(item, _on_its_tables(on_table, item, item_tables)) for item in work]
+        plan_ahead(((item.key, s) for item, present in sets if present for s in (frozenset(), present)), False)
+        for item, present in sets:
             if not present:
                 continue
             before, after = cost(item.key, frozenset()), cost(item.key, present)
@@ -693,6 +585,7 @@ def _without_regressions(
             return dropped
         _, item, before, after = worst
         present = frozenset(c for c in kept if (c.schema, c.table) in item_tables[item.key])
+        plan_ahead(((item.key, present - {c}) for c in present), False)
         culprit = min(sorted(present, key=repr), key=lambda c: cost(item.key, present - {c}))
         selection.chosen = [c for c in selection.chosen if c.candidate != culprit]
         reason = (
@@ -726,35 +619,52 @@ def _capped(selection: Selection, max_new_indexes: int, max_per_table: int) -> b
     return dropped
 
 
+def _by_table(indexes: Iterable[Candidate]) -> dict[tuple[str, str], set[Candidate]]:
+    found: dict[tuple[str, str], set[Candidate]] = {}
+    for candidate in indexes:
+        found.setdefault((candidate.schema, candidate.table), set()).add(candidate)
+    return found
+
+
+def _on_its_tables(
+    indexes: Mapping[tuple[str, str], set[Candidate]],
+    item: WorkItem,
+    item_tables: Mapping[str, frozenset[tuple[str, str]]],
+) -> frozenset[Candidate]:
+    """Those of the indexes (by table) on the statement's tables: all its plan depends on."""
+    return frozenset().union(*(indexes.get(table, ()) for table in item_tables[item.key]))
+
+
 def _without_redundant(
     selection: Selection,
     affected: Mapping[Candidate, Sequence[WorkItem]],
     cost: CostFn,
     item_tables: Mapping[str, frozenset[tuple[str, str]]],
+    plan_ahead: PlanAhead = _no_plans_ahead,
 ) -> Selection:
     """Drop what a later, better choice made useless, and restate each survivor's evidence as its saving
     with all the others in place (greedy cannot take back an early, narrower pick)."""
-    kept = {c.candidate for c in selection.chosen}
-
-    def context(item: WorkItem, indexes: set[Candidate]) -> frozenset[Candidate]:
-        return frozenset(c for c in indexes if (c.schema, c.table) in item_tables[item.key])
-
+    kept = _by_table(c.candidate for c in selection.chosen)
     for choice_ in sorted(selection.chosen, key=lambda c: c.gain):
-        others = kept - {choice_.candidate}
-        items = affected[choice_.candidate]
-        if all(cost(i.key, context(i, others)) <= cost(i.key, context(i, kept)) for i in items):
-            kept = others
+        candidate = choice_.candidate
+        sets = [(item, _on_its_tables(kept, item, item_tables)) for item in affected[candidate]]
+        plan_ahead(_with_and_without(candidate, sets), False)
+        if all(cost(item.key, indexes - {candidate}) <= cost(item.key, indexes) for item, indexes in sets):
+            kept[(candidate.schema, candidate.table)].discard(candidate)
             selection.rejected.append(
-                Rejection(choice_.candidate, "redundant: the other chosen indexes serve its statements as well")
+                Rejection(candidate, "redundant: the other chosen indexes serve its statements as well")
             )
+    plans = [
+        (choice_, [(item, _on_its_tables(kept, item, item_tables)) for item in affected[choice_.candidate]])
+        for choice_ in selection.chosen
+        if choice_.candidate in kept.get((choice_.candidate.schema, choice_.candidate.table), ())
+    ]
+    plan_ahead((pair for choice_, sets in plans for pair in _with_and_without(choice_.candidate, sets)), False)
     restated = []
-    for choice_ in selection.chosen:
-        if choice_.candidate not in kept:
-            continue
-        others = kept - {choice_.candidate}
+    for choice_, sets in plans:
         per_statement, gain = [], 0.0
-        for item in affected[choice_.candidate]:
-            before, after = cost(item.key, context(item, others)), cost(item.key, context(item, kept))
+        for item, present in sets:
+            before, after = cost(item.key, present - {choice_.candidate}), cost(item.key, present)
             if after < before:
                 per_statement.append((item.key, before, after))
                 gain += item.weight * (before - after)

@@ -8,11 +8,12 @@ IndexRecommendation records with their evidence.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from dbmaint.advisor import choice, schema_findings, workload
-from dbmaint.advisor.candidates import Candidate, Plannable
+from dbmaint.advisor.candidates import Candidate, Plannable, TableFacts, candidates_for
 from dbmaint.advisor.sizing import Sizer
 from dbmaint.advisor.whatif import PlanError, WhatIf
 from dbmaint.config import Config, storage_budget_bytes
@@ -116,16 +117,19 @@ def advise(conn: Connection, database: str, config: Config, sources: Sources) ->
         report.recommendations = _heuristic(analysed, tables, _taken_names(conn), _built_size(Sizer(conn)), partitioned)
     else:
         report.verified = True
+        # A column's statistics read once: a thousand statements use a few hundred columns.
+        stats = functools.cache(functools.partial(collect.column_stats, conn))
         for item in analysed:  # before any planning: the cache knows a statement by its key alone
-            item.plannable = _with_values(conn, item, catalog, measured=measured)
+            item.plannable = _with_values(conn, item, catalog, measured=measured, column_stats=stats)
         whatif = WhatIf(conn, hypopg)
-        analysed = _baselines(whatif, analysed, report)
-        database_bytes = _database_size(conn)
-        budget = storage_budget_bytes(config.advisor.storage_budget, database_bytes)
-        partitioned = {key for key, relation in catalog.relations.items() if relation.kind == "p"}
-        report.recommendations = _proven(
-            conn, whatif, analysed, tables, config, budget, report, partitioned, database_bytes
-        )
+        with whatif.helped():
+            analysed = _baselines(whatif, analysed, report)
+            database_bytes = _database_size(conn)
+            budget = storage_budget_bytes(config.advisor.storage_budget, database_bytes)
+            partitioned = {key for key, relation in catalog.relations.items() if relation.kind == "p"}
+            report.recommendations = _proven(
+                conn, whatif, analysed, tables, config, budget, report, partitioned, database_bytes
+            )
         report.plans = whatif.plans
     report.analysed = len(analysed)
     _close_findings(report)
@@ -241,6 +245,7 @@ def _skip_reason(skipped: str) -> str:
 
 
 def _baselines(whatif: WhatIf, analysed: list[_Analysed], report: AdviceReport) -> list[_Analysed]:
+    whatif.plan_many((item.plannable, frozenset()) for item in analysed)
     plannable = []
     for item in analysed:
         try:
@@ -264,6 +269,7 @@ def _with_values(
     *,
     always: bool = False,
     measured: Measured | None = None,
+    column_stats: Callable[[str, str, str], collect.ColumnStats | None] | None = None,
 ) -> Plannable:
     """Where a generic plan misleads, plan with values from pg_stats instead.
 
@@ -280,7 +286,8 @@ def _with_values(
     real = _real_constants(item, params, measured)
     if real is not None:  # pg_qualstats saw the application's own values: plan with those
         return dataclasses.replace(item.plannable, custom_values={**item.shape.limit_params, **real})
-    stats = {n: collect.column_stats(conn, use.schema, use.table, use.column) for n, use in params.items()}
+    read = column_stats or functools.partial(collect.column_stats, conn)
+    stats = {n: read(use.schema, use.table, use.column) for n, use in params.items()}
     # LIMIT $n: a generic plan reads a tenth of the rows, where the application asks for a page of them
     # (an index on the ORDER BY's first column looked 1,000x costlier than with LIMIT 10).
     misleading = bool(item.shape.limit_params) or any(
@@ -405,7 +412,7 @@ class _FactsRow:
 
 def _table_facts(
     conn: Connection, keys: set[tuple[str, str]], measured: Measured | None = None
-) -> dict[tuple[str, str], choice.TableFacts]:
+) -> dict[tuple[str, str], TableFacts]:
     if not keys:
         return {}
     schemas, names = zip(*sorted(keys), strict=True)
@@ -416,7 +423,7 @@ def _table_facts(
             column: dict(zip(entry.get("values") or [], entry.get("freqs") or [], strict=False))
             for column, entry in row.common_values.items()
         }
-        facts[(row.schema, row.name)] = choice.TableFacts(
+        facts[(row.schema, row.name)] = TableFacts(
             row.schema,
             row.name,
             row.reltuples,
@@ -444,7 +451,7 @@ def _proven(
     conn: Connection,
     whatif: WhatIf,
     analysed: list[_Analysed],
-    tables: Mapping[tuple[str, str], choice.TableFacts],
+    tables: Mapping[tuple[str, str], TableFacts],
     config: Config,
     budget: int | None,
     report: AdviceReport,
@@ -454,7 +461,7 @@ def _proven(
     by_key = {item.plannable.key: item for item in analysed}
     candidates: set[Candidate] = set()
     for item in analysed:
-        candidates |= choice.candidates_for(item.shape, tables)
+        candidates |= candidates_for(item.shape, tables)
 
     def cost(key: str, indexes: frozenset[Candidate]) -> float:
         try:
@@ -467,6 +474,9 @@ def _proven(
             return whatif.cost(by_key[key].plannable, indexes, cached_only=True)
         except PlanError:
             return float("inf")
+
+    def plan_ahead(pairs: Iterable[tuple[str, frozenset[Candidate]]], cached_only: bool) -> None:
+        whatif.plan_many(((by_key[key].plannable, indexes) for key, indexes in pairs), cached_only=cached_only)
 
     work = [
         choice.WorkItem(item.plannable.key, float(item.statement.calls), item.shape, item.statement.total_time_ms)
@@ -486,6 +496,7 @@ def _proven(
         robust_cost=cached_only_cost,
         database_bytes=database_bytes,
         min_saving_per_size=config.advisor.min_saving_per_size,
+        plan_ahead=plan_ahead,
     )
     report.rejected += [(r.candidate.describe(), r.reason) for r in selection.rejected]
     names = _taken_names(conn)
@@ -498,8 +509,10 @@ def _proven(
 
 def _built_size(sizer: Sizer) -> Any:
     """The size each candidate will have once built (btree deduplication and suffix truncation counted:
-    hypopg's own estimate overstates low-cardinality keys two to four times)."""
+    hypopg's own estimate overstates low-cardinality keys two to four times). Cached: greedy asks again
+    each time it scores a candidate, and a partial index's size costs an EXPLAIN."""
 
+    @functools.cache
     def size(candidate: Candidate) -> int:
         return sizer.size(candidate.schema, candidate.table, candidate.columns, candidate.include, candidate.where)
 
@@ -602,7 +615,7 @@ def _recommendation(
 
 def _heuristic(
     analysed: list[_Analysed],
-    tables: Mapping[tuple[str, str], choice.TableFacts],
+    tables: Mapping[tuple[str, str], TableFacts],
     taken: set[tuple[str, str]],
     size: Callable[[Candidate], int],
     partitioned: set[tuple[str, str]],
@@ -611,7 +624,7 @@ def _heuristic(
     seen: set[Candidate] = set()
     result = []
     for item in sorted(analysed, key=lambda a: a.statement.total_time_ms, reverse=True):
-        found = sorted(choice.candidates_for(item.shape, tables), key=lambda c: (len(c.columns), not c.include))
+        found = sorted(candidates_for(item.shape, tables), key=lambda c: (len(c.columns), not c.include))
         if not found or found[-1] in seen:
             continue
         candidate = found[-1]

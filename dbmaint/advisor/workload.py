@@ -8,6 +8,7 @@ The same statement from several sources is counted once, by pglast's fingerprint
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -129,6 +130,9 @@ def from_log(path: Path) -> list[Statement]:
     return statements
 
 
+# Cached: a recorded statement is fingerprinted when the workload is merged and again as the what-if
+# planner's key, 1 ms each (a parse into Python objects).
+@functools.lru_cache(maxsize=4096)
 def fingerprint(query: str) -> str:
     """pglast's fingerprint, plus the relations the statement names exactly as written.
 

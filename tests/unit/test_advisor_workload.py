@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dbmaint.advisor import workload
-from dbmaint.advisor.recommend import _left_out_by_weight
+from dbmaint.advisor.candidates import Candidate
+from dbmaint.advisor.recommend import _built_size, _left_out_by_weight
 from dbmaint.config import Config
 
 CONFIG = Config()
@@ -46,3 +49,24 @@ def test_entries_of_one_statement_merge_before_the_thresholds() -> None:
     (same,) = [m for m in merged if "s.t" not in m.query]
     assert (same.calls, same.total_time_ms) == (6, 120.0)
     assert _left_out_by_weight(same, CONFIG) is None
+
+
+def test_a_statement_is_fingerprinted_once_and_a_candidate_sized_once() -> None:
+    """Both are asked again and again in a run (merging, the planner's key; each greedy scoring), and each
+    costs a parse or a catalog read: the second time comes from a cache."""
+    query = "SELECT * FROM cached_fingerprint WHERE a = $1"
+    before = workload.fingerprint.cache_info().hits
+    assert workload.fingerprint(query) == workload.fingerprint(query)
+    assert workload.fingerprint.cache_info().hits == before + 1
+
+    asked: list[tuple[str, ...]] = []
+
+    class Sizer:
+        def size(self, schema: str, table: str, columns: tuple[str, ...], include: Any = (), where: Any = None) -> int:
+            asked.append(columns)
+            return 8192 * len(columns)
+
+    size = _built_size(Sizer())  # type: ignore[arg-type]
+    candidate = Candidate("public", "t", ("a", "b"))
+    assert size(candidate) == size(candidate) == 2 * 8192
+    assert asked == [("a", "b")]
