@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # imported where used: dbmaint explain starts without rich, S
     from rich.console import Console
     from rich.text import Text
 
-    from dbmaint.model import JobReport
+    from dbmaint.model import Action, JobReport
     from dbmaint.store.records import RunRecord
 
 _STATUS_STYLE = {
@@ -68,7 +68,7 @@ def print_job_reports(reports: Sequence[JobReport]) -> None:
 
     out = console()
     for report in reports:
-        title = f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
+        title = _title(report)
         status = Text(report.status, style=_STATUS_STYLE.get(report.status, ""))
         header = Text.assemble((title, "bold"), ": ", status)
         if report.reason:
@@ -81,9 +81,7 @@ def print_job_reports(reports: Sequence[JobReport]) -> None:
             table.add_column("time", justify="right", no_wrap=True)
             table.add_column("size", justify="right", no_wrap=True)
             for action in report.actions:
-                size = format_size(action.size_before)
-                if action.size_after is not None:
-                    size = f"{size} -> {format_size(action.size_after)}"
+                size = _sizes(action)
                 what = Text.assemble((action.object, "bold"), "\n", (action.sql, "cyan"), "\n", (action.reason, "dim"))
                 if action.detail:
                     what.append(f"\n{action.detail}", style=_STATUS_STYLE.get(action.status, ""))
@@ -98,16 +96,21 @@ def print_job_reports(reports: Sequence[JobReport]) -> None:
             out.print(Text(f"  warning: {warning}", style="yellow"))
 
 
+def _title(report: JobReport) -> str:
+    return f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
+
+
+def _sizes(action: Action) -> str:
+    size = format_size(action.size_before)
+    return size if action.size_after is None else f"{size} -> {format_size(action.size_after)}"
+
+
 def plain_job_report(report: JobReport) -> str:
     """A job's report as plain text: the same figures as the table on a terminal, one block per action."""
-    title = f"{report.job} on {report.database}" + (" (dry run)" if report.dry_run else "")
-    lines = [f"{title}: {report.status}" + (f" ({report.reason})" if report.reason else "")]
+    lines = [f"{_title(report)}: {report.status}" + (f" ({report.reason})" if report.reason else "")]
     width = max((len(action.status) for action in report.actions), default=0)
     for action in report.actions:
-        size = format_size(action.size_before)
-        if action.size_after is not None:
-            size = f"{size} -> {format_size(action.size_after)}"
-        figures = ", ".join(f for f in (format_duration(action.duration_s), size) if f and f != "-")
+        figures = ", ".join(f for f in (format_duration(action.duration_s), _sizes(action)) if f != "-")
         lines.append(f"  {action.status:<{width}}  {action.object}" + (f"  ({figures})" if figures else ""))
         indent = " " * (width + 4)
         lines += [f"{indent}{text}" for text in (action.sql, action.reason, action.detail) if text]

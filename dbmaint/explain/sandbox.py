@@ -71,8 +71,9 @@ class _Search:
         for names, pending, cast in ((refs.operators, self.pending_operators, False),
                                      (refs.types, self.pending_types, True)):  # fmt: skip
             for name in names:
-                if _key(name, cast=cast) not in self.operator_via:
-                    self.operator_via[_key(name, cast=cast)] = via
+                key = _key(name, cast=cast)
+                if key not in self.operator_via:
+                    self.operator_via[key] = via
                     pending.add(name)
         fresh = sorted((r for r in refs.relations if r not in self.names_seen), key=str)
         self.names_seen.update(fresh)
