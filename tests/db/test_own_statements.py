@@ -147,3 +147,22 @@ def test_check_passes_when_only_dbmaints_own_statements_are_slow(
     item = next(i for i in document["items"] if i["check"] == "slow_queries")
     assert item["status"] == "pass", item
     assert any(own_statements.is_own(t) for _, t, _, _ in entries(cluster))  # they were recorded, and left out
+
+
+def test_dbmaints_heavy_statements_take_no_place_of_the_applications_under_the_limit(cluster: Cluster) -> None:
+    """The advisor reads the `max_statements` heaviest entries: dbmaint's own (a capture's EXPLAIN ANALYZE of a
+    slow statement is as heavy as the statement) are left out before that limit, not after it."""
+    reset(cluster)
+    run_application(cluster)
+    with psycopg.connect(cluster.dsn(DB, user=ROLE), autocommit=True) as conn:  # recorded: not a superuser
+        conn.execute(own_statements.mark("SELECT pg_sleep(0.2)"))
+        conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) SELECT pg_sleep(0.2)")
+        conn.execute("/* traced */\n  explain analyze SELECT count(*) FROM items, pg_sleep(0.2)")
+        conn.execute("PREPARE dbmaint_1 AS SELECT pg_sleep(0.2)")
+        conn.execute("EXECUTE dbmaint_1")
+    recorded = [t for _, t, _, _ in entries(cluster) if not harness_text(t)]
+    assert sum(own_statements.is_own(t) for t in recorded) >= 4, recorded  # heavier than the application's
+
+    with db.connection(db.Target("app", cluster.dsn(DB, user=ROLE)), SafetyConfig()) as conn:
+        statements, _ = workload.from_pg_stat_statements(conn, limit=len(APP))
+    assert {" ".join(s.query.split()) for s in statements} == APP_NORMALIZED
