@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, sql
 from psycopg import errors as pgerrors
+from psycopg import sql
 
 from dbmaint.advisor.candidates import Candidate, Plannable
 from dbmaint.pg import db, own_statements, stopping
@@ -160,33 +160,12 @@ class WhatIf:
     def _open_helper(self) -> WhatIf | None:
         """A session as this one: its connection parameters, and the settings made in it (the planner's
         among them), except the cache mode, which each session switches on its own."""
-        info = self.conn.info
         try:
-            with stopping.connecting():
-                conn = psycopg.connect(
-                    conninfo.make_conninfo("", **info.get_parameters()),
-                    password=info.password,
-                    autocommit=True,
-                    cursor_factory=db.MarkedCursor,
-                )
+            conn = db.sibling(self.conn, except_settings=["effective_cache_size"])
         except psycopg.Error as exc:
             log.debug("what-if planning on one connection: a second one failed: %s", db.first_line(str(exc)))
             return None
-        stopping.register(conn)
-        try:
-            settings = self.conn.execute(
-                "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings"
-                " WHERE source = 'session' AND name <> 'effective_cache_size'"
-            ).fetchall()
-            if settings:
-                db.set_settings(conn, {str(name): str(value) for name, value in settings})
-            return WhatIf(conn, self.hypopg, statement_timeout=self._statement_timeout)
-        except psycopg.Error as exc:
-            log.debug(
-                "what-if planning on one connection: the second one refused a setting: %s", db.first_line(str(exc))
-            )
-            conn.close()
-            return None
+        return WhatIf(conn, self.hypopg, statement_timeout=self._statement_timeout)
 
     def _plan_batch(
         self,

@@ -182,6 +182,33 @@ def connect(
     return conn
 
 
+def sibling(conn: psycopg.Connection[Any], *, except_settings: Sequence[str] = ()) -> psycopg.Connection[Any]:
+    """A second session as ``conn``: the same connection parameters (password included), and the settings
+    made in it (dbmaint's timeouts, the planner's), except ``except_settings``. Raises ``psycopg.Error``:
+    the caller decides whether it can do without."""
+    info = conn.info
+    with stopping.connecting():
+        other = psycopg.connect(
+            make_conninfo("", **info.get_parameters()),
+            password=info.password,
+            autocommit=True,
+            cursor_factory=MarkedCursor,
+        )
+    stopping.register(other)
+    try:
+        settings = conn.execute(
+            "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings"
+            " WHERE source = 'session' AND name <> ALL(%s)",
+            [list(except_settings)],
+        ).fetchall()
+        if settings:
+            set_settings(other, {str(name): str(value) for name, value in settings})
+    except BaseException:
+        other.close()
+        raise
+    return other
+
+
 class MarkedCursor(psycopg.Cursor[Row]):
     """Every statement dbmaint sends carries own_statements.MARKER, so reading pg_stat_statements (or a
     server log) back can leave dbmaint's own statements out."""
