@@ -414,6 +414,17 @@ def _check_ranges(config: Config, source: str) -> None:
     checks = [
         ("vacuum.jobs", 1 <= config.vacuum.jobs <= 16, "between 1 and 16"),
         ("vacuum.trigger_fraction", 0 < config.vacuum.trigger_fraction <= 1, "above 0 and at most 1"),
+        # Ages are XID distances: 2^31 is wraparound itself, and 0 would freeze every table every night.
+        ("vacuum.freeze_age", 0 < config.vacuum.freeze_age < 2**31, "above 0 and below 2^31"),
+        ("vacuum.multixact_freeze_age", 0 < config.vacuum.multixact_freeze_age < 2**31, "above 0 and below 2^31"),
+        ("vacuum.retries", config.vacuum.retries <= 100, "at most 100"),
+        ("reindex.retries", config.reindex.retries <= 100, "at most 100"),
+        # The rebuild writes a whole new copy of the index (and its WAL) before the old one goes.
+        ("reindex.disk_headroom", config.reindex.disk_headroom >= 1, "at least 1"),
+        ("capture.max_per_pass", config.capture.max_per_pass >= 1, "at least 1"),
+        ("capture.regression_factor", config.capture.regression_factor > 1, "above 1"),
+        ("advisor.max_statements", config.advisor.max_statements >= 1, "at least 1"),
+        ("report.days", 1 <= config.report.days <= 3650, "between 1 and 3650"),
         ("reindex.min_bloat_ratio", 0 < config.reindex.min_bloat_ratio < 1, "between 0 and 1"),
         ("reindex.max_per_run", config.reindex.max_per_run >= 1, "at least 1"),
         ("advisor.min_improvement", 0 < config.advisor.min_improvement < 1, "between 0 and 1"),
