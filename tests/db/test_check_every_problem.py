@@ -60,7 +60,7 @@ min_mean_time = "50ms"
 [advisor]
 min_total_time = "0s"
 [safety]
-max_active_connections = 2
+max_active_connections = 1
 [check]
 slot_retained_warn = "1MB"
 slot_retained_fail = "2MB"
@@ -297,7 +297,7 @@ def test_a_database_with_every_problem_reports_each_with_its_evidence_and_exits_
         "foreign_keys_indexed": ["public.children (parent_id)"],
         "queried_columns_indexed": ['CREATE INDEX CONCURRENTLY "items_code_idx" ON "public"."items" ("code")'],
         "slow_queries": ["over 5 calls: SELECT pg_sleep($1) AS slow_report"],
-        "active_connections": [f"most by database/user: {database.name}/postgres ", "limit 2"],
+        "active_connections": [f"most by database/user: {database.name}/postgres ", "limit 1"],
         "vacuum_scheduled": ["the vacuum job is disabled (vacuum.enabled = false)"],
         "autovacuum_keeps_up": ["autovacuum is off"],
         "autovacuum_settings": ["public.order_lines: ", " dead rows a day, autovacuum starts at "],

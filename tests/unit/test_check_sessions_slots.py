@@ -367,10 +367,10 @@ def test_connection_evidence_breaks_them_down() -> None:
 
 
 def test_the_active_limit_still_fails_on_its_own() -> None:
-    usage = connections.usage([conn(80, "active"), conn(1, "active", own=True), conn(9, max_connections=500)])
-    assert usage.active == 80
+    usage = connections.usage([conn(81, "active"), conn(1, "active", own=True), conn(9, max_connections=500)])
+    assert usage.active == 81
     assert connections.connections(usage.active, 80, usage).status == "fail"
-    assert connections.connections(79, 80).status == "pass"
+    assert connections.connections(80, 80).status == "pass"
 
 
 # --- the items in the checklist --------------------------------------------------------------------------------

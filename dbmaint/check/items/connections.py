@@ -44,8 +44,9 @@ class Usage:
 
 @register
 class ActiveConnections(CheckItem):
-    """Active client connections stay below ``safety.max_active_connections`` (80), the limit above which
-    dbmaint's maintenance jobs wait; and the connections in use, of ``max_connections`` less
+    """Active client connections stay at or under ``safety.max_active_connections`` (80), the limit above
+    which dbmaint's maintenance jobs wait (the check fails exactly when a job would be deferred); and the
+    connections in use, of ``max_connections`` less
     ``superuser_reserved_connections``, stay below ``check.connections_warn`` (80%) and
     ``check.connections_fail`` (90%).
 
@@ -93,9 +94,9 @@ def usage(rows: Sequence[ConnectionRow]) -> Usage:
 
 
 def connections(active: int, limit: int, slots: Usage | None = None, *, warn: float = 0.8, fail: float = 0.9) -> Item:
-    """``active`` client connections against ``limit`` (fail at the limit); with ``slots``, the connections in
-    use against those available too (warn at ``warn``, fail at ``fail``, as shares)."""
-    active_status: Status = "fail" if active >= limit else "pass"
+    """``active`` client connections against ``limit`` (fail above it, where maintenance waits); with
+    ``slots``, the connections in use against those available too (warn at ``warn``, fail at ``fail``, as shares)."""
+    active_status: Status = "fail" if active > limit else "pass"
     active_evidence = f"{active} active client connection(s) (not idle, this one aside), limit {limit}"
     if slots is None:
         fix = None if active_status == "pass" else "a connection pooler (PgBouncer) in front of the application"
