@@ -143,8 +143,8 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("dbmaint: interrupted", err=True)
             sys.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
+        except (click.exceptions.Exit, click.ClickException, SystemExit, BrokenPipeError):
+            raise  # a reader gone (| head) is main()'s to handle, quietly
         except Exception as exc:
             log.debug("unexpected error", exc_info=True)
             click.echo(f"dbmaint: unexpected error: {type(exc).__name__}: {exc} (run with -vv for details)", err=True)

@@ -133,3 +133,34 @@ def test_tables_off_a_terminal_are_wide_unless_columns_says(monkeypatch: pytest.
     assert report.console().width == report.PIPED_WIDTH  # pytest's stdout is no terminal
     monkeypatch.setenv("COLUMNS", "100")
     assert report.console().width == 100
+
+
+def test_a_reader_gone_mid_output_is_no_error(tmp_path: Path) -> None:
+    """`dbmaint history --format json | head`: the pipe closes under a long output; no "unexpected error"."""
+    from dbmaint.model import JobReport
+    from dbmaint.store.history import History
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = History(url)
+    for _ in range(30):  # about 150 kB of JSON, more than a pipe holds
+        report = JobReport(database="app", job="vacuum")
+        store.start_run(report, host="db1")
+        report.warnings = ["x" * 5000]
+        store.finish_run(report.finish())
+    store.close()
+    env = {**os.environ, "DBMAINT_STATE_URL": url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbmaint", "history", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10)  # what `head -c 10` reads, and then it is gone
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    process.wait(timeout=60)
+    assert "unexpected error" not in stderr and "Traceback" not in stderr, stderr
+    assert process.returncode in (0, 1)  # 1 when a write failed mid-command, 0 when only the last flush did
