@@ -129,31 +129,40 @@ def print_history(records: Sequence[RunRecord]) -> None:
     if not records:
         out.print("no runs recorded yet")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("id", "started (UTC)", "job", "database", "status", "done/skip/fail", "took"):
-        table.add_column(column, justify="right" if column in ("id", "took") else "left", overflow="fold")
-    # One line per run: a long reason is cut (the whole of it: `dbmaint history --run ID`, or JSON), never
-    # folded into a column forty lines tall on a narrow terminal.
-    table.add_column("reason", overflow="ellipsis", no_wrap=True, min_width=12)
     # Two servers with a database of the same name: each run says which server (its system identifier).
     servers: dict[str, set[str]] = {}
     for r in records:
         servers.setdefault(r.database, set()).add(r.server or "")
+    rows = []
     for r in records:
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
-        table.add_row(
-            str(r.id),
-            r.started_at.strftime("%Y-%m-%d %H:%M"),
-            r.job,
-            # Text, not str: names and reasons are never read as rich markup
-            Text(r.database + (f" @{(r.server or '?')[-6:]}" if len(servers[r.database]) > 1 else "")),
-            Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
-            f"{r.done}/{r.skipped}/{r.failed}"
-            + (f" +{r.interrupted} interrupted" if r.interrupted else "")
-            + (f" +{r.proposed} proposed" if r.proposed else ""),
-            format_duration(took),
-            Text(r.reason or ""),
+        rows.append(
+            [
+                str(r.id),
+                r.started_at.strftime("%Y-%m-%d %H:%M"),
+                r.job,
+                r.database + (f" @{(r.server or '?')[-6:]}" if len(servers[r.database]) > 1 else ""),
+                r.status,
+                f"{r.done}/{r.skipped}/{r.failed}"
+                + (f" +{r.interrupted} interrupted" if r.interrupted else "")
+                + (f" +{r.proposed} proposed" if r.proposed else ""),
+                format_duration(took),
+            ]
         )
+    headers = ("id", "started (UTC)", "job", "database", "status", "done/skip/fail", "took")
+    table = Table(show_edge=False, pad_edge=False)
+    for column in headers:
+        table.add_column(column, justify="right" if column in ("id", "took") else "left", overflow="fold")
+    # One line per run: a long reason is cut (the whole of it: `dbmaint history --run ID`, or JSON), never
+    # folded into a column forty lines tall on a narrow terminal. Its width is what the other columns
+    # leave: left to rich, a long reason squeezed them to nothing.
+    used = sum(max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)) + 3 * len(headers)
+    table.add_column("reason", overflow="ellipsis", no_wrap=True, min_width=12, max_width=max(12, out.width - used))
+    for row, r in zip(rows, records, strict=True):
+        cells: list[Any] = [*row, Text(r.reason or "")]
+        cells[3] = Text(row[3])  # Text, not str: names and reasons are never read as rich markup
+        cells[4] = Text(row[4], style=_STATUS_STYLE.get(r.status, ""))
+        table.add_row(*cells)
     out.print(table)
 
 
