@@ -77,8 +77,8 @@ def from_pg_stat_statements(conn: Connection, limit: int = 5000) -> tuple[list[S
         )
     try:
         rows = db.fetch(conn, "pg_stat_statements", _StatRow, {"limit": limit}, identifiers={"schema": schema})
-    except DatabaseError as exc:
-        return [], f"pg_stat_statements could not be read: {exc}"
+    except DatabaseError as exc:  # not preloaded (55000), or a privilege: the rest of the advice stands
+        return [], f"{exc}".replace("could not read pg stat statements", "pg_stat_statements could not be read", 1)
     visible = [row for row in rows if row.query and not row.query.startswith("<insufficient privilege>")]
     hidden = len(rows) - len(visible)
     statements = [

@@ -275,9 +275,9 @@ def _run(
             f"the statement waited more than {request.lock_timeout_s:g} s for a lock another session holds; "
             "it was rolled back"
         ) from None
-    except psycopg.OperationalError:
-        raise
     except psycopg.Error as exc:
+        if isinstance(exc, psycopg.OperationalError) and db.connection_lost(exc, conn):
+            raise
         # Class 42 (syntax error, undefined table or column, insufficient privilege): the statement is at fault.
         if (exc.sqlstate or "").startswith("42"):
             hint = (

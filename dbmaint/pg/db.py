@@ -137,6 +137,20 @@ def _parse_problem(exc: psycopg.Error) -> str:
     )
 
 
+# Besides class 08: the server shutting down, crashed, or not yet accepting sessions.
+_SESSION_ENDED = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: psycopg.Error, conn: psycopg.Connection[Any] | None = None) -> bool:
+    """Whether ``exc`` means the session is gone, not only this statement refused. psycopg's OperationalError
+    also stands for statement-level states: 55000 (pg_stat_statements not preloaded, say), 55P03 (a lock
+    not available), 57014 (a statement timeout), 53xxx (out of memory or disk)."""
+    if conn is not None and (conn.closed or conn.broken):
+        return True
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED
+
+
 def first_line(message: str) -> str:
     return message.strip().splitlines()[0].strip() if message.strip() else "unknown error"
 
@@ -290,9 +304,9 @@ def fetch(
         raise DatabaseError(
             f"insufficient privilege to read {name.replace('_', ' ')}: {first_line(str(exc))}"
         ) from None
-    except psycopg.OperationalError:
-        raise  # the connection is gone: the job's caller handles that
     except psycopg.Error as exc:
+        if isinstance(exc, psycopg.OperationalError) and connection_lost(exc, conn):
+            raise  # the connection is gone: the job's caller handles that
         raise DatabaseError(f"could not read {name.replace('_', ' ')}: {first_line(str(exc))}") from None
 
 
