@@ -120,6 +120,7 @@ SOURCES: dict[str, Callable[[Reader], Any]] = {
     "autovacuum_switches": _autovacuum_switches,
     "last_vacuum_run": _last_vacuum_run,
     "standby_index_scans": lambda reader: standby_index_scans(reader.conn, reader.database, reader.config),
+    "stats_window": lambda reader: collect.stats_window(reader.conn),
     "now": lambda reader: model.now(),
 }
 

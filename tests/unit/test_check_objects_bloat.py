@@ -349,3 +349,18 @@ def test_duplicate_indexes() -> None:
     only_twin = unused_indexes.duplicate_indexes(advisor_findings(index(1001, "orders_a", [1], idx_scan=5), twin))
     assert only_twin.evidence.startswith("1 duplicate index(es), 1.0 MB in all: public.orders_a_twin")
     assert unused_indexes.duplicate_indexes(advisor_findings(index(1001, "orders_a", [1]))).status == "pass"
+
+
+def test_no_unused_index_while_the_statistics_are_too_young_is_unknown_not_a_pass() -> None:
+    """The advisor calls nothing unused under a week of counting: with unscanned indexes, that silence is no pass."""
+    young = StatsWindow(stats_reset=NOW - timedelta(hours=3), database_created=None, collected_at=NOW)
+    item = unused_indexes.unused_indexes([], StandbyIndexScans(), young, 0, WEEK, unscanned=4)
+    assert item.status == "unknown"
+    assert item.evidence.startswith("4 index(es) not scanned yet, but the statistics have counted for 3 hour(s)")
+    unknown_start = StatsWindow(stats_reset=None, database_created=None, collected_at=NOW)
+    item = unused_indexes.unused_indexes([], StandbyIndexScans(), unknown_start, 0, WEEK, unscanned=1)
+    assert item.status == "unknown" and "for an unknown time" in item.evidence
+    created = StatsWindow(stats_reset=None, database_created=NOW - timedelta(days=40), collected_at=NOW)
+    assert unused_indexes.unused_indexes([], StandbyIndexScans(), created, 0, WEEK, unscanned=1).status == "pass"
+    # Every index scanned: nothing to doubt, however young the statistics.
+    assert unused_indexes.unused_indexes([], StandbyIndexScans(), young, 0, WEEK, unscanned=0).status == "pass"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from dbmaint.advisor import schema_findings
 from dbmaint.check.item import CheckItem, Found, Item, Query, register
@@ -81,7 +82,11 @@ class PhysicalStandbys:
     streaming: int
 
 
-STATS_WINDOW = Query("advisor_stats_window", StatsWindow)
+class Unscanned(NamedTuple):
+    unscanned: int
+
+
+UNSCANNED = Query("check_unscanned_indexes", Unscanned)
 STREAMING = Query("check_physical_standbys", PhysicalStandbys)
 
 
@@ -97,17 +102,18 @@ class UnusedIndexes(CheckItem):
 
     name = "unused_indexes"
     order = 340
-    sources = ("advice", "standby_index_scans", STATS_WINDOW, STREAMING)
+    sources = ("advice", "standby_index_scans", "stats_window", UNSCANNED, STREAMING)
 
     def judge(self, found: Found) -> Item:
-        (window,) = found.rows(STATS_WINDOW)
+        (unscanned,) = found.rows(UNSCANNED)
         (streaming,) = found.rows(STREAMING)
         return unused_indexes(
             found["advice"].findings,
             found["standby_index_scans"],
-            window,
+            found["stats_window"],
             streaming.streaming,
             schema_findings.MIN_OBSERVED,
+            unscanned=unscanned.unscanned,
         )
 
 
@@ -117,9 +123,23 @@ def unused_indexes(
     window: StatsWindow,
     streaming: int,
     min_observed: timedelta,
+    *,
+    unscanned: int = 0,
 ) -> Item:
+    """``unscanned``: the valid non-unique indexes with no scan counted, whether or not the advisor could
+    call them unused (it calls none while the statistics are younger than ``min_observed``)."""
     unused = [f for f in findings if f.kind == "unused_index" and f.index]
     if not unused:
+        start = window.stats_reset or window.database_created
+        if unscanned and (start is None or window.collected_at - start < min_observed):
+            counted = "for an unknown time" if start is None else f"for {_age(window.collected_at - start)}"
+            return Item(
+                "unused_indexes", "unknown",
+                f"{unscanned} index(es) not scanned yet, but the statistics have counted {counted} "
+                f"({_since(window)}): under {min_observed.days} days, no index can be called unused",
+                f"check again once the statistics have counted for {min_observed.days} days"
+                + ("" if start is not None else " (a role allowed pg_stat_file reads when the database was created)"),
+            )  # fmt: skip
         return Item("unused_indexes", "pass", f"no index unscanned on the primary ({_since(window)})")
     drops = [f for f in findings if f.kind in DROP_KINDS]
     used = [(f, scans) for f in unused if (scans := scans_on_standbys(f, drops, standbys))]
@@ -215,10 +235,18 @@ def _used_note(used: Sequence[tuple[Finding, int]]) -> str:
     return shown + (f" and {len(used) - SHOWN} more" if len(used) > SHOWN else "")
 
 
+def _age(elapsed: timedelta) -> str:
+    hours = elapsed.total_seconds() / 3600
+    return f"{hours:.0f} hour(s)" if hours < 48 else f"{elapsed.days} days"
+
+
 def _since(window: StatsWindow, standbys: StandbyIndexScans | None = None) -> str:
     """Since when the primary's statistics count, and the standbys'."""
     if window.stats_reset is not None:
         since = f"statistics counting since {window.stats_reset:%Y-%m-%d %H:%M %Z}".rstrip()
+    elif window.database_created is not None:
+        since = f"statistics counting since the database was created, {window.database_created:%Y-%m-%d %H:%M %Z}"
+        since = since.rstrip()
     else:
         since = "statistics counting since the database was created"
     for standby in standbys.read if standbys else ():
