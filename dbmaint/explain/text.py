@@ -4,6 +4,7 @@ importing rich (a developer's script or editor reads it, and rich alone costs a 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -154,11 +155,21 @@ def print_explain(result: Any) -> None:
     out.write()
 
 
+# pg_get_indexdef: CREATE [UNIQUE] INDEX name ON [ONLY] table USING method (...): names quoted as needed,
+# so a name may hold spaces, dots or " ON ".
+_IDENT = r'(?:"(?:[^"]|"")*"|[^\s".]+)'
+_INDEX_DEF = re.compile(
+    rf"CREATE (?P<unique>UNIQUE )?INDEX (?P<name>{_IDENT}) ON (?:ONLY )?{_IDENT}(?:\.{_IDENT})*"
+    rf" USING (?P<method>\S+) (?P<columns>.*)",
+    re.DOTALL,
+)
+
+
 def short_index(definition: str) -> str:
     """CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id) -> orders_pkey (id), unique."""
-    head, _, rest = definition.partition(" ON ")
-    name = head.split()[-1]
-    _, _, columns = rest.partition(" USING ")
-    method, _, columns = columns.partition(" ")
-    extras = [m for m in (("unique" if "UNIQUE" in head else ""), ("" if method == "btree" else method)) if m]
-    return f"{name} {columns}" + (f", {', '.join(extras)}" if extras else "")
+    found = _INDEX_DEF.match(definition)
+    if found is None:  # not pg_get_indexdef's form: shown as it is
+        return definition
+    method = found["method"]
+    extras = [m for m in (("unique" if found["unique"] else ""), ("" if method == "btree" else method)) if m]
+    return f"{found['name']} {found['columns']}" + (f", {', '.join(extras)}" if extras else "")

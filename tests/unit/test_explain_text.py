@@ -35,3 +35,22 @@ def test_plain_lines_carry_no_style(capsys: pytest.CaptureFixture[str]) -> None:
     lines.add(("[/red] not markup", "red"))
     lines.write()
     assert capsys.readouterr().out == "plan: estimated cost 1.00 (not executed)\n[/red] not markup\n"
+
+
+@pytest.mark.parametrize(
+    ("definition", "shown"),
+    [
+        ("CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)", "orders_pkey (id), unique"),
+        (
+            'CREATE UNIQUE INDEX "Odd Table_pkey" ON public."Odd Table" USING btree (id)',
+            '"Odd Table_pkey" (id), unique',
+        ),
+        (
+            'CREATE INDEX "a ON b" ON ONLY "my.schema"."t USING x" USING gin (doc) WHERE (x > 1)',
+            '"a ON b" (doc) WHERE (x > 1), gin',
+        ),
+        ("CREATE INDEX i ON t USING btree (lower(email)) INCLUDE (id)", "i (lower(email)) INCLUDE (id)"),
+    ],
+)
+def test_an_index_is_shown_by_its_name_and_columns_whatever_the_names_hold(definition: str, shown: str) -> None:
+    assert text.short_index(definition) == shown
