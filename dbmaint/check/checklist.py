@@ -133,13 +133,19 @@ def run(
     return CheckReport(database, tuple(check_item(reader, item) for item in ITEMS))
 
 
+def _unread(source: str, reason: str) -> str:
+    """A source's failure, said once: db.fetch's errors already begin "could not read <query>"."""
+    said = f"could not read {source.replace('_', ' ')}"
+    return reason if reason.startswith(said) else f"{said}: {reason}"
+
+
 def check_item(reader: Reader, item: CheckItem) -> Item:
     for source in item.sources:
         reader.read(source)
     failed = [name for name in item.source_names() if name in reader.failures]
     if failed:
-        reasons = "; ".join(f"{name.replace('_', ' ')}: {reader.failures[name]}" for name in failed)
-        return Item(item.name, "unknown", f"could not read {reasons}")
+        reasons = "; ".join(_unread(name, reader.failures[name]) for name in failed)
+        return Item(item.name, "unknown", reasons)
     try:
         return item.judge(Found(reader.database, reader.config, reader.values))
     except Exception as exc:  # one item's surprise is that item's unknown, not the checklist's end

@@ -341,3 +341,20 @@ def test_drop_unused_leaves_out_an_index_a_standby_scans(
     [path] = counted["migrations"]
     source = Path(path).read_text()
     assert dropped(source) == {"t_b", "t_b_twin"}
+
+
+def test_heap_bloat_on_a_standby_leaves_unlogged_tables_out(
+    database: Database, standby: Cluster, dbmaint: Invoke
+) -> None:
+    """A standby has no data for an unlogged table: measuring it would fail the item ("could not open file")."""
+    database.execute(
+        "CREATE EXTENSION IF NOT EXISTS pgstattuple",
+        "CREATE UNLOGGED TABLE scratch (id int, pad text)",
+        "INSERT INTO scratch SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
+        "DELETE FROM scratch WHERE id % 2 = 0",
+        "ANALYZE scratch",
+    )
+    wait_for(lambda: database_exists(standby, database.name))
+    wait_for(replayed(database, standby))
+    items = check(dbmaint, "--dsn", standby.dsn(database.name))
+    assert items["heap_bloat"]["status"] != "unknown", items["heap_bloat"]

@@ -54,6 +54,8 @@ WITH tables AS MATERIALIZED (
            ) AS st
      WHERE t.relkind IN ('r', 'm')
        AND t.relpersistence <> 't'
+       -- On a standby an unlogged table has no data, only its init fork: pgstattuple cannot open it.
+       AND NOT (t.relpersistence = 'u' AND pg_catalog.pg_is_in_recovery())
        AND am.amname = 'heap'  -- the page arithmetic below is the heap's, and so is pgstattuple_approx()
        AND t.relpages > 0
        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
