@@ -20,6 +20,7 @@ from pglast import parser as pg_parser
 
 from dbmaint.errors import DatabaseError, UsageError
 from dbmaint.pg import collect, db, own_statements
+from dbmaint.sql.syntax import syntax_message
 
 log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -102,7 +103,7 @@ def from_text(sql_text: str, source: str) -> list[Statement]:
     try:
         parts = [part.strip() for part in pg_parser.split(sql_text)]
     except pg_parser.ParseError as exc:
-        raise UsageError(f"{source}: syntax error: {exc}") from None
+        raise UsageError(f"{source}: {syntax_message(exc)}") from None
     return [Statement(part, 1, 0.0, source) for part in parts if part]
 
 

@@ -28,7 +28,13 @@ from dbmaint.errors import DbmaintError, UsageError
     "(by default such a statement is planned, not run). Built-ins that act on the server are never run.",
 )
 @click.option("--param", "params", multiple=True, metavar="VALUE", help="Value for $1, $2 ... (repeat, in order).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="statement_timeout, in seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.001),
+    default=30.0,
+    show_default=True,
+    help="statement_timeout, in seconds (above 0).",
+)
 @click.option(
     "--compare", "compare_with", metavar="OTHER", default=None,
     help="Compare with OTHER, the baseline ('before'; the statement explained is 'after'): another statement, "

@@ -17,6 +17,8 @@ from pglast import ast as _ast
 from pglast import parse_sql
 from pglast.parser import ParseError, scan
 
+from dbmaint.sql.syntax import syntax_message
+
 ast: Any = _ast  # pglast annotates every attribute Optional; the grammar guarantees them
 
 Kind = Literal["read", "write", "refused"]
@@ -53,8 +55,7 @@ def classify(text: str) -> Verdict:
     try:
         statements = parse_sql(text)
     except ParseError as exc:
-        message = str(exc)  # pglast's own words already say "syntax error at or near ..."
-        raise SyntaxProblem(message if message.startswith("syntax error") else f"syntax error: {message}") from None
+        raise SyntaxProblem(syntax_message(exc)) from None
     except RecursionError:
         raise SyntaxProblem("the statement is nested too deeply to read") from None
     if not statements:

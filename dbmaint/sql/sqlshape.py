@@ -18,6 +18,8 @@ from pglast import enums, parse_sql
 from pglast.parser import ParseError, scan
 from pglast.stream import RawStream
 
+from dbmaint.sql.syntax import syntax_message
+
 # pglast annotates every node attribute as Optional; the grammar guarantees what each node kind carries,
 # so nodes are handled as Any here rather than asserted non-None at every step.
 ast: Any = _ast
@@ -176,8 +178,7 @@ def parse(query: str) -> list[ast.Node]:
     try:
         return [raw.stmt for raw in parse_sql(query)]
     except ParseError as exc:
-        message = str(exc)  # pglast's own words already say "syntax error at or near ..."
-        raise ShapeError(message if message.startswith("syntax error") else f"syntax error: {message}") from None
+        raise ShapeError(syntax_message(exc)) from None
 
 
 def relation_names(queries: Iterable[str]) -> set[str] | None:

@@ -164,3 +164,19 @@ def test_a_reader_gone_mid_output_is_no_error(tmp_path: Path) -> None:
     process.wait(timeout=60)
     assert "unexpected error" not in stderr and "Traceback" not in stderr, stderr
     assert process.returncode in (0, 1)  # 1 when a write failed mid-command, 0 when only the last flush did
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_explain_refuses_a_timeout_that_would_be_none(value: str) -> None:
+    """statement_timeout 0 is no timeout at all (and -1 a server error): a usage error before connecting."""
+    result = CliRunner().invoke(cli, ["explain", "--timeout", value, "SELECT 1"])
+    assert result.exit_code == 2 and "--timeout" in result.output
+
+
+def test_a_statement_that_does_not_parse_says_syntax_error_once() -> None:
+    from dbmaint.advisor import workload
+    from dbmaint.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        workload.from_text("SELEC 1", "-s")
+    assert str(caught.value).startswith('-s: syntax error at or near "SELEC"')
