@@ -72,12 +72,13 @@ def slow(options: GlobalOptions, limit: int, output_format: str) -> None:
     """The captured slow statements, worst first, with their latest plan's problems."""
     from dbmaint import report
     from dbmaint.config import load_config
+    from dbmaint.pg.db import recorded_name
     from dbmaint.store.history import History
 
     config = load_config(options.config_path)
     store = History(config.state.url)
     try:
-        rows = store.slow_statements(options.database, limit)
+        rows = store.slow_statements(recorded_name(options.database, options.dsn), limit)
     finally:
         store.close()
     if output_format == "json":

@@ -76,6 +76,7 @@ def history(options: GlobalOptions, job: str | None, limit: int, run_id: int | N
     """What ran, when, and with what result."""
     from dbmaint import report
     from dbmaint.config import load_config
+    from dbmaint.pg.db import recorded_name
     from dbmaint.store.history import History
 
     config = load_config(options.config_path)
@@ -104,7 +105,7 @@ def history(options: GlobalOptions, job: str | None, limit: int, run_id: int | N
                 if not rows:
                     click.echo("  no actions")
             return
-        records = store.recent_runs(limit=limit, job=job, database=options.database)
+        records = store.recent_runs(limit=limit, job=job, database=recorded_name(options.database, options.dsn))
     finally:
         store.close()
     if output_format == "json":

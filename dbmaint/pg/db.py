@@ -121,6 +121,14 @@ def server_databases(entry: DatabaseConfig, dsn: str, safety: SafetyConfig, only
     return targets
 
 
+def recorded_name(database: str | None, dsn: str | None) -> str | None:
+    """The name a --database/--dsn pair's runs are recorded under (as resolve_targets names a --dsn target);
+    None for every database, when neither is given."""
+    if database is not None or dsn is None:
+        return database
+    return _dbname(dsn)
+
+
 def _dbname(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)

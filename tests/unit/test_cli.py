@@ -180,3 +180,27 @@ def test_a_statement_that_does_not_parse_says_syntax_error_once() -> None:
     with pytest.raises(UsageError) as caught:
         workload.from_text("SELEC 1", "-s")
     assert str(caught.value).startswith('-s: syntax error at or near "SELEC"')
+
+
+def test_history_with_a_dsn_shows_the_runs_of_that_database_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--dsn names the database as the commands record it (its dbname), for reading history as for writing it."""
+    from dbmaint.model import JobReport
+    from dbmaint.store.history import History
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("DBMAINT_STATE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    store = History(url)
+    for database in ("app", "other"):
+        report = JobReport(database=database, job="vacuum")
+        store.start_run(report, host="db1")
+        store.finish_run(report.finish())
+    store.close()
+
+    result = CliRunner().invoke(cli, ["history", "--dsn", "host=/nowhere dbname=app", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [run["database"] for run in json.loads(result.output)["runs"]] == ["app"]
+    everything = json.loads(CliRunner().invoke(cli, ["history", "--format", "json"]).output)
+    assert sorted(run["database"] for run in everything["runs"]) == ["app", "other"]
