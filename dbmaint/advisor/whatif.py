@@ -43,6 +43,10 @@ _CUSTOM_MODE = b"SELECT pg_catalog.set_config('plan_cache_mode', 'force_custom_p
 _GENERIC_MODE = b"SELECT pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false)"
 
 
+# What a plan can wait on before it fails: trying the same statement again waits as long.
+_WAITED = (pgerrors.QueryCanceled, pgerrors.LockNotAvailable)
+
+
 class PlanError(Exception):
     """The statement cannot be planned; str() says why in one line."""
 
@@ -67,6 +71,9 @@ class WhatIf:
         self._templates: tuple[bytes, bytes, bytes, bytes] | None = None  # dropping, creating hypothetical indexes
         self._plan_texts: dict[str, tuple[list[bytes], bool]] = {}
         self.plans = 0
+        # Statements whose planning was cancelled (statement_timeout) or found a table locked: each further
+        # plan of them would wait as long again (a table locked for minutes made one -s statement take 26 s).
+        self._given_up: dict[str, str] = {}
         db.set_settings(
             conn,
             {
@@ -206,7 +213,9 @@ class WhatIf:
                 raise
             self._forget_all()
             self._deallocate()
-            if isinstance(exc, pgerrors.QueryCanceled):  # statement_timeout: halves would each wait it out
+            if isinstance(exc, _WAITED) and len({statement.key for _, statement in batch}) == 1:
+                self._give_up(batch[0][1], exc)  # the one statement of the batch: trying it again waits again
+            elif isinstance(exc, _WAITED):  # halves would each wait it out: each plan alone, the waiting given up
                 for indexes, statement in batch:
                     with contextlib.suppress(PlanError):
                         costs[(statement.key, indexes)] = self._define_and_plan(indexes, statement)
@@ -261,14 +270,18 @@ class WhatIf:
         last plan's set is dropped and created (greedy plans a statement with and without one candidate),
         then PREPARE, EXPLAIN EXECUTE and DEALLOCATE (thousands of plans in a run)."""
         stopping.check()  # a stop must not wait for all of them
+        if statement.key in self._given_up:
+            raise PlanError(self._given_up[statement.key])
         self.plans += 1
         define, create = self._definition(wanted)
         try:
             cursor = self.conn.execute(_SEPARATOR.join([*define, *self._plan_steps(statement)]))
-        except psycopg.Error:
-            # Which part failed, told apart by doing them one at a time (the message says which).
+        except psycopg.Error as exc:
             self._forget_all()
             self._deallocate()
+            if isinstance(exc, _WAITED):
+                raise PlanError(self._give_up(statement, exc)) from None
+            # Which part failed, told apart by doing them one at a time (the message says which).
             self._define(wanted)
             return self._plan(statement)
         oids = self._read_definition(cursor, define, create)
@@ -384,11 +397,26 @@ class WhatIf:
         except pgerrors.IndeterminateDatatype:
             self._deallocate()
             raise PlanError("the type of a parameter cannot be determined") from None
+        except _WAITED as exc:
+            self._deallocate()
+            raise PlanError(self._give_up(statement, exc)) from None
         except psycopg.Error as exc:
             self._deallocate()
             raise PlanError(db.first_line(str(exc))) from None
         assert row is not None
         return plan_cost(row[0][0]["Plan"])
+
+    def _give_up(self, statement: Plannable, exc: psycopg.Error) -> str:
+        """The reason ``statement`` is not planned again in this run."""
+        if isinstance(exc, pgerrors.LockNotAvailable):
+            reason = "a table it reads is locked by another session (lock_timeout)"
+        else:
+            reason = (
+                f"planning it was cancelled after {self._statement_timeout:g} s (statement_timeout): a table it "
+                "reads may be locked by another session"
+            )
+        self._given_up[statement.key] = reason
+        return reason
 
     def _deallocate(self) -> None:
         """PREPARE outlives the failure of what followed it in the same string."""

@@ -192,3 +192,24 @@ def test_a_second_session_lost_midway_leaves_the_planning_to_the_first(database:
         for statement, indexes in itertools.product((STATEMENT, OTHER), SETS):
             assert whatif.cost(statement, indexes) == pytest.approx(expected[(statement.key, indexes)])
         assert whatif.plans == 2 * len(SETS)
+
+
+def test_a_statement_on_a_locked_table_waits_once_not_once_a_plan(database: Database) -> None:
+    """A table locked by another session: the first plan of a statement reading it waits out the timeout;
+    every later plan of that statement is given up at once (it waited five times over before)."""
+    from tests.db.helpers import LockHolder
+
+    database.execute(*SCHEMA)
+    holder = LockHolder(database.dsn, "LOCK orders IN ACCESS EXCLUSIVE MODE")
+    try:
+        with database.connect() as conn:
+            whatif = WhatIf(conn, "public", statement_timeout=0.5)
+            whatif.plan_many((STATEMENT, indexes) for indexes in SETS)
+            attempted = whatif.plans
+            for indexes in SETS:
+                with pytest.raises(PlanError, match="locked by another session"):
+                    whatif.cost(STATEMENT, indexes)
+            assert whatif.plans == attempted  # given up: nothing sent again
+            assert holder.still_alive()  # and the session holding the lock was left alone
+    finally:
+        holder.release()
