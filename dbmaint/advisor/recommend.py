@@ -239,9 +239,19 @@ def plannable(text: str, shape: sqlshape.Shape, catalog: sqlshape.Catalog) -> Pl
     )
 
 
+# Why a statement's relations leave nothing to index (sqlshape's "name: why"), said for the statement.
+_SKIPPED = {
+    "no such table": "a table that does not exist (or that this role cannot see)",
+    "system catalog": "only system catalogs",
+    "view definition not available": "only views whose definition this role cannot read",
+}
+
+
 def _skip_reason(skipped: str) -> str:
     _, _, why = skipped.partition(": ")
-    return f"only {why}" if why else skipped
+    if why.startswith("foreign table"):
+        return "only foreign tables (indexes live on the remote server)"
+    return _SKIPPED.get(why, why or skipped)
 
 
 def _baselines(whatif: WhatIf, analysed: list[_Analysed], report: AdviceReport) -> list[_Analysed]:

@@ -70,3 +70,11 @@ def test_a_statement_is_fingerprinted_once_and_a_candidate_sized_once() -> None:
     candidate = Candidate("public", "t", ("a", "b"))
     assert size(candidate) == size(candidate) == 2 * 8192
     assert asked == [("a", "b")]
+
+
+def test_a_statement_left_out_for_its_relations_says_why_in_words() -> None:
+    from dbmaint.advisor.recommend import _skip_reason
+
+    assert _skip_reason("nosuch: no such table") == "a table that does not exist (or that this role cannot see)"
+    assert _skip_reason("pg_catalog.pg_class: system catalog") == "only system catalogs"
+    assert _skip_reason("public.remote: foreign table (indexes live on the remote server)").startswith("only foreign")
