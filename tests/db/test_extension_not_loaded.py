@@ -39,6 +39,8 @@ def test_check_judges_the_schema_items_without_the_workload(dsn: str, dbmaint: I
     assert items["foreign_keys_indexed"]["status"] in ("warn", "fail")
     assert "orders" in items["foreign_keys_indexed"]["evidence"]
     assert "connection lost" not in str(document)
+    assert items["slow_queries"]["status"] == "unknown"
+    assert items["slow_queries"]["fix"] == "add pg_stat_statements to shared_preload_libraries and restart the server"
 
 
 def test_advise_gives_the_schema_findings_and_says_why_there_is_no_workload(dsn: str, dbmaint: Invoke) -> None:

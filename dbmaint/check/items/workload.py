@@ -32,9 +32,18 @@ class SlowQueries(CheckItem):
     def judge(self, found: Found) -> Item:
         statements, note = found["statements"]
         if note and not statements:
-            return Item("slow_queries", "unknown", note, "CREATE EXTENSION pg_stat_statements (and preload it)")
+            return Item("slow_queries", "unknown", note, _fix_for(note))
         config = found.config
         return slow_queries(statements, config.capture.min_mean_time * 1000, config.advisor.min_calls)
+
+
+def _fix_for(note: str) -> str:
+    """What makes pg_stat_statements readable, by why it was not."""
+    if "shared_preload_libraries" in note:  # created, not loaded
+        return "add pg_stat_statements to shared_preload_libraries and restart the server"
+    if "privilege" in note or "hidden" in note:
+        return "GRANT pg_read_all_stats TO the role dbmaint connects as"
+    return "CREATE EXTENSION pg_stat_statements, with pg_stat_statements in shared_preload_libraries"
 
 
 def slow_queries(statements: Sequence[Statement], threshold_ms: float, min_calls: int = 1) -> Item:
