@@ -675,3 +675,18 @@ def test_input_forms() -> None:
         analyse({"no": "plan"})
     with pytest.raises(ValueError, match="one EXPLAIN result"):
         analyse([])
+
+
+def test_a_never_analyzed_table_is_reported_in_a_plan_of_estimates_alone() -> None:
+    """Without ANALYZE there is no misestimate to see: a table never analyzed, with rows changed, is the problem."""
+    scan = {
+        "Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "orders",
+        "Startup Cost": 0.0, "Total Cost": 1935.0, "Plan Rows": 2550, "Plan Width": 40,
+        "Filter": "(customer_id = 7)",
+    }  # fmt: skip
+    never = {"public.orders": TableContext("public.orders", None, 266_666, -1.0, 0)}
+    found = problem(analyse([{"Plan": scan}], context=never), "stale_statistics")
+    assert found.severity == "warning" and found.fix == "ANALYZE public.orders"
+    assert "never been analyzed and 266,666 rows changed" in found.detail
+    analyzed = {"public.orders": TableContext("public.orders", ANALYZED, 10, 133_000.0, 1290 * 8192)}
+    assert "stale_statistics" not in {p.kind for p in analyse([{"Plan": scan}], context=analyzed).problems}

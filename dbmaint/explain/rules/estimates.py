@@ -185,7 +185,9 @@ class RowMisestimate(MisestimateThresholds, PlanRule):
 class StaleStatistics(MisestimateThresholds, PlanRule):
     """A node misestimated by row_misestimate's ratio and rows (whether or not the error is its own), whose
     table (from ``context``) has more rows changed since its last analyze than autoanalyze's own trigger,
-    50 + 10% of reltuples, or was never analyzed. Once per table.
+    50 + 10% of reltuples, or was never analyzed. Once per table. A plan of estimates alone (no ANALYZE)
+    has no misestimate to show: there, a table never analyzed with more rows changed than that trigger is
+    reported on its own, since every estimate on it is a guess.
 
     Read from: ``pg_stat_user_tables`` (``last_analyze``/``last_autoanalyze``, ``n_mod_since_analyze``) and
     ``pg_class.reltuples``. Anchor: pganalyze gives no number; the trigger is autoanalyze's, with the defaults
@@ -198,6 +200,8 @@ class StaleStatistics(MisestimateThresholds, PlanRule):
     scale: float = 0.1  # autovacuum_analyze_scale_factor's default
 
     def check(self, plan: Plan) -> list[Problem]:
+        if not plan.analyzed:
+            return self._never_analyzed(plan)
         found = []
         seen: set[str] = set()
         for node in self.nodes(plan):
@@ -232,6 +236,25 @@ class StaleStatistics(MisestimateThresholds, PlanRule):
                 f"ALTER TABLE {name} SET (autovacuum_analyze_scale_factor = 0.02)"
             )
             found.append(Problem(self.kind, severity, node.id, detail, fix))
+        return found
+
+    def _never_analyzed(self, plan: Plan) -> list[Problem]:
+        found = []
+        seen: set[str] = set()
+        for node in self.nodes(plan):
+            table = plan.context_for(node)
+            if table is None or table.relation in seen or table.last_analyze is not None:
+                continue
+            if table.n_mod_since_analyze <= self.base + self.scale * max(table.reltuples, 0.0):
+                continue
+            seen.add(table.relation)
+            name = plan.qualified(node) or table.relation
+            detail = (
+                f"Table {table.relation} has never been analyzed and {fmt.rows(table.n_mod_since_analyze)} changed "
+                f"since it was created: the planner has no statistics for it, and {plan.label(node)}'s estimate "
+                f"({fmt.rows(node.number('Plan Rows'))}) is a guess, as is every plan choice that follows from it."
+            )
+            found.append(Problem(self.kind, "warning", node.id, detail, f"ANALYZE {name}"))
         return found
 
 
