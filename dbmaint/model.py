@@ -93,18 +93,20 @@ class JobReport:
     def finish(self) -> JobReport:
         if self.status == "running":
             statuses = {a.status for a in self.actions if not a.decided}
+            # A dry run's "planned" stands for the "done" the real run would record: its status is the same.
+            worked = bool(statuses & {"done", "planned"})
             if "interrupted" in statuses:
                 self.status = "interrupted"
                 detail = next(a.detail for a in self.actions if a.status == "interrupted")
                 self.reason = self.reason or detail or "dbmaint was stopped while this run was going"
             elif "failed" in statuses:
-                self.status = "partial" if "done" in statuses else "failed"
-            elif "skipped" in statuses and "done" not in statuses and self._all_refused():
+                self.status = "partial" if worked else "failed"
+            elif "skipped" in statuses and not worked and self._all_refused():
                 # Nothing maintained, and not for a passing reason (a lock, the window): a failure to fix.
                 self.status = "failed"
                 self.reason = self.reason or NO_PRIVILEGE
             elif "skipped" in statuses:
-                self.status = "partial" if "done" in statuses else "skipped"
+                self.status = "partial" if worked else "skipped"
             else:
                 self.status = "ok"
             if self.status == "skipped" and self.reason is None:

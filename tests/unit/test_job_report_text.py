@@ -66,3 +66,25 @@ def test_off_a_terminal_the_reports_are_plain_and_rich_is_not_loaded(monkeypatch
     report.print_job_reports([vacuum_report()])
     assert out.getvalue() == report.plain_job_report(vacuum_report())
     assert "rich" not in sys.modules
+
+
+def test_a_dry_run_gets_the_status_the_real_run_would_get() -> None:
+    """A role that may maintain some tables and not others: the real run is partial (exit 0), so is its dry
+    run; "planned" is not taken for nothing done, which made the dry run "failed" (exit 1)."""
+    from psycopg import sql
+
+    from dbmaint.model import Action, JobReport
+
+    def action(name: str, status: str, detail: str | None = None) -> Action:
+        return Action(name, sql.Composed([]), "dead rows", "vacuum", status=status, detail=detail)  # type: ignore[arg-type]
+
+    refused = "insufficient privilege: permission denied to vacuum"
+    dry = JobReport(database="app", job="vacuum")
+    dry.actions = [action("public.mine", "planned"), action("public.theirs", "skipped", refused)]
+    assert dry.finish().status == "partial"
+    real = JobReport(database="app", job="vacuum")
+    real.actions = [action("public.mine", "done"), action("public.theirs", "skipped", refused)]
+    assert real.finish().status == "partial"
+    nothing = JobReport(database="app", job="vacuum")
+    nothing.actions = [action("public.theirs", "skipped", refused)]
+    assert nothing.finish().status == "failed"
