@@ -97,6 +97,9 @@ def why_not_rebuildable(index: IndexStats) -> str | None:
         return "exclusion-constraint index: REINDEX CONCURRENTLY does not support it"
     if not index.is_valid:
         return "invalid index: rebuilding it would not make it valid for the constraint it was meant for"
+    if not index.can_maintain:
+        # Not a rebuild: it would fail, and take one of reindex.max_per_run's places from one that would not.
+        return "insufficient privilege: REINDEX needs the owner of its table (or a role that inherits it)"
     return None
 
 
@@ -132,7 +135,9 @@ def decide(
             )
             if index.is_catalog:
                 continue  # nothing could be done about it anyway
-            decisions.append(IndexDecision(index, None, "bloat unknown", what))
+            # A role that may not rebuild it often may not read its table's statistics either: the privilege
+            # is what stands in the way.
+            decisions.append(IndexDecision(index, None, "bloat unknown", why_not_rebuildable(index) or what))
             continue
         if bloat.ratio < config.min_bloat_ratio:
             continue

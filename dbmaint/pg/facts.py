@@ -101,6 +101,7 @@ class IndexStats(NamedTuple):
     data_width: float
     max_null_frac: float
     tablespace_oid: int
+    can_maintain: bool = True  # this role may REINDEX it (owns it, or inherits from its owner)
 
     @property
     def qualified_name(self) -> str:

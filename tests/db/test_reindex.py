@@ -212,3 +212,30 @@ def test_a_retry_that_succeeds_still_drops_the_first_attempts_leftover(
     assert [a["status"] for a in attempted] == ["done"]
     assert [a["status"] for a in document["actions"] if a["kind"] == "drop_invalid"] == ["done"]
     assert not any("_ccnew" in name for name in index_names(database))
+
+
+def test_a_role_owning_some_tables_rebuilds_its_own_and_skips_the_others_outside_max_per_run(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    """items (the most bloated) belongs to the superuser; the role owns only mine. With max_per_run = 1 the
+    rebuild is mine's: items' indexes are skipped for privilege, not planned to fail."""
+    make_bloated_index(database)
+    role = f"{database.name}_owner"
+    database.execute(
+        f"CREATE ROLE {role} LOGIN",
+        "CREATE TABLE mine (id int PRIMARY KEY, sku text NOT NULL)",
+        "INSERT INTO mine SELECT g, 'sku-' || g FROM generate_series(1, 100000) g",
+        "DELETE FROM mine WHERE id % 10 <> 0",
+        "VACUUM ANALYZE mine",
+        f"ALTER TABLE mine OWNER TO {role}",
+    )
+    try:
+        config = write_config(SMALL_THRESHOLDS + "max_per_run = 1\n")
+        dsn = database.cluster.dsn(database.name, user=role)
+        document = json_output(dbmaint("reindex", "--dry-run", "--config", config, "--dsn", dsn, "--format", "json"), 0)
+        planned = [a["object"] for a in document["actions"] if a["status"] == "planned"]
+        assert planned == ["public.mine_pkey"]
+        skipped = {a["object"]: a["detail"] or "" for a in document["actions"] if a["status"] == "skipped"}
+        assert skipped["public.items_sku"].startswith("insufficient privilege"), skipped
+    finally:
+        database.execute("DROP TABLE mine", f"DROP ROLE {role}")

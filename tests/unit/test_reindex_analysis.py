@@ -110,6 +110,16 @@ def test_at_most_max_per_run_the_most_bloat_first() -> None:
     assert all("max_per_run" in (d.blocker or "") for d in decisions if not d.rebuild)
 
 
+def test_indexes_this_role_may_not_rebuild_take_no_place_under_max_per_run() -> None:
+    """A role owning some tables: the most bloated indexes of tables it does not own would fail, and filled
+    max_per_run every run, so that its own bloated indexes were never rebuilt."""
+    theirs = [BLOATED._replace(index_oid=i, name=f"theirs{i}", relpages=9000 + i, can_maintain=False) for i in range(3)]
+    mine = [BLOATED._replace(index_oid=10 + i, name=f"mine{i}", relpages=5000 + i) for i in range(2)]
+    decisions = decide([*theirs, *mine], CONFIG._replace(max_per_run=2))
+    assert sorted(d.index.name for d in decisions if d.rebuild) == ["mine0", "mine1"]
+    assert all((d.blocker or "").startswith("insufficient privilege") for d in decisions if not d.rebuild)
+
+
 def test_leftovers_only_concurrent_build_leftovers_with_no_build_running() -> None:
     base = InvalidIndex(
         index_oid=1, schema="public", name="t_code_ccnew", table_name="t", table_oid=2, size_bytes=8192,

@@ -23,7 +23,9 @@ SELECT ci.oid::bigint AS index_oid,
        (CASE WHEN ci.reltablespace = 0
              THEN (SELECT d.dattablespace FROM pg_catalog.pg_database AS d
                     WHERE d.datname = pg_catalog.current_database())
-             ELSE ci.reltablespace END)::bigint AS tablespace_oid
+             ELSE ci.reltablespace END)::bigint AS tablespace_oid,
+       -- REINDEX INDEX needs the index's owner (the table's), or a role that inherits it.
+       pg_catalog.pg_has_role(ci.relowner, 'USAGE') AS can_maintain
   FROM pg_catalog.pg_index AS i
   JOIN pg_catalog.pg_class AS ci ON ci.oid = i.indexrelid
   JOIN pg_catalog.pg_class AS t ON t.oid = i.indrelid
