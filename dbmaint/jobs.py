@@ -292,6 +292,11 @@ def reindex(
             if not decision.rebuild:
                 action.status, action.detail, action.decided = "skipped", decision.blocker, True
             report.actions.append(action)
+        waiting_for = _old_transaction(conn, config)
+        if waiting_for is not None:  # said in a dry run too: it is what the real run would do now
+            for action in report.actions:
+                if action.kind == "reindex" and action.status == "planned":
+                    action.status, action.detail = "skipped", waiting_for
         if dry_run:
             return report
         planned = _record_skips(history, report)
@@ -311,6 +316,24 @@ def reindex(
         report.actions.extend(cleanup)
         executor.run(conn, cleanup)
     return report
+
+
+# A transaction open this long will likely outlast lock_timeout too (an idle-in-transaction session, a report).
+OLD_TRANSACTION_S = 60.0
+
+
+def _old_transaction(conn: Connection, config: Config) -> str | None:
+    """Why no REINDEX CONCURRENTLY can finish now, or None. Each one waits, after building its new index, for
+    the transactions of this database older than it to end; one open for minutes outlasts lock_timeout, and
+    every rebuild (and retry) would build its index in full, then throw it away."""
+    threshold = max(OLD_TRANSACTION_S, config.safety.lock_timeout)
+    for holder in collect.xmin_holders(conn):
+        if holder.kind == "session" and holder.held_s is not None and holder.held_s >= threshold:
+            return (
+                f"REINDEX CONCURRENTLY would wait for {holder.describe()}, a transaction open for "
+                f"{holder.held_s:,.0f} s, longer than lock_timeout: left for the next run"
+            )
+    return None
 
 
 def _drop_action(index: facts.InvalidIndex) -> Action:

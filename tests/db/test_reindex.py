@@ -239,3 +239,32 @@ def test_a_role_owning_some_tables_rebuilds_its_own_and_skips_the_others_outside
         assert skipped["public.items_sku"].startswith("insufficient privilege"), skipped
     finally:
         database.execute("DROP TABLE mine", f"DROP ROLE {role}")
+
+
+def test_an_old_transaction_anywhere_in_the_database_skips_the_rebuilds_before_any_is_built(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REINDEX CONCURRENTLY waits, after building its new index, for every older snapshot of the database: a
+    report's transaction on another table made each rebuild (and retry) build in full, then give up."""
+    from dbmaint import jobs
+
+    make_bloated_index(database)
+    database.execute("CREATE TABLE other (id int)")
+    monkeypatch.setattr(jobs, "OLD_TRANSACTION_S", 1.0)
+    holder = LockHolder(database.dsn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SELECT count(*) FROM other")
+    try:
+        old = "SELECT count(*) FROM pg_stat_activity WHERE now() - xact_start > '1.5s' AND backend_xmin IS NOT NULL"
+        wait_for(lambda: database.value(old) >= 1, timeout=10)
+        config = write_config(SMALL_THRESHOLDS + '[safety]\nlock_timeout = "1s"\n')
+        dry = json_output(
+            dbmaint("reindex", "--dry-run", "--config", config, "--dsn", database.dsn, "--format", "json"), 0
+        )
+        document = json_output(dbmaint("reindex", "--config", config, "--dsn", database.dsn, "--format", "json"), 0)
+        for report in (dry, document):
+            rebuilds = [a for a in report["actions"] if a["kind"] == "reindex"]
+            assert rebuilds and all(a["status"] == "skipped" for a in rebuilds), rebuilds
+            assert f"would wait for session pid {holder.pid} " in rebuilds[0]["detail"]
+        assert holder.still_alive()  # left alone
+        assert not any(name.endswith("_ccnew") for name in index_names(database))  # nothing built to throw away
+    finally:
+        holder.release()
