@@ -111,20 +111,30 @@ def slow(found: Sequence[Delta], threshold_ms: float, limit: int) -> list[Delta]
     return sorted(over, key=lambda d: d.total_ms, reverse=True)[:limit]
 
 
+# The statements of an application's workload: a query or DML. Others (VACUUM, CREATE INDEX, PREPARE,
+# EXPLAIN, COPY) are not the application's slow statements even when they are slow.
+_WORKLOAD_STATEMENTS = ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
+
+
 def application_statement(query: str) -> bool:
-    """A statement of the application's workload: not a utility statement (VACUUM, PREPARE, EXPLAIN ...),
-    and reading at least one table outside the system catalogs. dbmaint's own queries read only
-    pg_catalog (every catalog name it uses is qualified), so they are left out here too."""
+    """A statement of the application's workload: one query or DML statement (not SELECT INTO), reading at
+    least one table outside the system catalogs. dbmaint's own queries read only pg_catalog (every catalog
+    name it uses is qualified), so they are left out here too. One that explain will not run (it calls
+    pg_sleep or lo_import, say) is still the application's: it is captured, and its note says why no plan."""
     from pglast import ast, parse_sql
     from pglast.parser import ParseError
 
     from dbmaint.explain import safety
 
     try:
-        if safety.classify(query).kind == "refused":
+        parsed = parse_sql(query)
+        if len(parsed) != 1:
             return False
-        tables = [n for n in safety.walk(parse_sql(query)) if isinstance(n, ast.RangeVar)]
-    except (safety.SyntaxProblem, ParseError, RecursionError):
+        node = parsed[0].stmt
+        if type(node).__name__ not in _WORKLOAD_STATEMENTS or getattr(node, "intoClause", None) is not None:
+            return False
+        tables = [n for n in safety.walk(node) if isinstance(n, ast.RangeVar)]
+    except (ParseError, RecursionError):
         return False
     system = ("pg_catalog", "information_schema")
     return any(t.schemaname not in system and not str(t.relname).startswith("pg_") for t in tables)

@@ -175,3 +175,20 @@ def test_a_reset_between_passes_counts_from_zero(
     assert second["status"] == "ok"
     (again,) = second["captured"]
     assert again["queryid"] == first["queryid"] and again["calls"] == 2
+
+
+def test_a_slow_statement_explain_will_not_run_is_captured_with_the_reason_for_no_plan(
+    database: Database, dbmaint: Invoke, write_config: Callable[[str], str]
+) -> None:
+    """pg_sleep in the application's own SELECT: explain refuses to run it, but it is the heaviest statement of
+    the workload; it was dropped from the capture without a word."""
+    database.execute(*SCHEMA)
+    config = write_config('[capture]\nmin_mean_time = "50ms"\n')
+    with database.connect() as conn:
+        for i in range(2):
+            conn.execute("SELECT pg_sleep(%s), note FROM orders WHERE id = %s", (0.1, i + 1))
+        conn.execute("VACUUM orders")  # slow or not, never the application's
+    document = capture(dbmaint, database, config)
+    (slow,) = document["captured"]
+    assert slow["query"].startswith("SELECT pg_sleep($1), note FROM orders") and slow["calls"] == 2
+    assert slow["plan"] is None and "pg_sleep" in (slow["note"] or ""), slow
