@@ -109,7 +109,8 @@ class WhatIf:
         costs = self._cached_only_costs if cached_only else self._costs
         by_set: dict[frozenset[Candidate], dict[str, Plannable]] = {}
         for statement, indexes in requests:
-            if (statement.key, indexes) not in costs:
+            # One given up waits no more: a batch holding it would wait out the timeout again.
+            if (statement.key, indexes) not in costs and statement.key not in self._given_up:
                 by_set.setdefault(indexes, {})[statement.key] = statement
         if not by_set:
             return
@@ -172,7 +173,9 @@ class WhatIf:
         except psycopg.Error as exc:
             log.debug("what-if planning on one connection: a second one failed: %s", db.first_line(str(exc)))
             return None
-        return WhatIf(conn, self.hypopg, statement_timeout=self._statement_timeout)
+        helper = WhatIf(conn, self.hypopg, statement_timeout=self._statement_timeout)
+        helper._given_up = self._given_up  # a statement either session gave up on waits in neither again
+        return helper
 
     def _plan_batch(
         self,

@@ -210,6 +210,16 @@ def test_a_statement_on_a_locked_table_waits_once_not_once_a_plan(database: Data
                 with pytest.raises(PlanError, match="locked by another session"):
                     whatif.cost(STATEMENT, indexes)
             assert whatif.plans == attempted  # given up: nothing sent again
+            batches: list[int] = []
+            planned_batch = whatif._plan_batch
+
+            def counted(batch: Any, costs: Any) -> None:
+                batches.append(len(batch))
+                planned_batch(batch, costs)
+
+            whatif._plan_batch = counted  # type: ignore[method-assign]
+            whatif.plan_many((STATEMENT, indexes) for indexes in SETS)  # asked ahead again, as greedy does
+            assert batches == []  # not batched again to wait out the timeout once more
             assert holder.still_alive()  # and the session holding the lock was left alone
     finally:
         holder.release()
