@@ -78,7 +78,7 @@ def guarded(
         elif isinstance(exc, psycopg.OperationalError | DatabaseError):
             # Connection lost, or a catalog query failed (privilege, lock_timeout): this database's run
             # fails with the reason and the next database still gets its turn.
-            lost = isinstance(exc, psycopg.OperationalError) and db.connection_lost(exc)
+            lost = db.connection_lost(exc)
             _end_early(report, history, "failed", f"connection lost: {db.first_line(str(exc))}" if lost else str(exc))
         else:
             reason = str(exc) if isinstance(exc, DbmaintError) else f"unexpected {type(exc).__name__}: {exc}"

@@ -276,7 +276,7 @@ def _run(
             "it was rolled back"
         ) from None
     except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError) and db.connection_lost(exc, conn):
+        if db.connection_lost(exc, conn):
             raise
         # Class 42 (syntax error, undefined table or column, insufficient privilege): the statement is at fault.
         if (exc.sqlstate or "").startswith("42"):

@@ -149,10 +149,12 @@ def _parse_problem(exc: psycopg.Error) -> str:
 _SESSION_ENDED = ("57P01", "57P02", "57P03")
 
 
-def connection_lost(exc: psycopg.Error, conn: psycopg.Connection[Any] | None = None) -> bool:
+def connection_lost(exc: BaseException, conn: psycopg.Connection[Any] | None = None) -> bool:
     """Whether ``exc`` means the session is gone, not only this statement refused. psycopg's OperationalError
     also stands for statement-level states: 55000 (pg_stat_statements not preloaded, say), 55P03 (a lock
     not available), 57014 (a statement timeout), 53xxx (out of memory or disk)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
     if conn is not None and (conn.closed or conn.broken):
         return True
     state = exc.sqlstate
@@ -313,7 +315,7 @@ def fetch(
             f"insufficient privilege to read {name.replace('_', ' ')}: {first_line(str(exc))}"
         ) from None
     except psycopg.Error as exc:
-        if isinstance(exc, psycopg.OperationalError) and connection_lost(exc, conn):
+        if connection_lost(exc, conn):
             raise  # the connection is gone: the job's caller handles that
         raise DatabaseError(f"could not read {name.replace('_', ' ')}: {first_line(str(exc))}") from None
 
