@@ -292,11 +292,11 @@ def reindex(
             if not decision.rebuild:
                 action.status, action.detail, action.decided = "skipped", decision.blocker, True
             report.actions.append(action)
-        waiting_for = _old_transaction(conn, config)
-        if waiting_for is not None:  # said in a dry run too: it is what the real run would do now
-            for action in report.actions:
-                if action.kind == "reindex" and action.status == "planned":
-                    action.status, action.detail = "skipped", waiting_for
+        rebuilds = [a for a in report.actions if a.kind == "reindex" and a.status == "planned"]
+        waiting_for = _old_transaction(conn, config) if rebuilds else None
+        if waiting_for is not None:  # a dry run says it too: it is what the real run would do now
+            for action in rebuilds:
+                action.status, action.detail = "skipped", waiting_for
         if dry_run:
             return report
         planned = _record_skips(history, report)

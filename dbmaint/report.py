@@ -133,7 +133,7 @@ def print_history(records: Sequence[RunRecord]) -> None:
     servers: dict[str, set[str]] = {}
     for r in records:
         servers.setdefault(r.database, set()).add(r.server or "")
-    rows = []
+    rows: list[list[Any]] = []
     for r in records:
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         rows.append(
@@ -141,8 +141,9 @@ def print_history(records: Sequence[RunRecord]) -> None:
                 str(r.id),
                 r.started_at.strftime("%Y-%m-%d %H:%M"),
                 r.job,
-                r.database + (f" @{(r.server or '?')[-6:]}" if len(servers[r.database]) > 1 else ""),
-                r.status,
+                # Text, not str: names and reasons are never read as rich markup
+                Text(r.database + (f" @{(r.server or '?')[-6:]}" if len(servers[r.database]) > 1 else "")),
+                Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
                 f"{r.done}/{r.skipped}/{r.failed}"
                 + (f" +{r.interrupted} interrupted" if r.interrupted else "")
                 + (f" +{r.proposed} proposed" if r.proposed else ""),
@@ -159,10 +160,7 @@ def print_history(records: Sequence[RunRecord]) -> None:
     used = sum(max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)) + 3 * len(headers)
     table.add_column("reason", overflow="ellipsis", no_wrap=True, min_width=12, max_width=max(12, out.width - used))
     for row, r in zip(rows, records, strict=True):
-        cells: list[Any] = [*row, Text(r.reason or "")]
-        cells[3] = Text(row[3])  # Text, not str: names and reasons are never read as rich markup
-        cells[4] = Text(row[4], style=_STATUS_STYLE.get(r.status, ""))
-        table.add_row(*cells)
+        table.add_row(*row, Text(r.reason or ""))
     out.print(table)
 
 
