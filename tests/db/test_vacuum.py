@@ -245,3 +245,25 @@ def test_history_records_the_run(database: Database, dbmaint: Invoke) -> None:
     assert run["actions"]["done"] >= 1
     text = dbmaint("history").stdout
     assert "vacuum" in text and database.name in text
+
+
+def test_a_dry_run_as_a_role_owning_some_tables_says_what_the_real_run_does(
+    database: Database, dbmaint: Invoke
+) -> None:
+    """app_user owns one dirty table, not the other: the real pass is partial (exit 0), and so is its dry
+    run, with the statement it would send; it said "failed" with none (exit 1)."""
+    make_clean_and_dirty(database)
+    database.execute(
+        "CREATE TABLE mine (id int, v text)",
+        "INSERT INTO mine SELECT g, 'x' FROM generate_series(1, 2000) g",
+        "VACUUM ANALYZE mine",
+        "UPDATE mine SET v = 'y' WHERE id % 2 = 0",
+        "ALTER TABLE mine OWNER TO app_user",
+    )
+    dsn = database.dsn.replace("user=postgres", "user=app_user")
+    dry = json_output(dbmaint("vacuum", "--dry-run", "--dsn", dsn, "--format", "json"), exit_code=0)
+    real = json_output(dbmaint("vacuum", "--dsn", dsn, "--format", "json"), exit_code=0)
+    for document, acted in ((dry, "planned"), (real, "done")):
+        assert document["status"] == "partial", document
+        by_table = {a["object"]: a["status"] for a in user_actions(document)}
+        assert by_table == {"public.mine": acted, "public.dirty": "skipped"}, by_table
